@@ -1,0 +1,418 @@
+//! Types shared by netdrop's eBPF programs and its user-space side.
+//!
+//! Everything here is `#[repr(C)]`, `Copy`, has explicit padding and no `bool`, so the
+//! kernel and user space agree on every byte. Program, map and global names are constants
+//! used by both sides.
+#![no_std]
+
+/// Names of the eBPF programs in the object file.
+pub mod program {
+    /// `tp_btf/kfree_skb` on 6.11+: `(skb, location, reason, rx_sk)`.
+    pub const BTF_4ARG: &str = "drop_btf_4arg";
+    /// `tp_btf/kfree_skb` on 5.17 to 6.10: `(skb, location, reason)`.
+    pub const BTF_3ARG: &str = "drop_btf_3arg";
+    /// `tp_btf/kfree_skb` up to 5.16: `(skb, location)`, no drop reason.
+    pub const BTF_2ARG: &str = "drop_btf_2arg";
+    /// Classic `skb:kfree_skb` tracepoint; field offsets come from its format file.
+    pub const TRACEPOINT: &str = "drop_tp";
+}
+
+/// Names of the maps in the object file.
+pub mod map {
+    /// Ring buffer of [`crate::DropEvent`] records.
+    pub const EVENTS: &str = "EVENTS";
+    /// Per-CPU array of `u64` counters indexed by [`crate::stat`].
+    pub const STATS: &str = "STATS";
+    /// Per-CPU hash: reason code (`u32`) -> drops.
+    pub const BY_REASON: &str = "BY_REASON";
+    /// Per-CPU hash: [`crate::LocationKey`] -> drops.
+    pub const BY_LOCATION: &str = "BY_LOCATION";
+    /// Per-CPU hash: [`crate::DeviceKey`] -> drops.
+    pub const BY_DEVICE: &str = "BY_DEVICE";
+    /// Per-CPU hash: [`crate::FlowKey`] -> drops, bounded.
+    pub const BY_FLOW: &str = "BY_FLOW";
+    /// Kernel stack traces referenced by [`crate::DropEvent::stack_id`].
+    pub const STACKS: &str = "STACKS";
+    /// Hash: reason code (`u32`) -> 1, used by [`crate::Filter::reason_mode`].
+    pub const REASON_FILTER: &str = "REASON_FILTER";
+}
+
+/// Names of the read-only globals that user space sets at load time.
+pub mod global {
+    /// [`crate::KernelOffsets`].
+    pub const OFFSETS: &str = "OFFSETS";
+    /// [`crate::TracepointLayout`].
+    pub const TP_LAYOUT: &str = "TP_LAYOUT";
+    /// [`crate::Filter`].
+    pub const FILTER: &str = "FILTER";
+    /// [`crate::Config`].
+    pub const CONFIG: &str = "CONFIG";
+}
+
+/// Indices into the [`map::STATS`] per-CPU array.
+pub mod stat {
+    /// Every drop the hook saw, before filtering.
+    pub const SEEN: u32 = 0;
+    /// Drops that passed the filters.
+    pub const MATCHED: u32 = 1;
+    /// Events that could not be written because the ring buffer was full.
+    pub const LOST: u32 = 2;
+    /// Matched drops whose (reason, location) pair did not fit in [`super::map::BY_LOCATION`].
+    pub const LOCATION_UNTRACKED: u32 = 3;
+    /// Matched drops whose device key did not fit in [`super::map::BY_DEVICE`].
+    pub const DEVICE_UNTRACKED: u32 = 4;
+    /// Matched drops whose flow did not fit in [`super::map::BY_FLOW`].
+    pub const FLOW_UNTRACKED: u32 = 5;
+    /// Matched drops whose reason did not fit in [`super::map::BY_REASON`].
+    pub const REASON_UNTRACKED: u32 = 6;
+    /// Stack traces that could not be captured.
+    pub const STACK_ERRORS: u32 = 7;
+    /// Number of counters.
+    pub const COUNT: u32 = 8;
+}
+
+/// Capacity of the per-reason map: far above the ~130 core reasons plus subsystem ones.
+pub const MAX_REASONS: u32 = 4096;
+/// Capacity of the (reason, location) map.
+pub const MAX_LOCATIONS: u32 = 16384;
+/// Capacity of the (reason, device, netns) map.
+pub const MAX_DEVICES: u32 = 4096;
+/// Default capacity of the flow map; overflow is counted in [`stat::FLOW_UNTRACKED`].
+pub const MAX_FLOWS: u32 = 8192;
+/// Capacity of the reason filter map.
+pub const MAX_REASON_FILTER: u32 = 1024;
+/// Capacity of the stack trace map.
+pub const MAX_STACKS: u32 = 16384;
+
+/// Marks an offset the running kernel does not have.
+pub const OFFSET_NONE: u32 = u32::MAX;
+/// `transport_header` / `network_header` / `mac_header` value when unset (`(u16)~0U`).
+pub const HEADER_UNSET: u16 = u16::MAX;
+
+/// Bits of [`DropEvent::flags`].
+pub mod flag {
+    /// The hook provides a drop reason (5.17+).
+    pub const HAS_REASON: u32 = 1 << 0;
+    /// `skb->dev` was set: `ifindex` and `ifname` are valid.
+    pub const HAS_DEVICE: u32 = 1 << 1;
+    /// `netns` is valid.
+    pub const HAS_NETNS: u32 = 1 << 2;
+    /// An IPv4 or IPv6 header was read: addresses are valid.
+    pub const HAS_L3: u32 = 1 << 3;
+    /// A TCP/UDP/ICMP header was read: ports or ICMP type/code are valid.
+    pub const HAS_L4: u32 = 1 << 4;
+    /// Non-first IP fragment: no transport header in this packet.
+    pub const FRAGMENT: u32 = 1 << 5;
+    /// The network namespace came from the socket, not the device.
+    pub const NETNS_FROM_SOCKET: u32 = 1 << 6;
+    /// A kernel stack was captured: `stack_id` is valid.
+    pub const HAS_STACK: u32 = 1 << 7;
+}
+
+/// Bits of [`Config::flags`].
+pub mod config {
+    /// Write a [`crate::DropEvent`] per matching drop to the ring buffer.
+    pub const EVENTS: u32 = 1 << 0;
+    /// Capture kernel stacks for events.
+    pub const STACKS: u32 = 1 << 1;
+    /// Count per reason.
+    pub const BY_REASON: u32 = 1 << 2;
+    /// Count per (reason, location).
+    pub const BY_LOCATION: u32 = 1 << 3;
+    /// Count per (reason, device, netns).
+    pub const BY_DEVICE: u32 = 1 << 4;
+    /// Count per flow.
+    pub const BY_FLOW: u32 = 1 << 5;
+    /// Parse packet headers: set when events, flows or a header filter need them.
+    pub const HEADERS: u32 = 1 << 6;
+}
+
+/// Values of [`Filter::reason_mode`].
+pub mod reason_mode {
+    /// Every reason passes.
+    pub const ALL: u32 = 0;
+    /// Only reasons present in [`super::map::REASON_FILTER`] pass.
+    pub const ONLY: u32 = 1;
+    /// Reasons present in [`super::map::REASON_FILTER`] are dropped.
+    pub const EXCEPT: u32 = 2;
+}
+
+/// One dropped packet, as written by the kernel side to [`map::EVENTS`].
+///
+/// Multi-byte packet fields (`sport`, `dport`, `l3_proto`) are in host byte order;
+/// addresses are in network byte order, IPv4 in the first four bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DropEvent {
+    /// `bpf_ktime_get_ns()`: CLOCK_MONOTONIC nanoseconds.
+    pub timestamp_ns: u64,
+    /// Kernel address that freed the packet.
+    pub location: u64,
+    /// Raw `enum skb_drop_reason` value (subsystem in the high 16 bits).
+    pub reason: u32,
+    /// CPU the drop happened on.
+    pub cpu: u32,
+    /// Thread group id of the task running at the time (often unrelated for received packets).
+    pub pid: u32,
+    /// Thread id of that task.
+    pub tid: u32,
+    /// Network namespace inode number.
+    pub netns: u32,
+    /// `skb->dev->ifindex`.
+    pub ifindex: u32,
+    /// `skb->len`.
+    pub skb_len: u32,
+    /// Id in [`map::STACKS`], valid with [`flag::HAS_STACK`].
+    pub stack_id: i32,
+    /// [`flag`] bits.
+    pub flags: u32,
+    /// `skb->protocol` as an ethertype (host order), or 0.
+    pub l3_proto: u16,
+    /// IP protocol number of the transport header.
+    pub l4_proto: u8,
+    /// TCP flags byte.
+    pub tcp_flags: u8,
+    /// Source port (TCP/UDP).
+    pub sport: u16,
+    /// Destination port (TCP/UDP).
+    pub dport: u16,
+    /// ICMP / ICMPv6 type.
+    pub icmp_type: u8,
+    /// ICMP / ICMPv6 code.
+    pub icmp_code: u8,
+    /// Explicit padding.
+    pub _pad: [u8; 2],
+    /// Source address.
+    pub saddr: [u8; 16],
+    /// Destination address.
+    pub daddr: [u8; 16],
+    /// `comm` of the running task.
+    pub comm: [u8; 16],
+    /// `skb->dev->name`.
+    pub ifname: [u8; 16],
+}
+const _: () = assert!(core::mem::size_of::<DropEvent>() == 128);
+
+/// Kernel struct member offsets, read from BTF by user space.
+///
+/// Every field is a byte offset, or [`OFFSET_NONE`] when this kernel does not have it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KernelOffsets {
+    /// `sk_buff.dev`.
+    pub skb_dev: u32,
+    /// `sk_buff.sk`.
+    pub skb_sk: u32,
+    /// `sk_buff.len`.
+    pub skb_len: u32,
+    /// `sk_buff.head`.
+    pub skb_head: u32,
+    /// `sk_buff.tail` (an offset from `head` on 64-bit kernels).
+    pub skb_tail: u32,
+    /// `sk_buff.protocol`.
+    pub skb_protocol: u32,
+    /// `sk_buff.network_header`.
+    pub skb_network_header: u32,
+    /// `sk_buff.mac_header`.
+    pub skb_mac_header: u32,
+    /// `net_device.name`.
+    pub dev_name: u32,
+    /// `net_device.ifindex`.
+    pub dev_ifindex: u32,
+    /// `net_device.nd_net.net` (absent without CONFIG_NET_NS).
+    pub dev_net: u32,
+    /// `sock.__sk_common.skc_net.net`.
+    pub sk_net: u32,
+    /// `net.ns.inum`.
+    pub net_inum: u32,
+    /// Explicit padding.
+    pub _pad: u32,
+}
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 56);
+
+impl KernelOffsets {
+    /// Offsets that make the programs read nothing but the hook arguments.
+    pub const NONE: Self = Self {
+        skb_dev: OFFSET_NONE,
+        skb_sk: OFFSET_NONE,
+        skb_len: OFFSET_NONE,
+        skb_head: OFFSET_NONE,
+        skb_tail: OFFSET_NONE,
+        skb_protocol: OFFSET_NONE,
+        skb_network_header: OFFSET_NONE,
+        skb_mac_header: OFFSET_NONE,
+        dev_name: OFFSET_NONE,
+        dev_ifindex: OFFSET_NONE,
+        dev_net: OFFSET_NONE,
+        sk_net: OFFSET_NONE,
+        net_inum: OFFSET_NONE,
+        _pad: 0,
+    };
+}
+
+/// Field offsets of the classic `skb:kfree_skb` tracepoint record, from its format file.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TracepointLayout {
+    /// `skbaddr`.
+    pub skbaddr: u32,
+    /// `location`.
+    pub location: u32,
+    /// `reason` (5.17+), or [`OFFSET_NONE`].
+    pub reason: u32,
+    /// `rx_sk` (6.11+), or [`OFFSET_NONE`].
+    pub rx_sk: u32,
+}
+const _: () = assert!(core::mem::size_of::<TracepointLayout>() == 16);
+
+impl TracepointLayout {
+    /// Placeholder used when the classic tracepoint is not the active hook.
+    pub const NONE: Self = Self {
+        skbaddr: OFFSET_NONE,
+        location: OFFSET_NONE,
+        reason: OFFSET_NONE,
+        rx_sk: OFFSET_NONE,
+    };
+}
+
+/// An address prefix to match, with a precomputed mask.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AddrMatch {
+    /// Network address (masked), IPv4 in the first four bytes.
+    pub addr: [u8; 16],
+    /// Prefix mask.
+    pub mask: [u8; 16],
+    /// 0 = no filter, 4 = IPv4, 6 = IPv6.
+    pub family: u8,
+    /// Explicit padding.
+    pub _pad: [u8; 7],
+}
+const _: () = assert!(core::mem::size_of::<AddrMatch>() == 40);
+
+/// Filters evaluated in the kernel, before any event is written or counted.
+///
+/// 8-byte aligned so the kernel side can compare addresses a word at a time.
+#[repr(C, align(8))]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Filter {
+    /// A [`reason_mode`] value.
+    pub reason_mode: u32,
+    /// Network namespace inode, or 0 for any.
+    pub netns: u32,
+    /// Either port (TCP/UDP), valid when `has_port` is 1.
+    pub port: u16,
+    /// 1 when `port` is set.
+    pub has_port: u8,
+    /// IP protocol number to match, or 0 for any.
+    pub l4_proto: u8,
+    /// Ethertype to match (host order), or 0 for any.
+    pub l3_proto: u16,
+    /// 1 when `iface` is set.
+    pub has_iface: u8,
+    /// Explicit padding.
+    pub _pad: u8,
+    /// Device name to match, NUL-padded.
+    pub iface: [u8; 16],
+    /// Source or destination address.
+    pub host: AddrMatch,
+    /// Source address.
+    pub src: AddrMatch,
+    /// Destination address.
+    pub dst: AddrMatch,
+}
+const _: () = assert!(core::mem::size_of::<Filter>() == 152);
+
+impl Filter {
+    /// True when the filter needs packet headers to decide.
+    pub const fn needs_headers(&self) -> bool {
+        self.has_port != 0
+            || self.l4_proto != 0
+            || self.host.family != 0
+            || self.src.family != 0
+            || self.dst.family != 0
+    }
+}
+
+/// Run-time switches for the programs.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Config {
+    /// [`config`] bits.
+    pub flags: u32,
+    /// Explicit padding.
+    pub _pad: u32,
+}
+const _: () = assert!(core::mem::size_of::<Config>() == 8);
+
+/// Key of [`map::BY_LOCATION`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LocationKey {
+    /// Drop reason.
+    pub reason: u32,
+    /// Explicit padding.
+    pub _pad: u32,
+    /// Kernel address that freed the packet.
+    pub location: u64,
+}
+const _: () = assert!(core::mem::size_of::<LocationKey>() == 16);
+
+/// Key of [`map::BY_DEVICE`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DeviceKey {
+    /// Drop reason.
+    pub reason: u32,
+    /// Network namespace inode (0 when unknown).
+    pub netns: u32,
+    /// Interface index (0 when the packet had no device).
+    pub ifindex: u32,
+    /// Explicit padding.
+    pub _pad: u32,
+    /// Interface name.
+    pub ifname: [u8; 16],
+}
+const _: () = assert!(core::mem::size_of::<DeviceKey>() == 32);
+
+/// Key of [`map::BY_FLOW`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FlowKey {
+    /// Drop reason.
+    pub reason: u32,
+    /// Network namespace inode.
+    pub netns: u32,
+    /// Ethertype (host order).
+    pub l3_proto: u16,
+    /// IP protocol number.
+    pub l4_proto: u8,
+    /// Explicit padding.
+    pub _pad: u8,
+    /// Source port, or ICMP type.
+    pub sport: u16,
+    /// Destination port, or ICMP code.
+    pub dport: u16,
+    /// Source address.
+    pub saddr: [u8; 16],
+    /// Destination address.
+    pub daddr: [u8; 16],
+}
+const _: () = assert!(core::mem::size_of::<FlowKey>() == 48);
+
+#[cfg(feature = "user")]
+mod pod {
+    use super::*;
+
+    // SAFETY: all these types are `#[repr(C)]`, `Copy`, made only of integers and byte
+    // arrays, with every padding byte spelled out as a field.
+    unsafe impl aya::Pod for DropEvent {}
+    unsafe impl aya::Pod for KernelOffsets {}
+    unsafe impl aya::Pod for TracepointLayout {}
+    unsafe impl aya::Pod for AddrMatch {}
+    unsafe impl aya::Pod for Filter {}
+    unsafe impl aya::Pod for Config {}
+    unsafe impl aya::Pod for LocationKey {}
+    unsafe impl aya::Pod for DeviceKey {}
+    unsafe impl aya::Pod for FlowKey {}
+}

@@ -1,0 +1,85 @@
+//! netdrop's kernel side: programs on the packet-drop paths, writing one record per drop to a
+//! ring buffer and exact counts to per-CPU maps.
+//!
+//! Struct offsets, tracepoint field offsets, filters and switches are read-only globals that
+//! user space fills in at load time from the running kernel's BTF and tracefs, so the same
+//! object works on every kernel version (aya has no CO-RE for Rust programs).
+#![no_std]
+#![no_main]
+
+mod count;
+mod filter;
+mod kread;
+mod maps;
+mod packet;
+mod skb;
+
+use netdrop_common::{Config, Filter, KernelOffsets, TracepointLayout};
+
+/// Struct member offsets of this kernel.
+#[unsafe(no_mangle)]
+static OFFSETS: KernelOffsets = KernelOffsets::NONE;
+
+/// Field offsets of the classic tracepoint record.
+#[unsafe(no_mangle)]
+static TP_LAYOUT: TracepointLayout = TracepointLayout::NONE;
+
+/// In-kernel filters.
+#[unsafe(no_mangle)]
+static FILTER: Filter = Filter {
+    reason_mode: 0,
+    netns: 0,
+    port: 0,
+    has_port: 0,
+    l4_proto: 0,
+    l3_proto: 0,
+    has_iface: 0,
+    _pad: 0,
+    iface: [0; 16],
+    host: netdrop_common::AddrMatch {
+        addr: [0; 16],
+        mask: [0; 16],
+        family: 0,
+        _pad: [0; 7],
+    },
+    src: netdrop_common::AddrMatch {
+        addr: [0; 16],
+        mask: [0; 16],
+        family: 0,
+        _pad: [0; 7],
+    },
+    dst: netdrop_common::AddrMatch {
+        addr: [0; 16],
+        mask: [0; 16],
+        family: 0,
+        _pad: [0; 7],
+    },
+};
+
+/// Which outputs are enabled.
+#[unsafe(no_mangle)]
+static CONFIG: Config = Config { flags: 0, _pad: 0 };
+
+/// Reads a field of one of the globals above.
+///
+/// The volatile read keeps the compiler from folding the compile-time default into the
+/// code; the verifier then sees the value user space wrote (the section is frozen) and
+/// prunes the branches it disables.
+macro_rules! global {
+    ($($field:tt)+) => {
+        // SAFETY: the globals are plain integers in a read-only section.
+        unsafe { core::ptr::read_volatile(&raw const $($field)+) }
+    };
+}
+pub(crate) use global;
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+/// bpf_probe_read_kernel and the tracing helpers are GPL-only.
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

@@ -1,0 +1,255 @@
+//! `skb:kfree_skb`: every packet the kernel frees as dropped.
+//!
+//! The tracepoint exists since Linux 2.6.3x; its `reason` argument since 5.17 and `rx_sk`
+//! since 6.11. The BTF raw tracepoint (`tp_btf`, 5.5+) is used when the kernel allows it:
+//! typed arguments and no per-event record copy. Elsewhere the classic tracepoint is used,
+//! with field offsets from its format file. Which entry point user space loads depends on
+//! the argument count in the kernel's `btf_trace_kfree_skb` prototype.
+
+use aya_ebpf::{
+    EbpfContext,
+    helpers::{
+        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_ktime_get_ns,
+    },
+    macros::{btf_tracepoint, tracepoint},
+    programs::{BtfTracePointContext, TracePointContext, tracing::StackIdContext},
+};
+use aya_log_ebpf::debug;
+use netdrop_common::{DeviceKey, DropEvent, FlowKey, LocationKey, OFFSET_NONE, config, flag, stat};
+
+use crate::{
+    CONFIG, OFFSETS, TP_LAYOUT, count, filter, global,
+    kread::{self, ReadError},
+    maps::{BY_DEVICE, BY_FLOW, BY_LOCATION, BY_REASON, EVENTS, SCRATCH, STACKS},
+    packet,
+};
+
+/// The hook's arguments, whichever way they were obtained.
+struct DropArgs {
+    skb: *const u8,
+    location: u64,
+    reason: Option<u32>,
+    rx_sk: *const u8,
+}
+
+/// `tp_btf/kfree_skb(skb, location, reason, rx_sk)`: Linux 6.11+.
+#[btf_tracepoint(function = "kfree_skb")]
+pub fn drop_btf_4arg(ctx: BtfTracePointContext) -> i32 {
+    let drop = DropArgs {
+        skb: ctx.arg(0),
+        location: ctx.arg(1),
+        reason: Some(ctx.arg(2)),
+        rx_sk: ctx.arg(3),
+    };
+    run(&ctx, drop)
+}
+
+/// `tp_btf/kfree_skb(skb, location, reason)`: Linux 5.17 to 6.10.
+#[btf_tracepoint(function = "kfree_skb")]
+pub fn drop_btf_3arg(ctx: BtfTracePointContext) -> i32 {
+    let drop = DropArgs {
+        skb: ctx.arg(0),
+        location: ctx.arg(1),
+        reason: Some(ctx.arg(2)),
+        rx_sk: core::ptr::null(),
+    };
+    run(&ctx, drop)
+}
+
+/// `tp_btf/kfree_skb(skb, location)`: Linux 5.5 to 5.16, no drop reasons.
+#[btf_tracepoint(function = "kfree_skb")]
+pub fn drop_btf_2arg(ctx: BtfTracePointContext) -> i32 {
+    let drop = DropArgs {
+        skb: ctx.arg(0),
+        location: ctx.arg(1),
+        reason: None,
+        rx_sk: core::ptr::null(),
+    };
+    run(&ctx, drop)
+}
+
+/// Classic `skb:kfree_skb` tracepoint, any layout: offsets come from [`TP_LAYOUT`].
+#[tracepoint(category = "skb", name = "kfree_skb")]
+pub fn drop_tp(ctx: TracePointContext) -> u32 {
+    let field = |off: u32| -> Result<u64, i32> {
+        if off == OFFSET_NONE {
+            return Ok(0);
+        }
+        // SAFETY: the offset comes from this kernel's format file for this tracepoint.
+        unsafe { ctx.read_at::<u64>(off as usize) }
+    };
+    let reason_off = global!(TP_LAYOUT.reason);
+    let reason = if reason_off == OFFSET_NONE {
+        None
+    } else {
+        // SAFETY: as above; `reason` is a 4-byte enum.
+        unsafe { ctx.read_at::<u32>(reason_off as usize) }.ok()
+    };
+    let (Ok(skb), Ok(location), Ok(rx_sk)) = (
+        field(global!(TP_LAYOUT.skbaddr)),
+        field(global!(TP_LAYOUT.location)),
+        field(global!(TP_LAYOUT.rx_sk)),
+    ) else {
+        debug!(&ctx, "netdrop: kfree_skb tracepoint record unreadable");
+        return 0;
+    };
+    let drop = DropArgs {
+        skb: skb as *const u8,
+        location,
+        reason,
+        rx_sk: rx_sk as *const u8,
+    };
+    run(&ctx, drop) as u32
+}
+
+#[inline(always)]
+fn run<C: EbpfContext + StackIdContext>(ctx: &C, drop: DropArgs) -> i32 {
+    if let Err(ReadError::Fault(e)) = try_handle(ctx, drop) {
+        debug!(ctx, "netdrop: kernel read failed: {}", e);
+    }
+    0
+}
+
+#[inline(always)]
+fn try_handle<C: EbpfContext + StackIdContext>(ctx: &C, drop: DropArgs) -> Result<(), ReadError> {
+    count::stat(stat::SEEN);
+    let reason = drop.reason.unwrap_or(0);
+    if !filter::reason(reason) {
+        return Ok(());
+    }
+    let Some(ev) = SCRATCH.get_ptr_mut(0) else {
+        return Ok(());
+    };
+    // SAFETY: this CPU's slot of a per-CPU map; tracing programs do not nest on one CPU
+    // for this hook.
+    let ev = unsafe {
+        core::ptr::write_bytes(ev, 0, 1);
+        &mut *ev
+    };
+    ev.reason = reason;
+    ev.location = drop.location;
+    device(drop.skb, drop.rx_sk, ev);
+    let has_dev = ev.flags & flag::HAS_DEVICE != 0;
+    let has_netns = ev.flags & flag::HAS_NETNS != 0;
+    if !filter::iface(has_dev.then_some(&ev.ifname))
+        || !filter::netns(has_netns.then_some(ev.netns))
+    {
+        return Ok(());
+    }
+    let cfg = global!(CONFIG.flags);
+    if cfg & config::HEADERS != 0 {
+        packet::parse(drop.skb, ev);
+        if !filter::packet(ev) {
+            return Ok(());
+        }
+    }
+    count::stat(stat::MATCHED);
+    aggregate(cfg, ev);
+
+    if cfg & config::EVENTS == 0 {
+        return Ok(());
+    }
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if drop.reason.is_some() {
+        ev.flags |= flag::HAS_REASON;
+    }
+    ev.stack_id = -1;
+    if cfg & config::STACKS != 0 {
+        match ctx.get_stackid(&STACKS, 0) {
+            Ok(id) => {
+                ev.stack_id = id as i32;
+                ev.flags |= flag::HAS_STACK;
+            }
+            Err(_) => count::stat(stat::STACK_ERRORS),
+        }
+    }
+    // SAFETY: plain helper calls.
+    unsafe {
+        ev.timestamp_ns = bpf_ktime_get_ns();
+        ev.cpu = bpf_get_smp_processor_id();
+    }
+    ev.pid = (pid_tgid >> 32) as u32;
+    ev.tid = pid_tgid as u32;
+    ev.skb_len = kread::at(drop.skb, global!(OFFSETS.skb_len)).unwrap_or(0);
+    ev.comm = bpf_get_current_comm().unwrap_or([0; 16]);
+    if EVENTS.output::<DropEvent>(&*ev, 0).is_err() {
+        count::stat(stat::LOST);
+    }
+    Ok(())
+}
+
+/// Adds the drop to the enabled per-CPU histograms.
+#[inline(always)]
+fn aggregate(cfg: u32, ev: &DropEvent) {
+    if cfg & config::BY_REASON != 0 && !count::bump(&BY_REASON, &ev.reason) {
+        count::stat(stat::REASON_UNTRACKED);
+    }
+    if cfg & config::BY_LOCATION != 0 {
+        let key = LocationKey {
+            reason: ev.reason,
+            _pad: 0,
+            location: ev.location,
+        };
+        if !count::bump(&BY_LOCATION, &key) {
+            count::stat(stat::LOCATION_UNTRACKED);
+        }
+    }
+    if cfg & config::BY_DEVICE != 0 {
+        let key = DeviceKey {
+            reason: ev.reason,
+            netns: ev.netns,
+            ifindex: ev.ifindex,
+            _pad: 0,
+            ifname: ev.ifname,
+        };
+        if !count::bump(&BY_DEVICE, &key) {
+            count::stat(stat::DEVICE_UNTRACKED);
+        }
+    }
+    if cfg & config::BY_FLOW != 0 {
+        let icmp = packet::is_icmp(ev.l4_proto);
+        let key = FlowKey {
+            reason: ev.reason,
+            netns: ev.netns,
+            l3_proto: ev.l3_proto,
+            l4_proto: ev.l4_proto,
+            _pad: 0,
+            sport: if icmp { ev.icmp_type as u16 } else { ev.sport },
+            dport: if icmp { ev.icmp_code as u16 } else { ev.dport },
+            saddr: ev.saddr,
+            daddr: ev.daddr,
+        };
+        if !count::bump(&BY_FLOW, &key) {
+            count::stat(stat::FLOW_UNTRACKED);
+        }
+    }
+}
+
+/// Fills device and network namespace: from `skb->dev` when set, else from the socket
+/// (`skb->sk`, then the tracepoint's `rx_sk`).
+#[inline(always)]
+fn device(skb: *const u8, rx_sk: *const u8, ev: &mut DropEvent) {
+    if let Ok(dev) = kread::ptr_at(skb, global!(OFFSETS.skb_dev)) {
+        if let Ok(ifindex) = kread::at::<u32>(dev, global!(OFFSETS.dev_ifindex)) {
+            ev.ifindex = ifindex;
+            ev.flags |= flag::HAS_DEVICE;
+            let _ = kread::buf_at(dev, global!(OFFSETS.dev_name), &mut ev.ifname);
+        }
+        if let Some(inum) = netns_of(dev, global!(OFFSETS.dev_net)) {
+            ev.netns = inum;
+            ev.flags |= flag::HAS_NETNS;
+            return;
+        }
+    }
+    let sk = kread::ptr_at(skb, global!(OFFSETS.skb_sk)).unwrap_or(rx_sk);
+    if let Some(inum) = netns_of(sk, global!(OFFSETS.sk_net)) {
+        ev.netns = inum;
+        ev.flags |= flag::HAS_NETNS | flag::NETNS_FROM_SOCKET;
+    }
+}
+
+#[inline(always)]
+fn netns_of(obj: *const u8, net_off: u32) -> Option<u32> {
+    let net = kread::ptr_at(obj, net_off).ok()?;
+    kread::at::<u32>(net, global!(OFFSETS.net_inum)).ok()
+}

@@ -1,0 +1,293 @@
+//! Command-line interface.
+
+use std::{path::PathBuf, time::Duration};
+
+use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
+use netdrop_common::AddrMatch;
+
+use crate::filter::{self, FilterSpec, Proto};
+
+/// netdrop: see every packet the Linux kernel drops, why, where and whose.
+#[derive(Debug, Parser)]
+#[command(name = "netdrop", version, propagate_version = true)]
+#[command(after_help = "\
+Examples:
+  sudo netdrop watch                          every drop, live, one line each
+  sudo netdrop watch --reason NO_SOCKET --port 53
+  sudo netdrop watch --json --stack > drops.jsonl
+  netdrop reasons                             drop reasons this kernel knows
+
+Needs root (or CAP_BPF + CAP_PERFMON) and a kernel with BTF (/sys/kernel/btf/vmlinux).")]
+pub struct Cli {
+    /// More detail on stderr: -v says which hooks are active, -vv adds debug and
+    /// kernel-side messages.
+    #[arg(short, long, action = ArgAction::Count, global = true)]
+    pub verbose: u8,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Stream every packet the kernel drops, live, until Ctrl-C; then print a per-reason
+    /// summary.
+    #[command(after_help = "\
+Each line: time, drop reason, protocol, source -> destination, device, network namespace,
+the kernel function that dropped the packet, and the task that was running (for received
+packets this is usually unrelated to the flow: the kernel processes them in whatever
+context it is in).
+
+Filters run in the kernel, so drops they exclude cost almost nothing. Lost events (the
+ring buffer was full) are reported as they happen and in the summary; counts in the
+summary are exact even then.
+
+Examples:
+  sudo netdrop watch --proto tcp --port 443
+  sudo netdrop watch --exclude-reason NOT_SPECIFIED --iface eth0
+  sudo netdrop watch --host 10.0.0.0/8 --stack
+  sudo netdrop watch --json | jq 'select(.reason.name == \"NETFILTER_DROP\")'")]
+    Watch(WatchArgs),
+
+    /// List the drop reasons the running kernel reports, with their numbers.
+    Reasons(ReasonsArgs),
+}
+
+/// Options for `watch`.
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    #[command(flatten)]
+    pub filter: FilterArgs,
+
+    #[command(flatten)]
+    pub kernel: KernelArgs,
+
+    /// One JSON object per line (schema in README.md) instead of text.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Capture and print the full kernel stack of each drop.
+    #[arg(long)]
+    pub stack: bool,
+
+    /// Size of the kernel-to-user ring buffer: a power of two, at least 4K. Bigger
+    /// absorbs longer bursts before events are lost.
+    #[arg(long, value_name = "BYTES", default_value = "8M", value_parser = parse_size)]
+    pub ring_size: u32,
+
+    /// Stop after this many drops.
+    #[arg(long, value_name = "N")]
+    pub count: Option<u64>,
+
+    /// Stop after this long (e.g. 30s, 5m, 1h).
+    #[arg(long, value_name = "TIME", value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+}
+
+/// Options for `reasons`.
+#[derive(Debug, Args)]
+pub struct ReasonsArgs {
+    #[command(flatten)]
+    pub kernel: KernelArgs,
+
+    /// JSON array instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// How to find and hook the kernel.
+#[derive(Debug, Args, Clone)]
+pub struct KernelArgs {
+    /// Kernel BTF to read struct layouts and reason names from, for kernels that do not
+    /// expose /sys/kernel/btf/vmlinux.
+    #[arg(long, value_name = "FILE")]
+    pub btf: Option<PathBuf>,
+
+    /// Which kfree_skb hook to use: the BTF raw tracepoint (cheapest), the classic
+    /// tracepoint, or the best that works.
+    #[arg(long, value_enum, default_value_t = AttachMode::Auto)]
+    pub attach: AttachMode,
+}
+
+/// `--attach`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AttachMode {
+    /// BTF raw tracepoint, else classic tracepoint.
+    Auto,
+    /// BTF raw tracepoint only (tp_btf/kfree_skb).
+    Btf,
+    /// Classic tracepoint only (skb:kfree_skb).
+    Tracepoint,
+}
+
+/// Filters shared by every command that reads drops.
+#[derive(Debug, Args, Clone, Default)]
+#[command(next_help_heading = "Filters (evaluated in the kernel)")]
+pub struct FilterArgs {
+    /// Only drops with this reason (repeatable; names as `netdrop reasons` lists them).
+    #[arg(long, value_name = "NAME")]
+    pub reason: Vec<String>,
+
+    /// Never drops with this reason (repeatable).
+    #[arg(long, value_name = "NAME")]
+    pub exclude_reason: Vec<String>,
+
+    /// Only this protocol: tcp, udp, icmp, icmpv6, sctp, ipv4, ipv6, arp or a number.
+    #[arg(long, value_name = "PROTO", value_parser = filter::parse_proto)]
+    pub proto: Option<Proto>,
+
+    /// Only packets from or to this address or prefix.
+    #[arg(long, value_name = "ADDR[/PREFIX]", value_parser = filter::parse_prefix)]
+    pub host: Option<AddrMatch>,
+
+    /// Only packets from this address or prefix.
+    #[arg(long, value_name = "ADDR[/PREFIX]", value_parser = filter::parse_prefix)]
+    pub src: Option<AddrMatch>,
+
+    /// Only packets to this address or prefix.
+    #[arg(long, value_name = "ADDR[/PREFIX]", value_parser = filter::parse_prefix)]
+    pub dst: Option<AddrMatch>,
+
+    /// Only TCP/UDP/SCTP packets with this source or destination port.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub port: Option<u16>,
+
+    /// Only drops in this network namespace: inode number, `ip netns` name, or a path
+    /// such as /proc/PID/ns/net.
+    #[arg(long, value_name = "NETNS")]
+    pub netns: Option<String>,
+
+    /// Only packets on this device (by name, in any namespace).
+    #[arg(long, value_name = "NAME", value_parser = filter::parse_iface)]
+    pub iface: Option<[u8; 16]>,
+}
+
+impl FilterArgs {
+    /// Checks what needs the system (namespace names) and returns the spec.
+    pub fn spec(&self, root: &std::path::Path) -> Result<FilterSpec, crate::error::Error> {
+        let netns = self
+            .netns
+            .as_deref()
+            .map(|n| filter::parse_netns(n, root))
+            .transpose()
+            .map_err(crate::error::Error::BadArgument)?;
+        Ok(FilterSpec {
+            reasons: self.reason.clone(),
+            exclude_reasons: self.exclude_reason.clone(),
+            proto: self.proto,
+            host: self.host,
+            src: self.src,
+            dst: self.dst,
+            port: self.port,
+            netns,
+            iface: self.iface,
+        })
+    }
+}
+
+/// Parses sizes like `4096`, `64K`, `8M`, `1G` (binary units) that are powers of two.
+pub fn parse_size(s: &str) -> Result<u32, String> {
+    let (num, mult) = match s.trim().to_ascii_uppercase() {
+        t if t.ends_with('K') => (t[..t.len() - 1].to_owned(), 1u64 << 10),
+        t if t.ends_with('M') => (t[..t.len() - 1].to_owned(), 1 << 20),
+        t if t.ends_with('G') => (t[..t.len() - 1].to_owned(), 1 << 30),
+        t => (t, 1),
+    };
+    let bytes = num
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .ok_or_else(|| format!("`{s}` is not a size (e.g. 4096, 256K, 8M)"))?;
+    if !(4096..=1 << 30).contains(&bytes) || !bytes.is_power_of_two() {
+        return Err(format!(
+            "`{s}` must be a power of two between 4K and 1G (e.g. 8M)"
+        ));
+    }
+    Ok(bytes as u32)
+}
+
+/// Parses durations like `10`, `10s`, `500ms`, `5m`, `1h`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration (e.g. 30s, 5m, 1h)"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "ms" => n / 1000.0,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("`{s}` has an unknown unit: use ms, s, m or h")),
+    };
+    if !(secs > 0.0 && secs.is_finite()) {
+        return Err(format!("`{s}` must be positive"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("8M"), Ok(8 << 20));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("256k"), Ok(256 << 10));
+        assert!(parse_size("3M").unwrap_err().contains("power of two"));
+        assert!(parse_size("1K").is_err());
+        assert!(parse_size("lots").unwrap_err().contains("not a size"));
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
+        assert!(parse_duration("0").is_err());
+        assert!(parse_duration("3 days").is_err());
+    }
+
+    #[test]
+    fn filter_flags_parse() {
+        let cli = Cli::try_parse_from([
+            "netdrop",
+            "watch",
+            "--reason",
+            "NO_SOCKET",
+            "--reason",
+            "TCP_CSUM",
+            "--proto",
+            "udp",
+            "--port",
+            "9",
+            "--host",
+            "10.0.0.0/8",
+            "--iface",
+            "lo",
+        ])
+        .unwrap();
+        let Command::Watch(w) = cli.command else {
+            panic!("not watch")
+        };
+        assert_eq!(w.filter.reason, ["NO_SOCKET", "TCP_CSUM"]);
+        assert_eq!(w.filter.port, Some(9));
+        assert_eq!(w.ring_size, 8 << 20);
+        let err = Cli::try_parse_from(["netdrop", "watch", "--port", "0"]).unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::ValueValidation);
+        let err = Cli::try_parse_from(["netdrop", "watch", "--host", "nope"]).unwrap_err();
+        assert!(err.to_string().contains("not an IPv4 or IPv6 address"));
+    }
+}

@@ -1,0 +1,225 @@
+//! `netdrop watch`: every matching drop, live, then an exact per-reason summary.
+
+use std::{
+    io::{self, BufWriter, Write},
+    path::Path,
+    time::{Duration, Instant},
+};
+
+use aya::maps::{MapData, RingBuf};
+use netdrop_common::{MAX_FLOWS, config};
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::{
+    aggregate,
+    cli::WatchArgs,
+    error::Error,
+    event::{self, Enricher},
+    kernel::{Kernel, privileges},
+    output::{Format, JsonLine, LostNotice, Summary, json, text},
+    probe::{self, Counters, Probe, ProbeConfig},
+    time::Clock,
+};
+
+/// How often lost-event counters are checked.
+const LOSS_CHECK: Duration = Duration::from_secs(1);
+
+/// Why the event loop ended.
+enum Stop {
+    Signal,
+    Count,
+    Duration,
+    /// stdout was closed (e.g. `| head`): nothing more can be written.
+    OutputClosed,
+}
+
+pub async fn run(args: &WatchArgs, verbose: u8) -> Result<(), Error> {
+    privileges::check()?;
+    privileges::raise_memlock();
+    let kernel = Kernel::inspect(args.kernel.btf.as_deref())?;
+    let filter = args.filter.spec(Path::new("/"))?.compile(&kernel.reasons)?;
+    let mut flags = config::EVENTS | config::BY_REASON | config::HEADERS;
+    if args.stack {
+        flags |= config::STACKS;
+    }
+    let cfg = ProbeConfig {
+        attach: args.kernel.attach,
+        flags,
+        filter,
+        ring_size: args.ring_size,
+        flow_capacity: MAX_FLOWS,
+        kernel_log: verbose >= 2,
+    };
+    // Signal handlers first, so a Ctrl-C during loading still ends in a clean summary.
+    let mut sigint =
+        signal(SignalKind::interrupt()).map_err(Error::io("installing a SIGINT handler"))?;
+    let mut sigterm =
+        signal(SignalKind::terminate()).map_err(Error::io("installing a SIGTERM handler"))?;
+
+    let mut probe = Probe::load(&kernel, &cfg)?;
+    let ring = probe.take_events()?;
+    let mut ring = probe::readable(ring).map_err(Error::io("polling the ring buffer"))?;
+    let format = if args.json {
+        Format::Json
+    } else {
+        Format::Text
+    };
+    let mut sink = Sink {
+        out: BufWriter::with_capacity(1 << 16, io::stdout().lock()),
+        format,
+        enricher: Enricher::new(
+            kernel.reasons.clone(),
+            Path::new("/proc/kallsyms"),
+            Path::new("/"),
+        ),
+        clock: Clock::now(),
+        delivered: 0,
+        limit: args.count,
+        closed: false,
+    };
+    eprintln!(
+        "netdrop: watching packet drops via {}; Ctrl-C to stop",
+        probe.hook
+    );
+
+    let started = Instant::now();
+    let deadline = args.duration.map(|d| tokio::time::Instant::now() + d);
+    let mut tick = tokio::time::interval(LOSS_CHECK);
+    let mut reported = Counters::default();
+    let stop = loop {
+        tokio::select! {
+            guard = ring.readable_mut() => {
+                let mut guard = guard.map_err(Error::io("polling the ring buffer"))?;
+                sink.drain(guard.get_inner_mut(), &mut probe);
+                guard.clear_ready();
+            }
+            _ = sigint.recv() => break Stop::Signal,
+            _ = sigterm.recv() => break Stop::Signal,
+            _ = tick.tick() => sink.report_loss(&probe, &mut reported)?,
+            _ = sleep_until(deadline) => break Stop::Duration,
+        }
+        if sink.closed {
+            break Stop::OutputClosed;
+        }
+        if sink.limit_reached() {
+            break Stop::Count;
+        }
+    };
+    // Freeze the counters, then take what is left in the ring: delivered + lost then
+    // accounts for every matched drop.
+    probe.detach();
+    if matches!(stop, Stop::Signal | Stop::Duration) {
+        sink.drain(ring.get_mut(), &mut probe);
+    }
+    if let Stop::OutputClosed = stop {
+        return Ok(());
+    }
+    sink.report_loss(&probe, &mut reported)?;
+    let counters = probe.counters()?;
+    let summary = Summary {
+        duration_s: started.elapsed().as_secs_f64(),
+        hook: probe.hook.to_string(),
+        seen: counters.seen,
+        matched: counters.matched,
+        delivered: sink.delivered,
+        lost: counters.lost,
+        missed: counters.missed,
+        by_reason: aggregate::reason_histogram(&probe.by_reason()?, &kernel.reasons),
+    };
+    sink.summary(&summary);
+    Ok(())
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Where records go.
+struct Sink<W: Write> {
+    out: W,
+    format: Format,
+    enricher: Enricher,
+    clock: Clock,
+    delivered: u64,
+    limit: Option<u64>,
+    closed: bool,
+}
+
+impl<W: Write> Sink<W> {
+    fn limit_reached(&self) -> bool {
+        self.limit.is_some_and(|n| self.delivered >= n)
+    }
+
+    /// Writes every record waiting in the ring buffer.
+    fn drain(&mut self, ring: &mut RingBuf<MapData>, probe: &mut Probe) {
+        while !self.closed && !self.limit_reached() {
+            let Some(item) = ring.next() else { break };
+            let Some(ev) = event::decode(&item) else {
+                tracing::warn!("skipping a malformed record of {} bytes", item.len());
+                continue;
+            };
+            drop(item);
+            let stack = (ev.flags & netdrop_common::flag::HAS_STACK != 0)
+                .then(|| probe.stack(ev.stack_id as u32))
+                .flatten();
+            let record = self.enricher.record(&ev, stack);
+            let res = match self.format {
+                Format::Json => json::write_line(&mut self.out, &JsonLine::Drop(record)),
+                Format::Text => {
+                    let t = self.clock.local_hms(ev.timestamp_ns);
+                    writeln!(self.out, "{}", text::drop_line(&record, &t))
+                }
+            };
+            self.delivered += 1;
+            self.check(res);
+        }
+        let res = self.out.flush();
+        self.check(res);
+    }
+
+    /// Writes a notice when the kernel counted lost or skipped events since the last one.
+    fn report_loss(&mut self, probe: &Probe, last: &mut Counters) -> Result<(), Error> {
+        let now = probe.counters()?;
+        if now.lost == last.lost && now.missed == last.missed {
+            return Ok(());
+        }
+        let notice = LostNotice {
+            time: self.clock.rfc3339(Clock::monotonic_now()),
+            lost: now.lost - last.lost,
+            lost_total: now.lost,
+            missed: now.missed - last.missed,
+            missed_total: now.missed,
+        };
+        *last = now;
+        let res = match self.format {
+            Format::Json => json::write_line(&mut self.out, &JsonLine::Lost(notice)),
+            Format::Text => writeln!(self.out, "{}", text::lost_line(&notice)),
+        };
+        self.check(res);
+        let res = self.out.flush();
+        self.check(res);
+        Ok(())
+    }
+
+    fn summary(&mut self, s: &Summary) {
+        let res = match self.format {
+            Format::Json => json::write_line(&mut self.out, &JsonLine::Summary(s.clone())),
+            Format::Text => text::write_summary(&mut self.out, s),
+        };
+        self.check(res);
+        let res = self.out.flush();
+        self.check(res);
+    }
+
+    fn check(&mut self, res: io::Result<()>) {
+        if let Err(e) = res {
+            if e.kind() != io::ErrorKind::BrokenPipe && !self.closed {
+                eprintln!("netdrop: cannot write output: {e}");
+            }
+            self.closed = true;
+        }
+    }
+}

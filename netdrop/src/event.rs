@@ -1,0 +1,452 @@
+//! Decoding kernel records and enriching them into [`DropRecord`]s: reason names,
+//! symbols, addresses, namespace names, wall-clock time.
+//!
+//! [`DropRecord`] is also the JSON schema of `watch --json` (see README.md): fields are
+//! only ever added, never renamed or removed.
+
+use std::{
+    net::{Ipv4Addr, Ipv6Addr},
+    path::Path,
+};
+
+use netdrop_common::{DropEvent, flag};
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    kernel::{kallsyms::Symbolizer, netns::NetnsNames, reasons::Reasons},
+    time::Clock,
+};
+
+/// Decodes one ring buffer record.
+pub fn decode(bytes: &[u8]) -> Option<DropEvent> {
+    if bytes.len() < size_of::<DropEvent>() {
+        return None;
+    }
+    // SAFETY: DropEvent is plain old data and `bytes` holds at least one.
+    Some(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<DropEvent>()) })
+}
+
+/// One dropped packet, enriched.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DropRecord {
+    /// Wall-clock time, RFC 3339 UTC with nanoseconds.
+    pub time: String,
+    /// CLOCK_MONOTONIC nanoseconds, for ordering and deltas.
+    pub mono_ns: u64,
+    pub cpu: u32,
+    pub reason: ReasonInfo,
+    pub location: Location,
+    pub packet: Packet,
+    /// `null` when the packet had no device.
+    pub device: Option<Device>,
+    /// `null` when neither device nor socket told us.
+    pub netns: Option<Netns>,
+    /// The task that was running when the kernel dropped the packet. For received packets
+    /// this is whatever the CPU was doing (often unrelated to the flow).
+    pub running_task: Task,
+    /// Kernel stack, innermost first, with `--stack`; otherwise `null`.
+    pub stack: Option<Vec<String>>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReasonInfo {
+    /// Name as the kernel spells it without prefix, e.g. `NO_SOCKET`; `UNKNOWN` on kernels
+    /// without drop reasons.
+    pub name: String,
+    /// Raw `enum skb_drop_reason` value on this kernel (numbers differ between versions).
+    pub code: u32,
+    /// Subsystem for non-core reasons, e.g. `OPENVSWITCH`.
+    pub subsystem: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Location {
+    /// Kernel address, hex.
+    pub address: String,
+    /// Function containing it, when kallsyms knows.
+    pub symbol: Option<String>,
+    /// Offset into that function.
+    pub offset: Option<u64>,
+    /// Module, or `null` for the kernel image.
+    pub module: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Packet {
+    /// `skb->len`.
+    pub length: u32,
+    /// `ipv4`, `ipv6`, `arp`, or `0xNNNN` (ethertype), `null` if unknown.
+    pub family: Option<String>,
+    /// `tcp`, `udp`, `icmp`, `icmpv6`, ... or the number as a string.
+    pub protocol: Option<String>,
+    pub src: Option<String>,
+    pub dst: Option<String>,
+    pub sport: Option<u16>,
+    pub dport: Option<u16>,
+    /// TCP flags, e.g. `["SYN"]`.
+    pub tcp_flags: Option<Vec<String>>,
+    pub icmp_type: Option<u8>,
+    pub icmp_code: Option<u8>,
+    /// A non-first IP fragment (no transport header).
+    pub fragment: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Device {
+    pub ifindex: u32,
+    pub name: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Netns {
+    /// Namespace inode, as in `ls -L -i /proc/PID/ns/net`.
+    pub inode: u32,
+    /// `ip netns` name, or `init` for the initial namespace.
+    pub name: Option<String>,
+    /// `device` or `socket`: where the namespace was read from.
+    pub source: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Task {
+    pub pid: u32,
+    pub tid: u32,
+    pub comm: String,
+}
+
+/// Turns raw events into records.
+pub struct Enricher {
+    pub reasons: Reasons,
+    symbols: Option<Symbolizer>,
+    netns: NetnsNames,
+    clock: Clock,
+}
+
+impl Enricher {
+    /// `kallsyms` is normally `/proc/kallsyms`; symbols are left out if it is unreadable
+    /// or hides addresses.
+    pub fn new(reasons: Reasons, kallsyms: &Path, root: &Path) -> Self {
+        let symbols = match Symbolizer::load(kallsyms) {
+            Ok(s) if s.addresses_hidden() => {
+                tracing::warn!(
+                    "{} hides kernel addresses (kptr_restrict): locations are not symbolised",
+                    kallsyms.display()
+                );
+                None
+            }
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::warn!(
+                    "cannot read {}: {e}; locations are not symbolised",
+                    kallsyms.display()
+                );
+                None
+            }
+        };
+        Self {
+            reasons,
+            symbols,
+            netns: NetnsNames::new(root),
+            clock: Clock::now(),
+        }
+    }
+
+    /// `symbol+0xoff [module]`, or the hex address.
+    pub fn symbolize(&mut self, addr: u64) -> String {
+        match self.symbols.as_mut().and_then(|s| s.resolve(addr)) {
+            Some(s) => s.to_string(),
+            None => format!("{addr:#x}"),
+        }
+    }
+
+    /// Builds the record for `ev`; `stack` is the kernel stack when captured.
+    pub fn record(&mut self, ev: &DropEvent, stack: Option<&[u64]>) -> DropRecord {
+        let sym = self.symbols.as_mut().and_then(|s| s.resolve(ev.location));
+        let reason = self.reasons.decode(ev.reason);
+        let has = |f: u32| ev.flags & f != 0;
+        DropRecord {
+            time: self.clock.rfc3339(ev.timestamp_ns),
+            mono_ns: ev.timestamp_ns,
+            cpu: ev.cpu,
+            reason: ReasonInfo {
+                name: reason.name,
+                code: reason.code,
+                subsystem: reason.subsystem,
+            },
+            location: Location {
+                address: format!("{:#x}", ev.location),
+                symbol: sym.as_ref().map(|s| s.name.clone()),
+                offset: sym.as_ref().map(|s| s.offset),
+                module: sym.as_ref().and_then(|s| s.module.clone()),
+            },
+            packet: packet(ev),
+            device: has(flag::HAS_DEVICE).then(|| Device {
+                ifindex: ev.ifindex,
+                name: c_str(&ev.ifname),
+            }),
+            netns: has(flag::HAS_NETNS).then(|| Netns {
+                inode: ev.netns,
+                name: self.netns.name(ev.netns).map(str::to_owned),
+                source: if has(flag::NETNS_FROM_SOCKET) {
+                    "socket"
+                } else {
+                    "device"
+                }
+                .to_owned(),
+            }),
+            running_task: Task {
+                pid: ev.pid,
+                tid: ev.tid,
+                comm: c_str(&ev.comm),
+            },
+            stack: stack.map(|frames| self.stack(frames)),
+        }
+    }
+
+    /// Symbolises a kernel stack, leaving out the frames of netdrop's own program and the
+    /// tracepoint machinery that called it: the first frame is the function that freed
+    /// the packet.
+    fn stack(&mut self, frames: &[u64]) -> Vec<String> {
+        let names: Vec<String> = frames.iter().map(|&a| self.symbolize(a)).collect();
+        let skip = names.iter().take_while(|n| is_tracing_frame(n)).count();
+        names.into_iter().skip(skip).collect()
+    }
+}
+
+/// Frames of BPF programs and of the tracepoint dispatch code.
+fn is_tracing_frame(name: &str) -> bool {
+    name.ends_with("[bpf]")
+        || [
+            "bpf_prog_",
+            "bpf_trace_run",
+            "__bpf_trace_",
+            "trace_call_bpf",
+            "perf_trace_",
+            "perf_tp_",
+            "trace_event_raw_event_",
+        ]
+        .iter()
+        .any(|p| name.starts_with(p))
+}
+
+fn packet(ev: &DropEvent) -> Packet {
+    let has = |f: u32| ev.flags & f != 0;
+    let l3 = has(flag::HAS_L3);
+    let l4 = has(flag::HAS_L4);
+    let v4 = ev.l3_proto == 0x0800;
+    let addr = |a: &[u8; 16]| {
+        if v4 {
+            Ipv4Addr::new(a[0], a[1], a[2], a[3]).to_string()
+        } else {
+            Ipv6Addr::from(*a).to_string()
+        }
+    };
+    let ported = matches!(ev.l4_proto, 6 | 17 | 132);
+    let icmp = matches!(ev.l4_proto, 1 | 58);
+    Packet {
+        length: ev.skb_len,
+        family: family_name(ev.l3_proto),
+        protocol: l3.then(|| protocol_name(ev.l4_proto)),
+        src: l3.then(|| addr(&ev.saddr)),
+        dst: l3.then(|| addr(&ev.daddr)),
+        sport: (l4 && ported).then_some(ev.sport),
+        dport: (l4 && ported).then_some(ev.dport),
+        tcp_flags: (l4 && ev.l4_proto == 6).then(|| tcp_flags(ev.tcp_flags)),
+        icmp_type: (l4 && icmp).then_some(ev.icmp_type),
+        icmp_code: (l4 && icmp).then_some(ev.icmp_code),
+        fragment: has(flag::FRAGMENT),
+    }
+}
+
+/// Name of an ethertype.
+pub fn family_name(ethertype: u16) -> Option<String> {
+    Some(match ethertype {
+        0 => return None,
+        0x0800 => "ipv4".to_owned(),
+        0x86dd => "ipv6".to_owned(),
+        0x0806 => "arp".to_owned(),
+        other => format!("{other:#06x}"),
+    })
+}
+
+/// Name of an IP protocol number.
+pub fn protocol_name(proto: u8) -> String {
+    match proto {
+        1 => "icmp",
+        2 => "igmp",
+        6 => "tcp",
+        17 => "udp",
+        47 => "gre",
+        50 => "esp",
+        51 => "ah",
+        58 => "icmpv6",
+        112 => "vrrp",
+        132 => "sctp",
+        n => return n.to_string(),
+    }
+    .to_owned()
+}
+
+/// TCP flag names, most significant last (as tcpdump lists them).
+pub fn tcp_flags(bits: u8) -> Vec<String> {
+    const NAMES: [(u8, &str); 8] = [
+        (0x02, "SYN"),
+        (0x01, "FIN"),
+        (0x04, "RST"),
+        (0x08, "PSH"),
+        (0x10, "ACK"),
+        (0x20, "URG"),
+        (0x40, "ECE"),
+        (0x80, "CWR"),
+    ];
+    NAMES
+        .iter()
+        .filter(|(b, _)| bits & b != 0)
+        .map(|(_, n)| (*n).to_owned())
+        .collect()
+}
+
+/// A NUL-padded kernel string.
+pub fn c_str(b: &[u8]) -> String {
+    let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
+    String::from_utf8_lossy(&b[..end]).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{kernel::tracefs::Format, testdata};
+
+    fn udp_event() -> DropEvent {
+        let mut ev = DropEvent {
+            timestamp_ns: 1_000,
+            location: 0xffffffffaa48bc60 + 0x2d1,
+            reason: 3,
+            cpu: 1,
+            pid: 42,
+            tid: 43,
+            netns: 4026531840,
+            ifindex: 1,
+            skb_len: 33,
+            stack_id: -1,
+            flags: flag::HAS_REASON
+                | flag::HAS_DEVICE
+                | flag::HAS_NETNS
+                | flag::HAS_L3
+                | flag::HAS_L4,
+            l3_proto: 0x0800,
+            l4_proto: 17,
+            sport: 41234,
+            dport: 9,
+            ..Default::default()
+        };
+        ev.saddr[..4].copy_from_slice(&[127, 0, 0, 1]);
+        ev.daddr[..4].copy_from_slice(&[127, 0, 0, 1]);
+        ev.comm[..2].copy_from_slice(b"nc");
+        ev.ifname[..2].copy_from_slice(b"lo");
+        ev
+    }
+
+    fn enricher() -> Enricher {
+        let f = Format::parse(&testdata::read("tracefs/kfree_skb-6.18.format")).unwrap();
+        let reasons = Reasons::from_symbolic(&f.symbolic_values()).unwrap();
+        let root = testdata::path("");
+        Enricher::new(reasons, &testdata::path("kallsyms/6.1-with-veth"), &root)
+    }
+
+    #[test]
+    fn decodes_raw_bytes() {
+        let ev = udp_event();
+        // SAFETY: DropEvent is plain old data.
+        let bytes = unsafe {
+            std::slice::from_raw_parts(
+                (&ev as *const DropEvent).cast::<u8>(),
+                size_of::<DropEvent>(),
+            )
+        };
+        assert_eq!(decode(bytes), Some(ev));
+        assert_eq!(decode(&bytes[..100]), None);
+    }
+
+    #[test]
+    fn enriches_udp() {
+        let r = enricher().record(&udp_event(), None);
+        assert_eq!(r.reason.name, "NO_SOCKET");
+        assert_eq!(r.location.symbol.as_deref(), Some("__udp4_lib_rcv"));
+        assert_eq!(r.location.offset, Some(0x2d1));
+        assert_eq!(r.packet.protocol.as_deref(), Some("udp"));
+        assert_eq!(r.packet.src.as_deref(), Some("127.0.0.1"));
+        assert_eq!((r.packet.sport, r.packet.dport), (Some(41234), Some(9)));
+        assert_eq!(r.packet.tcp_flags, None);
+        assert_eq!(
+            r.device,
+            Some(Device {
+                ifindex: 1,
+                name: "lo".into()
+            })
+        );
+        assert_eq!(r.netns.as_ref().unwrap().source, "device");
+        assert_eq!(r.running_task.comm, "nc");
+    }
+
+    #[test]
+    fn enriches_tcp_ipv6_and_partial_packets() {
+        let mut ev = udp_event();
+        ev.l3_proto = 0x86dd;
+        ev.l4_proto = 6;
+        ev.tcp_flags = 0x12;
+        ev.saddr = Ipv6Addr::LOCALHOST.octets();
+        ev.daddr = Ipv6Addr::LOCALHOST.octets();
+        let r = enricher().record(&ev, Some(&[ev.location, 0x1]));
+        assert!(is_tracing_frame(
+            "bpf_prog_79ab2eaac6fb668e_drop_btf_4arg+0x6f7 [bpf]"
+        ));
+        assert!(is_tracing_frame("bpf_trace_run4+0xfc"));
+        assert!(!is_tracing_frame("sk_skb_reason_drop+0x90"));
+        assert_eq!(r.packet.family.as_deref(), Some("ipv6"));
+        assert_eq!(r.packet.dst.as_deref(), Some("::1"));
+        assert_eq!(
+            r.packet.tcp_flags,
+            Some(vec!["SYN".to_owned(), "ACK".to_owned()])
+        );
+        assert_eq!(
+            r.stack,
+            Some(vec!["__udp4_lib_rcv+0x2d1".to_owned(), "0x1".to_owned()])
+        );
+
+        // No headers read: still a record, with what is known.
+        ev.flags = flag::HAS_REASON;
+        ev.l3_proto = 0;
+        let r = enricher().record(&ev, None);
+        assert_eq!(
+            r.packet,
+            Packet {
+                length: 33,
+                ..Default::default()
+            }
+        );
+        assert_eq!(r.device, None);
+        assert_eq!(r.netns, None);
+    }
+
+    #[test]
+    fn json_round_trip() {
+        let r = enricher().record(&udp_event(), Some(&[0xffffffffc05011b0]));
+        let json = serde_json::to_string(&r).unwrap();
+        let back: DropRecord = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, r);
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(v["reason"]["name"], "NO_SOCKET");
+        assert_eq!(v["packet"]["dport"], 9);
+        assert_eq!(v["stack"][0], "veth_stats_rx+0x0 [veth]");
+        assert_eq!(v["location"]["module"], serde_json::Value::Null);
+    }
+
+    #[test]
+    fn names() {
+        assert_eq!(tcp_flags(0x14), vec!["RST", "ACK"]);
+        assert_eq!(protocol_name(99), "99");
+        assert_eq!(family_name(0x88cc).as_deref(), Some("0x88cc"));
+        assert_eq!(c_str(b"eth0\0\0junk"), "eth0");
+    }
+}

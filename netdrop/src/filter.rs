@@ -1,0 +1,360 @@
+//! Command-line filters, checked and compiled into what the kernel side evaluates.
+
+use std::{net::IpAddr, path::Path};
+
+use netdrop_common::{AddrMatch, Filter, reason_mode};
+
+use crate::{
+    error::Error,
+    kernel::{netns, reasons::Reasons},
+};
+
+/// `--proto`: a family, a transport protocol, or an IP protocol number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Proto {
+    /// Ethertype to match, 0 for any.
+    pub l3: u16,
+    /// IP protocol number to match, 0 for any.
+    pub l4: u8,
+}
+
+/// Names `--proto` accepts, for help and errors.
+pub const PROTO_NAMES: &str =
+    "tcp, udp, icmp, icmpv6, sctp, ipv4, ipv6, arp, or an IP protocol number";
+
+/// Parses `--proto`.
+pub fn parse_proto(s: &str) -> Result<Proto, String> {
+    let p = |l3, l4| Ok(Proto { l3, l4 });
+    match s.to_ascii_lowercase().as_str() {
+        "tcp" => p(0, 6),
+        "udp" => p(0, 17),
+        "icmp" => p(0x0800, 1),
+        "icmpv6" | "icmp6" => p(0x86dd, 58),
+        "sctp" => p(0, 132),
+        "ipv4" | "ip" | "ip4" => p(0x0800, 0),
+        "ipv6" | "ip6" => p(0x86dd, 0),
+        "arp" => p(0x0806, 0),
+        other => match other.parse::<u8>() {
+            Ok(n) if n > 0 => p(0, n),
+            _ => Err(format!("unknown protocol `{s}`: use {PROTO_NAMES}")),
+        },
+    }
+}
+
+/// Parses `ADDR[/PREFIX]` into a masked prefix.
+pub fn parse_prefix(s: &str) -> Result<AddrMatch, String> {
+    let (addr, len) = match s.split_once('/') {
+        Some((a, l)) => (a, Some(l)),
+        None => (s, None),
+    };
+    let addr: IpAddr = addr
+        .parse()
+        .map_err(|_| format!("`{s}` is not an IPv4 or IPv6 address (ADDR or ADDR/PREFIX)"))?;
+    let (bytes, max, family) = match addr {
+        IpAddr::V4(a) => {
+            let mut b = [0u8; 16];
+            b[..4].copy_from_slice(&a.octets());
+            (b, 32u32, 4u8)
+        }
+        IpAddr::V6(a) => (a.octets(), 128, 6),
+    };
+    let len = match len {
+        None => max,
+        Some(l) => match l.parse::<u32>() {
+            Ok(n) if n <= max => n,
+            _ => return Err(format!("prefix length in `{s}` must be 0 to {max}")),
+        },
+    };
+    let mut mask = [0u8; 16];
+    for (i, m) in mask.iter_mut().enumerate() {
+        let bits = len.saturating_sub(i as u32 * 8).min(8);
+        *m = if bits == 0 { 0 } else { 0xffu8 << (8 - bits) };
+    }
+    let mut net = bytes;
+    for (n, m) in net.iter_mut().zip(mask) {
+        *n &= m;
+    }
+    Ok(AddrMatch {
+        addr: net,
+        mask,
+        family,
+        _pad: [0; 7],
+    })
+}
+
+/// Parses `--iface`.
+pub fn parse_iface(s: &str) -> Result<[u8; 16], String> {
+    if s.is_empty() || s.len() > 15 || s.contains(['/', ' ', '\t', '\n']) {
+        return Err(format!(
+            "`{s}` is not a valid interface name (1 to 15 characters, no `/` or spaces)"
+        ));
+    }
+    let mut name = [0u8; 16];
+    name[..s.len()].copy_from_slice(s.as_bytes());
+    Ok(name)
+}
+
+/// Parses `--netns`: an inode number, an `ip netns` name, or a path to a namespace file
+/// such as `/proc/PID/ns/net`.
+pub fn parse_netns(s: &str, root: &Path) -> Result<u32, String> {
+    if let Ok(n) = s.parse::<u32>() {
+        return Ok(n);
+    }
+    let path = if s.starts_with('/') {
+        root.join(s.trim_start_matches('/'))
+    } else {
+        root.join("run/netns").join(s)
+    };
+    netns::inode(&path).ok_or_else(|| {
+        format!(
+            "no network namespace `{s}`: give an inode number (as netdrop prints), an `ip netns` \
+             name, or a path like /proc/PID/ns/net"
+        )
+    })
+}
+
+/// Filters as given on the command line, already syntax-checked.
+#[derive(Clone, Debug, Default)]
+pub struct FilterSpec {
+    pub reasons: Vec<String>,
+    pub exclude_reasons: Vec<String>,
+    pub proto: Option<Proto>,
+    pub host: Option<AddrMatch>,
+    pub src: Option<AddrMatch>,
+    pub dst: Option<AddrMatch>,
+    pub port: Option<u16>,
+    pub netns: Option<u32>,
+    pub iface: Option<[u8; 16]>,
+}
+
+/// What the kernel side needs: the [`Filter`] global and the reason set.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CompiledFilter {
+    pub filter: Filter,
+    /// Contents of the REASON_FILTER map.
+    pub reason_set: Vec<u32>,
+}
+
+impl FilterSpec {
+    /// Resolves reason names against this kernel's and checks the combination.
+    pub fn compile(&self, reasons: &Reasons) -> Result<CompiledFilter, Error> {
+        let resolve = |names: &[String]| -> Result<Vec<u32>, Error> {
+            if !names.is_empty() && reasons.source == crate::kernel::reasons::Source::None {
+                return Err(Error::NoReasons);
+            }
+            names
+                .iter()
+                .map(|n| {
+                    reasons
+                        .lookup(n)
+                        .map_err(|suggestions| Error::UnknownReason {
+                            name: n.clone(),
+                            suggestions,
+                        })
+                })
+                .collect()
+        };
+        let only = resolve(&self.reasons)?;
+        let except = resolve(&self.exclude_reasons)?;
+        let (reason_mode, reason_set) = if !only.is_empty() {
+            let set: Vec<u32> = only.into_iter().filter(|r| !except.contains(r)).collect();
+            if set.is_empty() {
+                return Err(Error::BadArgument(
+                    "--exclude-reason removes every reason given with --reason: nothing would match"
+                        .to_owned(),
+                ));
+            }
+            (reason_mode::ONLY, set)
+        } else if !except.is_empty() {
+            (reason_mode::EXCEPT, except)
+        } else {
+            (reason_mode::ALL, Vec::new())
+        };
+        if let (Some(p), Some(_)) = (self.proto, self.port)
+            && p.l4 != 0
+            && !matches!(p.l4, 6 | 17 | 132)
+        {
+            return Err(Error::BadArgument(
+                "--port only applies to TCP, UDP and SCTP, not to the protocol given with --proto"
+                    .to_owned(),
+            ));
+        }
+        let none = AddrMatch::default();
+        let mut reason_set = reason_set;
+        reason_set.sort_unstable();
+        reason_set.dedup();
+        Ok(CompiledFilter {
+            filter: Filter {
+                reason_mode,
+                netns: self.netns.unwrap_or(0),
+                port: self.port.unwrap_or(0),
+                has_port: u8::from(self.port.is_some()),
+                l4_proto: self.proto.map_or(0, |p| p.l4),
+                l3_proto: self.proto.map_or(0, |p| p.l3),
+                has_iface: u8::from(self.iface.is_some()),
+                _pad: 0,
+                iface: self.iface.unwrap_or([0; 16]),
+                host: self.host.unwrap_or(none),
+                src: self.src.unwrap_or(none),
+                dst: self.dst.unwrap_or(none),
+            },
+            reason_set,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{kernel::tracefs::Format, testdata};
+
+    fn reasons() -> Reasons {
+        let f = Format::parse(&testdata::read("tracefs/kfree_skb-6.18.format")).unwrap();
+        Reasons::from_symbolic(&f.symbolic_values()).unwrap()
+    }
+
+    #[test]
+    fn prefixes_are_masked() {
+        let m = parse_prefix("10.1.2.3/8").unwrap();
+        assert_eq!(m.family, 4);
+        assert_eq!(&m.addr[..4], &[10, 0, 0, 0]);
+        assert_eq!(&m.mask[..5], &[255, 0, 0, 0, 0]);
+        let m = parse_prefix("192.168.1.7").unwrap();
+        assert_eq!(&m.mask[..5], &[255, 255, 255, 255, 0]);
+        let m = parse_prefix("fd00:1::5/33").unwrap();
+        assert_eq!(m.family, 6);
+        assert_eq!(&m.mask[..5], &[255, 255, 255, 255, 0x80]);
+        assert_eq!(&m.addr[..4], &[0xfd, 0, 0, 1]);
+        let m = parse_prefix("::1").unwrap();
+        assert_eq!(m.mask, [255; 16]);
+    }
+
+    #[test]
+    fn bad_prefixes_say_why() {
+        assert_eq!(
+            parse_prefix("10.0.0.1/33").unwrap_err(),
+            "prefix length in `10.0.0.1/33` must be 0 to 32"
+        );
+        assert!(
+            parse_prefix("example.com")
+                .unwrap_err()
+                .contains("not an IPv4 or IPv6 address")
+        );
+        assert!(parse_prefix("::1/129").is_err());
+    }
+
+    #[test]
+    fn protocols() {
+        assert_eq!(parse_proto("UDP").unwrap(), Proto { l3: 0, l4: 17 });
+        assert_eq!(parse_proto("icmpv6").unwrap(), Proto { l3: 0x86dd, l4: 58 });
+        assert_eq!(parse_proto("ipv6").unwrap(), Proto { l3: 0x86dd, l4: 0 });
+        assert_eq!(parse_proto("47").unwrap(), Proto { l3: 0, l4: 47 });
+        assert!(
+            parse_proto("quic")
+                .unwrap_err()
+                .starts_with("unknown protocol `quic`")
+        );
+        assert!(parse_proto("0").is_err());
+    }
+
+    #[test]
+    fn interfaces() {
+        assert_eq!(&parse_iface("veth0").unwrap()[..6], b"veth0\0");
+        assert!(parse_iface("a-very-long-interface").is_err());
+        assert!(parse_iface("").is_err());
+    }
+
+    #[test]
+    fn reason_sets() {
+        let r = reasons();
+        let spec = FilterSpec {
+            reasons: vec!["no_socket".into(), "SOCKET_RCVBUFF".into()],
+            exclude_reasons: vec!["SOCKET_RCVBUFF".into()],
+            ..Default::default()
+        };
+        let c = spec.compile(&r).unwrap();
+        assert_eq!(c.filter.reason_mode, reason_mode::ONLY);
+        assert_eq!(c.reason_set, vec![3]);
+
+        let spec = FilterSpec {
+            exclude_reasons: vec!["NOT_SPECIFIED".into()],
+            ..Default::default()
+        };
+        let c = spec.compile(&r).unwrap();
+        assert_eq!(
+            (c.filter.reason_mode, c.reason_set),
+            (reason_mode::EXCEPT, vec![2])
+        );
+
+        let c = FilterSpec::default().compile(&r).unwrap();
+        assert_eq!(c.filter.reason_mode, reason_mode::ALL);
+    }
+
+    #[test]
+    fn unknown_reasons_list_close_names() {
+        let spec = FilterSpec {
+            reasons: vec!["NO_SOKET".into()],
+            ..Default::default()
+        };
+        let err = spec.compile(&reasons()).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.starts_with("unknown drop reason `NO_SOKET` (did you mean NO_SOCKET"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn contradictions_are_errors() {
+        let spec = FilterSpec {
+            reasons: vec!["NO_SOCKET".into()],
+            exclude_reasons: vec!["NO_SOCKET".into()],
+            ..Default::default()
+        };
+        assert!(
+            spec.compile(&reasons())
+                .unwrap_err()
+                .to_string()
+                .contains("nothing would match")
+        );
+        let spec = FilterSpec {
+            proto: Some(parse_proto("icmp").unwrap()),
+            port: Some(53),
+            ..Default::default()
+        };
+        assert!(
+            spec.compile(&reasons())
+                .unwrap_err()
+                .to_string()
+                .contains("--port only applies")
+        );
+        let spec = FilterSpec {
+            reasons: vec!["NO_SOCKET".into()],
+            ..Default::default()
+        };
+        assert!(matches!(
+            spec.compile(&Reasons::none()),
+            Err(Error::NoReasons)
+        ));
+    }
+
+    #[test]
+    fn header_filters_are_compiled() {
+        let spec = FilterSpec {
+            proto: Some(parse_proto("tcp").unwrap()),
+            port: Some(8080),
+            dst: Some(parse_prefix("10.0.0.0/24").unwrap()),
+            iface: Some(parse_iface("eth0").unwrap()),
+            netns: Some(4026531840),
+            ..Default::default()
+        };
+        let f = spec.compile(&reasons()).unwrap().filter;
+        assert_eq!(
+            (f.l4_proto, f.port, f.has_port, f.has_iface, f.netns),
+            (6, 8080, 1, 1, 4026531840)
+        );
+        assert_eq!(f.dst.family, 4);
+        assert_eq!(f.src.family, 0);
+        assert!(f.needs_headers());
+    }
+}

@@ -1,0 +1,121 @@
+//! What netdrop reads from the running kernel: BTF (struct offsets, hook prototype,
+//! reason enums), tracefs format files, kallsyms, namespaces and privileges. Each part
+//! parses text or bytes handed to it, so tests feed fixtures instead of a kernel.
+
+pub mod btf;
+pub mod kallsyms;
+pub mod netns;
+pub mod offsets;
+pub mod privileges;
+pub mod reasons;
+pub mod tracefs;
+
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use netdrop_common::KernelOffsets;
+
+use self::{
+    btf::Btf,
+    offsets::HookArity,
+    reasons::{Reasons, Source},
+};
+use crate::error::Error;
+
+/// Where the running kernel publishes its BTF.
+pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
+
+/// Everything about this kernel that is known before loading programs.
+pub struct Kernel {
+    /// Path of the kernel BTF used.
+    pub btf_path: PathBuf,
+    /// Struct offsets handed to the programs.
+    pub offsets: KernelOffsets,
+    /// Arguments of the `kfree_skb` BTF tracepoint, if BTF describes it.
+    pub arity: Option<HookArity>,
+    /// Drop reason names.
+    pub reasons: Reasons,
+}
+
+impl Kernel {
+    /// Reads the kernel BTF (`btf` overrides `/sys/kernel/btf/vmlinux`) and the reason
+    /// names, from BTF or else the tracepoint format file.
+    pub fn inspect(btf: Option<&Path>) -> Result<Self, Error> {
+        let btf_path = btf.map_or_else(|| PathBuf::from(VMLINUX_BTF), Path::to_owned);
+        if !btf_path.exists() {
+            return Err(Error::NoBtf { path: btf_path });
+        }
+        let vmlinux = Arc::new(Btf::from_file(&btf_path).map_err(|source| Error::Btf {
+            path: btf_path.clone(),
+            source,
+        })?);
+        let offsets = offsets::from_btf(&vmlinux).map_err(|source| Error::Btf {
+            path: btf_path.clone(),
+            source,
+        })?;
+        let arity = offsets::kfree_skb_arity(&vmlinux);
+        let modules = if btf.is_none() {
+            module_btfs(&vmlinux)
+        } else {
+            Vec::new()
+        };
+        let reasons = match Reasons::from_btf(std::iter::once(vmlinux.as_ref()).chain(&modules)) {
+            Some(r) => r,
+            None if arity == Some(HookArity::Two) => Reasons::none(),
+            None => reasons_from_format_file().unwrap_or_else(|e| {
+                tracing::warn!("no drop reason names in BTF and {e}; reasons are shown as numbers");
+                Reasons::none()
+            }),
+        };
+        if reasons.source == Source::None {
+            tracing::warn!(
+                "this kernel does not report drop reasons (Linux 5.17+ does): reasons show as UNKNOWN"
+            );
+        }
+        Ok(Self {
+            btf_path,
+            offsets,
+            arity,
+            reasons,
+        })
+    }
+}
+
+/// Split BTF of loaded modules: subsystem drop reasons (openvswitch, mac80211) live there.
+fn module_btfs(vmlinux: &Arc<Btf>) -> Vec<Btf> {
+    let Ok(dir) = std::fs::read_dir("/sys/kernel/btf") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter(|e| e.file_name() != "vmlinux")
+        .filter_map(|e| match Btf::from_split_file(&e.path(), vmlinux.clone()) {
+            Ok(b) => Some(b),
+            Err(err) => {
+                tracing::debug!("skipping module BTF {}: {err}", e.path().display());
+                None
+            }
+        })
+        .collect()
+}
+
+/// Reason names from the `skb:kfree_skb` format file.
+fn reasons_from_format_file() -> Result<Reasons, Error> {
+    let format = kfree_skb_format()?;
+    Reasons::from_symbolic(&format.symbolic_values()).ok_or_else(|| Error::Format {
+        path: PathBuf::from("skb/kfree_skb/format"),
+        reason: "it lists no reasons".to_owned(),
+    })
+}
+
+/// Reads (mounting tracefs if needed) the `skb:kfree_skb` format file.
+pub fn kfree_skb_format() -> Result<tracefs::Format, Error> {
+    let root = tracefs::find_or_mount()?;
+    let path = root.join("events/skb/kfree_skb/format");
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::Format {
+        path: path.clone(),
+        reason: e.to_string(),
+    })?;
+    tracefs::Format::parse(&text).map_err(|reason| Error::Format { path, reason })
+}

@@ -1,0 +1,80 @@
+//! netdrop: a live Linux packet-drop tracer.
+//!
+//! Data flows one way: kernel event -> ring buffer / per-CPU maps (`probe`) -> decode and
+//! enrich (`event`, `kernel`) -> filter (in the kernel, compiled by `filter`) -> aggregate
+//! (`aggregate`) -> output (`output`). `commands` wires the stages for each subcommand.
+
+mod aggregate;
+mod cli;
+mod commands;
+mod error;
+mod event;
+mod filter;
+mod kernel;
+mod output;
+mod probe;
+#[cfg(test)]
+mod testdata;
+mod time;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+use crate::cli::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.verbose);
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("netdrop: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let res = rt.block_on(async {
+        match &cli.command {
+            Command::Watch(args) => commands::watch::run(args, cli.verbose).await,
+            Command::Reasons(args) => commands::reasons::run(args),
+        }
+    });
+    match res {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("netdrop: {e}");
+            if cli.verbose > 0 {
+                let mut source = std::error::Error::source(&e);
+                while let Some(s) = source {
+                    eprintln!("  caused by: {s}");
+                    source = s.source();
+                }
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Logs go to stderr. Default: warnings; -v: what netdrop attaches and why; -vv: debug,
+/// including messages from the kernel programs; -vvv: everything (aya included).
+/// `RUST_LOG` overrides.
+fn init_tracing(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "warn,netdrop=info",
+        2 => "warn,netdrop=debug,netdrop_ebpf=debug",
+        _ => "debug",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(verbose >= 2)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .without_time()
+        .init();
+}

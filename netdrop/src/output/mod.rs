@@ -1,0 +1,67 @@
+//! Writing records: one readable line each, or one JSON object per line.
+
+pub mod json;
+pub mod text;
+
+use serde::{Deserialize, Serialize};
+
+use crate::event::DropRecord;
+
+/// Events the ring buffer had no room for since the last notice.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LostNotice {
+    pub time: String,
+    /// Events lost since the previous notice (ring buffer full).
+    pub lost: u64,
+    /// Events lost since start.
+    pub lost_total: u64,
+    /// Drops the kernel skipped since the previous notice because our program was already
+    /// running on that CPU.
+    pub missed: u64,
+    pub missed_total: u64,
+}
+
+/// Per-reason count.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReasonCount {
+    pub name: String,
+    pub code: u32,
+    pub subsystem: Option<String>,
+    pub count: u64,
+}
+
+/// End-of-run report.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    pub duration_s: f64,
+    /// The hook that was attached.
+    pub hook: String,
+    /// Drops the hook saw, before filters.
+    pub seen: u64,
+    /// Drops that passed the filters (exact, counted in the kernel).
+    pub matched: u64,
+    /// Events written to the output.
+    pub delivered: u64,
+    /// Events lost because the ring buffer was full.
+    pub lost: u64,
+    /// Drops the kernel did not run netdrop's program for (nested on one CPU).
+    pub missed: u64,
+    /// Exact matched drops per reason, most first.
+    pub by_reason: Vec<ReasonCount>,
+}
+
+/// A line of `--json` output.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum JsonLine {
+    Drop(DropRecord),
+    Lost(LostNotice),
+    Summary(Summary),
+}
+
+/// Output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Text,
+    Json,
+}

@@ -1,0 +1,214 @@
+//! Human-readable output: one line per drop, a notice per loss, a table at the end.
+
+use std::io::{self, Write};
+
+use super::{LostNotice, Summary};
+use crate::event::DropRecord;
+
+/// `04:12:33.123456 NO_SOCKET  udp  127.0.0.1:41234 -> 127.0.0.1:9  dev lo  netns init ...`
+pub fn drop_line(r: &DropRecord, local_time: &str) -> String {
+    let p = &r.packet;
+    let proto = p.protocol.as_deref().or(p.family.as_deref()).unwrap_or("-");
+    let endpoint = |addr: &Option<String>, port: Option<u16>| match (addr, port) {
+        (Some(a), Some(port)) if a.contains(':') => format!("[{a}]:{port}"),
+        (Some(a), Some(port)) => format!("{a}:{port}"),
+        (Some(a), None) => a.clone(),
+        (None, _) => "?".to_owned(),
+    };
+    let mut flow = if p.src.is_some() {
+        format!(
+            "{} -> {}",
+            endpoint(&p.src, p.sport),
+            endpoint(&p.dst, p.dport)
+        )
+    } else {
+        "-".to_owned()
+    };
+    if let Some(flags) = &p.tcp_flags {
+        let short: String = flags
+            .iter()
+            .map(|f| f.chars().next().unwrap_or('?'))
+            .collect();
+        flow.push_str(&format!(" [{short}]"));
+    }
+    if let (Some(t), Some(c)) = (p.icmp_type, p.icmp_code) {
+        flow.push_str(&format!(" type {t} code {c}"));
+    }
+    if p.fragment {
+        flow.push_str(" (fragment)");
+    }
+    let dev = r.device.as_ref().map_or("-", |d| d.name.as_str());
+    let netns = match &r.netns {
+        Some(n) => match &n.name {
+            Some(name) => name.clone(),
+            None => n.inode.to_string(),
+        },
+        None => "-".to_owned(),
+    };
+    let loc = match (&r.location.symbol, r.location.offset) {
+        (Some(s), Some(o)) => match &r.location.module {
+            Some(m) => format!("{s}+{o:#x} [{m}]"),
+            None => format!("{s}+{o:#x}"),
+        },
+        _ => r.location.address.clone(),
+    };
+    let mut line = format!(
+        "{local_time} {:<20} {proto:<6} {flow:<47} dev {dev:<10} netns {netns:<10} at {loc}  len {} cpu {} task {}[{}]",
+        r.reason.name, p.length, r.cpu, r.running_task.comm, r.running_task.pid
+    );
+    if let Some(stack) = &r.stack {
+        for frame in stack {
+            line.push_str("\n        ");
+            line.push_str(frame);
+        }
+    }
+    line
+}
+
+/// Written when events were lost since the last check.
+pub fn lost_line(n: &LostNotice) -> String {
+    let mut parts = Vec::new();
+    if n.lost > 0 {
+        parts.push(format!(
+            "{} events lost because the ring buffer was full ({} in total; counts stay exact; a bigger --ring-size or a filter helps)",
+            n.lost, n.lost_total
+        ));
+    }
+    if n.missed > 0 {
+        parts.push(format!(
+            "{} drops not traced because they happened while netdrop's program was already running on that CPU ({} in total)",
+            n.missed, n.missed_total
+        ));
+    }
+    format!("netdrop: {}", parts.join("; "))
+}
+
+/// The end-of-run table.
+pub fn write_summary(out: &mut impl Write, s: &Summary) -> io::Result<()> {
+    writeln!(out)?;
+    writeln!(
+        out,
+        "netdrop: {} drops matched in {:.1}s ({} seen by the hook); {} events shown, {} lost, {} not traced (nested)",
+        s.matched, s.duration_s, s.seen, s.delivered, s.lost, s.missed
+    )?;
+    if s.by_reason.is_empty() {
+        return Ok(());
+    }
+    writeln!(out, "{:>12}  {:>6}  reason", "drops", "share")?;
+    for r in &s.by_reason {
+        let share = if s.matched > 0 {
+            100.0 * r.count as f64 / s.matched as f64
+        } else {
+            0.0
+        };
+        writeln!(out, "{:>12}  {:>5.1}%  {}", r.count, share, r.name)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        event::{Device, Location, Netns, Packet, ReasonInfo, Task},
+        output::ReasonCount,
+    };
+
+    fn record() -> DropRecord {
+        DropRecord {
+            time: String::new(),
+            mono_ns: 0,
+            cpu: 1,
+            reason: ReasonInfo {
+                name: "NO_SOCKET".into(),
+                code: 3,
+                subsystem: None,
+            },
+            location: Location {
+                address: "0xffffffff82048f11".into(),
+                symbol: Some("__udp4_lib_rcv".into()),
+                offset: Some(0x2d1),
+                module: None,
+            },
+            packet: Packet {
+                length: 33,
+                family: Some("ipv6".into()),
+                protocol: Some("tcp".into()),
+                src: Some("::1".into()),
+                dst: Some("::1".into()),
+                sport: Some(40000),
+                dport: Some(9),
+                tcp_flags: Some(vec!["SYN".into()]),
+                ..Default::default()
+            },
+            device: Some(Device {
+                ifindex: 1,
+                name: "lo".into(),
+            }),
+            netns: Some(Netns {
+                inode: 4026531840,
+                name: Some("init".into()),
+                source: "device".into(),
+            }),
+            running_task: Task {
+                pid: 7,
+                tid: 7,
+                comm: "nc".into(),
+            },
+            stack: Some(vec!["a+0x1".into(), "b+0x2".into()]),
+        }
+    }
+
+    #[test]
+    fn drop_lines_name_everything() {
+        let line = drop_line(&record(), "04:12:33.000001");
+        assert!(line.starts_with("04:12:33.000001 NO_SOCKET "), "{line}");
+        for part in [
+            "tcp",
+            "[::1]:40000 -> [::1]:9 [S]",
+            "dev lo",
+            "netns init",
+            "at __udp4_lib_rcv+0x2d1",
+            "task nc[7]",
+            "len 33",
+        ] {
+            assert!(line.contains(part), "{part} missing from {line}");
+        }
+        assert!(line.ends_with("\n        a+0x1\n        b+0x2"));
+    }
+
+    #[test]
+    fn summary_table() {
+        let s = Summary {
+            duration_s: 2.0,
+            hook: "h".into(),
+            seen: 12,
+            matched: 10,
+            delivered: 8,
+            lost: 2,
+            missed: 0,
+            by_reason: vec![
+                ReasonCount {
+                    name: "NO_SOCKET".into(),
+                    code: 3,
+                    subsystem: None,
+                    count: 7,
+                },
+                ReasonCount {
+                    name: "TCP_CSUM".into(),
+                    code: 9,
+                    subsystem: None,
+                    count: 3,
+                },
+            ],
+        };
+        let mut out = Vec::new();
+        write_summary(&mut out, &s).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains("10 drops matched in 2.0s (12 seen by the hook); 8 events shown, 2 lost")
+        );
+        assert!(text.contains("           7   70.0%  NO_SOCKET"), "{text}");
+        assert!(text.contains("           3   30.0%  TCP_CSUM"));
+    }
+}

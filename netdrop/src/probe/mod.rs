@@ -1,0 +1,404 @@
+//! Loading and attaching the eBPF programs this kernel supports, and reading their maps.
+//!
+//! Hook choice for `kfree_skb`: the BTF raw tracepoint when the kernel allows it (cheapest:
+//! no record copy, typed arguments), else the classic tracepoint with offsets from its
+//! format file. Everything is detached when the [`Probe`] is dropped; nothing is pinned.
+
+use std::{
+    collections::HashMap,
+    fmt,
+    os::fd::{AsFd, AsRawFd},
+};
+
+use aya::{
+    Btf as AyaBtf, Ebpf, EbpfLoader,
+    maps::{HashMap as BpfHashMap, MapData, PerCpuArray, PerCpuHashMap, RingBuf, StackTraceMap},
+    programs::{BtfTracePoint, Program, TracePoint},
+};
+use netdrop_common::{
+    Config, KernelOffsets, MAX_STACKS, TracepointLayout, global, map, program, stat,
+};
+
+use crate::{
+    cli::AttachMode,
+    error::Error,
+    filter::CompiledFilter,
+    kernel::{Kernel, offsets::HookArity},
+};
+
+/// The compiled eBPF object.
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/netdrop"));
+
+/// What to load.
+#[derive(Clone, Debug)]
+pub struct ProbeConfig {
+    pub attach: AttachMode,
+    /// `netdrop_common::config` bits.
+    pub flags: u32,
+    pub filter: CompiledFilter,
+    /// Ring buffer size in bytes (power of two).
+    pub ring_size: u32,
+    /// Capacity of the flow map.
+    pub flow_capacity: u32,
+    /// Forward kernel-side debug messages (aya-log) to tracing.
+    pub kernel_log: bool,
+}
+
+/// The hook that is attached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hook {
+    /// `tp_btf/kfree_skb`.
+    BtfTracepoint(HookArity),
+    /// `tracepoint/skb/kfree_skb`.
+    Tracepoint(TracepointLayout),
+}
+
+impl fmt::Display for Hook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Hook::BtfTracepoint(a) => {
+                let args = match a {
+                    HookArity::Two => "skb, location",
+                    HookArity::Three => "skb, location, reason",
+                    HookArity::Four => "skb, location, reason, rx_sk",
+                };
+                write!(f, "BTF raw tracepoint tp_btf/kfree_skb ({args})")
+            }
+            Hook::Tracepoint(l) => {
+                let reason = if l.reason == netdrop_common::OFFSET_NONE {
+                    "no reason field"
+                } else {
+                    "with reason"
+                };
+                write!(f, "classic tracepoint skb:kfree_skb ({reason})")
+            }
+        }
+    }
+}
+
+/// Kernel-side counters, summed over CPUs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Drops the hook saw.
+    pub seen: u64,
+    /// Drops that passed the filters.
+    pub matched: u64,
+    /// Events the ring buffer had no room for.
+    pub lost: u64,
+    pub location_untracked: u64,
+    pub device_untracked: u64,
+    pub flow_untracked: u64,
+    pub reason_untracked: u64,
+    pub stack_errors: u64,
+    /// Drops the kernel did not run our program for, because it was already running on
+    /// that CPU (a drop inside an interrupt that hit during another drop).
+    pub missed: u64,
+}
+
+/// Loaded and attached programs.
+pub struct Probe {
+    ebpf: Ebpf,
+    /// The attached hook.
+    pub hook: Hook,
+    prog_name: &'static str,
+    prog_fd: i32,
+    /// Recursion misses read just before [`Probe::detach`] closed the program.
+    final_missed: Option<u64>,
+    stack_cache: HashMap<u32, Vec<u64>>,
+}
+
+impl Probe {
+    /// Loads the object for this kernel and attaches the best `kfree_skb` hook allowed by
+    /// `cfg.attach`.
+    pub fn load(kernel: &Kernel, cfg: &ProbeConfig) -> Result<Self, Error> {
+        let aya_btf =
+            AyaBtf::parse_file(&kernel.btf_path, aya::Endianness::default()).map_err(|e| {
+                Error::Io {
+                    what: format!("reading BTF {}", kernel.btf_path.display()),
+                    source: std::io::Error::other(e.to_string()),
+                }
+            })?;
+        let mut btf_error = None;
+        if cfg.attach != AttachMode::Tracepoint {
+            match kernel.arity {
+                Some(arity) => match Self::try_btf(kernel, cfg, &aya_btf, arity) {
+                    Ok(p) => return Ok(p),
+                    Err(e) if cfg.attach == AttachMode::Auto => {
+                        tracing::info!(
+                            "BTF raw tracepoint unavailable ({e}); trying the classic tracepoint"
+                        );
+                        btf_error = Some(e.to_string());
+                    }
+                    Err(e) => return Err(e),
+                },
+                None if cfg.attach == AttachMode::Btf => {
+                    return Err(Error::NoHook {
+                        details: "kernel BTF has no btf_trace_kfree_skb".to_owned(),
+                    });
+                }
+                None => btf_error = Some("kernel BTF has no btf_trace_kfree_skb".to_owned()),
+            }
+        }
+        Self::try_tracepoint(kernel, cfg, &aya_btf).map_err(|e| match (btf_error, e) {
+            (Some(b), Error::Program { source, .. }) => Error::NoHook {
+                details: format!("BTF tracepoint: {b}; classic tracepoint: {source}"),
+            },
+            (_, e) => e,
+        })
+    }
+
+    fn try_btf(
+        kernel: &Kernel,
+        cfg: &ProbeConfig,
+        btf: &AyaBtf,
+        arity: HookArity,
+    ) -> Result<Self, Error> {
+        let mut ebpf = load_object(kernel, cfg, btf, &TracepointLayout::NONE)?;
+        let name = match arity {
+            HookArity::Two => program::BTF_2ARG,
+            HookArity::Three => program::BTF_3ARG,
+            HookArity::Four => program::BTF_4ARG,
+        };
+        let prog_err = |source| Error::Program {
+            program: name,
+            source,
+        };
+        let prog: &mut BtfTracePoint =
+            program_mut(&mut ebpf, name)?.try_into().map_err(prog_err)?;
+        prog.load("kfree_skb", btf).map_err(prog_err)?;
+        prog.attach().map_err(prog_err)?;
+        let prog_fd = prog.fd().map_err(prog_err)?.as_fd().as_raw_fd();
+        Self::finish(ebpf, Hook::BtfTracepoint(arity), name, prog_fd, cfg)
+    }
+
+    fn try_tracepoint(kernel: &Kernel, cfg: &ProbeConfig, btf: &AyaBtf) -> Result<Self, Error> {
+        let format = crate::kernel::kfree_skb_format()?;
+        let layout = format.kfree_skb_layout().map_err(|reason| Error::Format {
+            path: "events/skb/kfree_skb/format".into(),
+            reason,
+        })?;
+        let mut ebpf = load_object(kernel, cfg, btf, &layout)?;
+        let name = program::TRACEPOINT;
+        let prog_err = |source| Error::Program {
+            program: name,
+            source,
+        };
+        let prog: &mut TracePoint = program_mut(&mut ebpf, name)?.try_into().map_err(prog_err)?;
+        prog.load().map_err(prog_err)?;
+        prog.attach("skb", "kfree_skb").map_err(prog_err)?;
+        let prog_fd = prog.fd().map_err(prog_err)?.as_fd().as_raw_fd();
+        Self::finish(ebpf, Hook::Tracepoint(layout), name, prog_fd, cfg)
+    }
+
+    fn finish(
+        mut ebpf: Ebpf,
+        hook: Hook,
+        prog_name: &'static str,
+        prog_fd: i32,
+        cfg: &ProbeConfig,
+    ) -> Result<Self, Error> {
+        let map_err = |source| Error::Map {
+            map: map::REASON_FILTER,
+            source,
+        };
+        if !cfg.filter.reason_set.is_empty() {
+            let m = ebpf
+                .map_mut(map::REASON_FILTER)
+                .ok_or_else(|| missing_map(map::REASON_FILTER))?;
+            let mut set: BpfHashMap<_, u32, u8> = BpfHashMap::try_from(m).map_err(map_err)?;
+            for r in &cfg.filter.reason_set {
+                set.insert(r, 1, 0).map_err(map_err)?;
+            }
+        }
+        if cfg.kernel_log {
+            start_kernel_log(&mut ebpf);
+        }
+        tracing::info!("attached {hook}");
+        Ok(Self {
+            ebpf,
+            hook,
+            prog_name,
+            prog_fd,
+            final_missed: None,
+            stack_cache: HashMap::new(),
+        })
+    }
+
+    /// Detaches and unloads the program, keeping the maps readable: counts freeze, so a
+    /// final read is consistent with the events left in the ring buffer.
+    pub fn detach(&mut self) {
+        self.final_missed = Some(self.recursion_misses());
+        let res = match self.ebpf.program_mut(self.prog_name) {
+            Some(Program::BtfTracePoint(p)) => p.unload(),
+            Some(Program::TracePoint(p)) => p.unload(),
+            _ => Ok(()),
+        };
+        if let Err(e) = res {
+            tracing::warn!("detaching {}: {e}", self.prog_name);
+        }
+    }
+
+    /// Takes the event ring buffer (once).
+    pub fn take_events(&mut self) -> Result<RingBuf<MapData>, Error> {
+        let m = self
+            .ebpf
+            .take_map(map::EVENTS)
+            .ok_or_else(|| missing_map(map::EVENTS))?;
+        RingBuf::try_from(m).map_err(|source| Error::Map {
+            map: map::EVENTS,
+            source,
+        })
+    }
+
+    /// Current kernel counters.
+    pub fn counters(&self) -> Result<Counters, Error> {
+        let m = self
+            .ebpf
+            .map(map::STATS)
+            .ok_or_else(|| missing_map(map::STATS))?;
+        let map_err = |source| Error::Map {
+            map: map::STATS,
+            source,
+        };
+        let arr: PerCpuArray<_, u64> = PerCpuArray::try_from(m).map_err(map_err)?;
+        let get =
+            |i: u32| -> Result<u64, Error> { Ok(arr.get(&i, 0).map_err(map_err)?.iter().sum()) };
+        Ok(Counters {
+            seen: get(stat::SEEN)?,
+            matched: get(stat::MATCHED)?,
+            lost: get(stat::LOST)?,
+            location_untracked: get(stat::LOCATION_UNTRACKED)?,
+            device_untracked: get(stat::DEVICE_UNTRACKED)?,
+            flow_untracked: get(stat::FLOW_UNTRACKED)?,
+            reason_untracked: get(stat::REASON_UNTRACKED)?,
+            stack_errors: get(stat::STACK_ERRORS)?,
+            missed: self.recursion_misses(),
+        })
+    }
+
+    /// The kernel's count of skipped nested runs, from the program's fdinfo.
+    fn recursion_misses(&self) -> u64 {
+        if let Some(n) = self.final_missed {
+            return n;
+        }
+        let path = format!("/proc/self/fdinfo/{}", self.prog_fd);
+        std::fs::read_to_string(path)
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("recursion_misses:"))
+                    .and_then(|v| v.trim().parse().ok())
+            })
+            .unwrap_or(0)
+    }
+
+    /// Exact drops per reason code, summed over CPUs.
+    pub fn by_reason(&self) -> Result<Vec<(u32, u64)>, Error> {
+        self.sum_per_cpu::<u32>(map::BY_REASON)
+    }
+
+    /// Sums a per-CPU `key -> u64` map.
+    pub fn sum_per_cpu<K: aya::Pod + Copy>(
+        &self,
+        name: &'static str,
+    ) -> Result<Vec<(K, u64)>, Error> {
+        let m = self.ebpf.map(name).ok_or_else(|| missing_map(name))?;
+        let map_err = |source| Error::Map { map: name, source };
+        let h: PerCpuHashMap<_, K, u64> = PerCpuHashMap::try_from(m).map_err(map_err)?;
+        let mut out = Vec::new();
+        for item in h.iter() {
+            let (k, v) = item.map_err(map_err)?;
+            out.push((k, v.iter().sum()));
+        }
+        Ok(out)
+    }
+
+    /// Kernel stack `id` (innermost first), cached: stack ids are stable for the life of
+    /// the map.
+    pub fn stack(&mut self, id: u32) -> Option<&[u64]> {
+        if !self.stack_cache.contains_key(&id) {
+            let m = self.ebpf.map(map::STACKS)?;
+            let stacks = StackTraceMap::try_from(m).ok()?;
+            let trace = stacks.get(&id, 0).ok()?;
+            let frames = trace.frames().iter().map(|f| f.ip).collect();
+            self.stack_cache.insert(id, frames);
+        }
+        self.stack_cache.get(&id).map(Vec::as_slice)
+    }
+}
+
+fn load_object(
+    kernel: &Kernel,
+    cfg: &ProbeConfig,
+    btf: &AyaBtf,
+    layout: &TracepointLayout,
+) -> Result<Ebpf, Error> {
+    let offsets: KernelOffsets = kernel.offsets;
+    let config = Config {
+        flags: cfg.flags,
+        _pad: 0,
+    };
+    // 0 disables every kernel log statement, which the verifier then prunes.
+    let log_level: u8 = if cfg.kernel_log { 5 } else { 0 };
+    let stacks = if cfg.flags & netdrop_common::config::STACKS != 0 {
+        MAX_STACKS
+    } else {
+        1
+    };
+    EbpfLoader::new()
+        .btf(Some(btf))
+        .override_global(global::OFFSETS, &offsets, true)
+        .override_global(global::TP_LAYOUT, layout, true)
+        .override_global(global::FILTER, &cfg.filter.filter, true)
+        .override_global(global::CONFIG, &config, true)
+        .override_global("AYA_LOG_LEVEL", &log_level, false)
+        .map_max_entries(map::EVENTS, cfg.ring_size)
+        .map_max_entries(map::BY_FLOW, cfg.flow_capacity)
+        .map_max_entries(map::STACKS, stacks)
+        .load(OBJECT)
+        .map_err(Error::Load)
+}
+
+fn program_mut<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut Program, Error> {
+    ebpf.program_mut(name).ok_or(Error::NoHook {
+        details: format!("program {name} missing from the eBPF object"),
+    })
+}
+
+fn missing_map(name: &'static str) -> Error {
+    Error::Io {
+        what: format!("map {name}"),
+        source: std::io::Error::other("missing from the eBPF object"),
+    }
+}
+
+/// Forwards aya-log records from the kernel programs to `tracing` (shown with -vv).
+fn start_kernel_log(ebpf: &mut Ebpf) {
+    match aya_log::EbpfLogger::init(ebpf) {
+        Ok(logger) => match readable(logger) {
+            Ok(mut fd) => {
+                tokio::spawn(async move {
+                    loop {
+                        let Ok(mut guard) = fd.readable_mut().await else {
+                            break;
+                        };
+                        guard.get_inner_mut().flush();
+                        guard.clear_ready();
+                    }
+                });
+            }
+            Err(e) => tracing::debug!("kernel log unavailable: {e}"),
+        },
+        Err(e) => tracing::debug!("kernel log unavailable: {e}"),
+    }
+}
+
+/// Registers a map-backed reader (ring buffer, logger) with the tokio reactor.
+pub fn readable<T: AsRawFd>(inner: T) -> std::io::Result<tokio::io::unix::AsyncFd<T>> {
+    // SAFETY: aya's readers own their map fd: it stays open, and is the same fd, until the
+    // reader is dropped, which the AsyncFd owning it does first.
+    unsafe {
+        tokio::io::unix::AsyncFd::register_with_interest(inner, tokio::io::Interest::READABLE)
+    }
+    .map_err(|e| e.into_parts().1)
+}
