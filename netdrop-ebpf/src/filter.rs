@@ -11,8 +11,8 @@ const ETH_P_IPV6: u16 = 0x86dd;
 #[inline(always)]
 pub fn reason(reason: u32) -> bool {
     match global!(FILTER.reason_mode) {
-        reason_mode::ONLY => REASON_FILTER.get_ptr(&reason).is_some(),
-        reason_mode::EXCEPT => REASON_FILTER.get_ptr(&reason).is_none(),
+        reason_mode::ONLY => REASON_FILTER.get_ptr(reason).is_some(),
+        reason_mode::EXCEPT => REASON_FILTER.get_ptr(reason).is_none(),
         _ => true,
     }
 }

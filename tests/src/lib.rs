@@ -1,1 +1,400 @@
+//! Helpers for the integration tests: run the built `netdrop`, create real drops.
+//!
+//! Every drop is created for real: datagrams and SYNs to closed ports, traffic across veth
+//! pairs into fresh network namespaces, nftables rules. Namespaces and rules are removed
+//! when their guard is dropped.
 
+use std::{
+    io::{BufRead, BufReader},
+    net::{IpAddr, SocketAddr, UdpSocket},
+    os::fd::AsRawFd,
+    path::PathBuf,
+    process::{Child, Command, ExitStatus, Stdio},
+    sync::{Arc, Mutex},
+    thread,
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+
+/// The netdrop binary under test: `$NETDROP_BIN` (set by `cargo xtask test`), else the
+/// debug build next to this test executable.
+pub fn netdrop_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("NETDROP_BIN") {
+        return p.into();
+    }
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/debug/deps/<test> -> target/debug/netdrop
+    let bin = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .expect("target dir")
+        .join("netdrop");
+    assert!(
+        bin.exists(),
+        "{} missing: build netdrop first (cargo xtask test does)",
+        bin.display()
+    );
+    bin
+}
+
+/// Runs `netdrop args` to completion.
+pub fn run(args: &[&str]) -> std::process::Output {
+    Command::new(netdrop_bin())
+        .args(args)
+        .output()
+        .expect("run netdrop")
+}
+
+/// A running `netdrop watch --json`.
+pub struct Watch {
+    child: Child,
+    lines: Arc<Mutex<Vec<Value>>>,
+    stderr: Arc<Mutex<String>>,
+    readers: Vec<thread::JoinHandle<()>>,
+}
+
+/// What a finished `watch` printed.
+#[derive(Debug)]
+pub struct Report {
+    pub status: ExitStatus,
+    pub drops: Vec<Value>,
+    pub lost: Vec<Value>,
+    pub summary: Option<Value>,
+    pub stderr: String,
+}
+
+impl Watch {
+    /// Starts `netdrop watch --json ARGS` and waits until it says it is attached.
+    pub fn start(args: &[&str]) -> Self {
+        let mut child = Command::new(netdrop_bin())
+            .args(["watch", "--json"])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn netdrop watch");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let out = child.stdout.take().unwrap();
+        let err = child.stderr.take().unwrap();
+        let l = lines.clone();
+        let r1 = thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| {
+                    panic!("netdrop printed a line that is not JSON ({e}): {line}")
+                });
+                l.lock().unwrap().push(v);
+            }
+        });
+        let s = stderr.clone();
+        let r2 = thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                let mut s = s.lock().unwrap();
+                s.push_str(&line);
+                s.push('\n');
+            }
+        });
+        let mut w = Self {
+            child,
+            lines,
+            stderr,
+            readers: vec![r1, r2],
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !w.stderr.lock().unwrap().contains("netdrop: watching") {
+            if let Ok(Some(status)) = w.child.try_wait() {
+                panic!(
+                    "netdrop watch exited early ({status}): {}",
+                    w.stderr.lock().unwrap()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "netdrop watch did not attach: {}",
+                w.stderr.lock().unwrap()
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+        w
+    }
+
+    /// Waits until a drop record satisfying `pred` has been printed.
+    pub fn wait_for(&self, what: &str, pred: impl Fn(&Value) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if self
+                .lines
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|v| v["type"] == "drop" && pred(v))
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no drop record for {what} within 20 s; got: {:#?}",
+                self.lines.lock().unwrap()
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Sends `sig` to netdrop.
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: plain kill(2) on our own child.
+        unsafe { libc::kill(self.child.id() as i32, sig) };
+    }
+
+    /// Stops netdrop with SIGINT and collects everything it printed.
+    pub fn stop(self) -> Report {
+        self.stop_with(libc::SIGINT)
+    }
+
+    /// Stops netdrop with `sig` and collects everything it printed.
+    pub fn stop_with(mut self, sig: i32) -> Report {
+        self.signal(sig);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                break s;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("netdrop did not exit within 30 s of signal {sig}");
+            }
+            thread::sleep(Duration::from_millis(20));
+        };
+        for r in self.readers.drain(..) {
+            r.join().expect("reader thread");
+        }
+        let lines = std::mem::take(&mut *self.lines.lock().unwrap());
+        let of = |t: &str| {
+            lines
+                .iter()
+                .filter(|v| v["type"] == t)
+                .cloned()
+                .collect::<Vec<_>>()
+        };
+        Report {
+            status,
+            drops: of("drop"),
+            lost: of("lost"),
+            summary: of("summary").pop(),
+            stderr: self.stderr.lock().unwrap().clone(),
+        }
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs a shell command, panicking with its output on failure.
+pub fn sh(cmd: &str) {
+    let out = Command::new("sh")
+        .args(["-c", cmd])
+        .output()
+        .expect("run sh");
+    assert!(
+        out.status.success(),
+        "`{cmd}` failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A closed local port: bound, then released.
+pub fn closed_udp_port(ip: &str) -> u16 {
+    UdpSocket::bind((ip, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Sends one datagram from `src` (port 0 = any) to `dst`; returns the source address used.
+pub fn udp_send(src: &str, dst: SocketAddr) -> SocketAddr {
+    let s = UdpSocket::bind(src).expect("bind UDP source");
+    s.send_to(b"netdrop-test", dst).expect("send datagram");
+    s.local_addr().unwrap()
+}
+
+/// Connects from `src_ip` to `dst`, expecting a refusal (a SYN to a closed port); returns
+/// the exact source address the kernel used.
+pub fn tcp_refused(src_ip: IpAddr, dst: SocketAddr) -> SocketAddr {
+    let family = if dst.is_ipv4() {
+        libc::AF_INET
+    } else {
+        libc::AF_INET6
+    };
+    // SAFETY: plain socket calls on a descriptor we own, with correctly sized addresses.
+    unsafe {
+        let fd = libc::socket(family, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+        let (src, len) = sockaddr(SocketAddr::new(src_ip, 0));
+        assert_eq!(
+            libc::bind(fd, (&raw const src).cast(), len),
+            0,
+            "bind: {}",
+            std::io::Error::last_os_error()
+        );
+        let mut local: libc::sockaddr_storage = std::mem::zeroed();
+        let mut local_len = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        libc::getsockname(fd, (&raw mut local).cast(), &mut local_len);
+        let (to, len) = sockaddr(dst);
+        let rc = libc::connect(fd, (&raw const to).cast(), len);
+        let err = std::io::Error::last_os_error();
+        libc::close(fd);
+        assert!(
+            rc != 0 && err.kind() == std::io::ErrorKind::ConnectionRefused,
+            "connect {dst}: {err}"
+        );
+        let port = match family {
+            libc::AF_INET => {
+                u16::from_be((*(&raw const local).cast::<libc::sockaddr_in>()).sin_port)
+            }
+            _ => u16::from_be((*(&raw const local).cast::<libc::sockaddr_in6>()).sin6_port),
+        };
+        SocketAddr::new(src_ip, port)
+    }
+}
+
+fn sockaddr(a: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
+    // SAFETY: sockaddr_storage is large enough for either family; all-zero is valid.
+    let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let len = match a {
+        SocketAddr::V4(v4) => {
+            let sin = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: v4.port().to_be(),
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from_ne_bytes(v4.ip().octets()),
+                },
+                sin_zero: [0; 8],
+            };
+            // SAFETY: writing a sockaddr_in into storage that is big enough.
+            unsafe { (&raw mut ss).cast::<libc::sockaddr_in>().write(sin) };
+            size_of::<libc::sockaddr_in>()
+        }
+        SocketAddr::V6(v6) => {
+            let sin6 = libc::sockaddr_in6 {
+                sin6_family: libc::AF_INET6 as libc::sa_family_t,
+                sin6_port: v6.port().to_be(),
+                sin6_flowinfo: 0,
+                sin6_addr: libc::in6_addr {
+                    s6_addr: v6.ip().octets(),
+                },
+                sin6_scope_id: 0,
+            };
+            // SAFETY: as above.
+            unsafe { (&raw mut ss).cast::<libc::sockaddr_in6>().write(sin6) };
+            size_of::<libc::sockaddr_in6>()
+        }
+    };
+    (ss, len as libc::socklen_t)
+}
+
+/// Inode of a network namespace file (what netdrop reports as `netns.inode`).
+pub fn netns_inode(path: &str) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path)
+        .unwrap_or_else(|e| panic!("{path}: {e}"))
+        .ino()
+}
+
+/// A network namespace joined to the current one by a veth pair:
+/// `host_if` (HOST_ADDR/24) here, `ns_if` (NS_ADDR/24) inside.
+pub struct NetnsPair {
+    pub name: String,
+    pub host_if: String,
+    pub ns_if: String,
+    pub host_addr: String,
+    pub ns_addr: String,
+}
+
+impl NetnsPair {
+    /// Creates namespace `nd-<tag>` with veth `nd<tag>h` / `nd<tag>n` on 10.<n>.0.0/24.
+    pub fn new(tag: &str, subnet: u8) -> Self {
+        let p = Self {
+            name: format!("nd-{tag}"),
+            host_if: format!("nd{tag}h"),
+            ns_if: format!("nd{tag}n"),
+            host_addr: format!("10.{subnet}.0.1"),
+            ns_addr: format!("10.{subnet}.0.2"),
+        };
+        let _ = Command::new("ip").args(["netns", "del", &p.name]).output();
+        let _ = Command::new("ip")
+            .args(["link", "del", &p.host_if])
+            .output();
+        sh(&format!(
+            "ip netns add {n} && ip link add {h} type veth peer name {i} netns {n} && \
+             ip addr add {ha}/24 dev {h} && ip link set {h} up && \
+             ip -n {n} addr add {na}/24 dev {i} && ip -n {n} link set {i} up && ip -n {n} link set lo up",
+            n = p.name,
+            h = p.host_if,
+            i = p.ns_if,
+            ha = p.host_addr,
+            na = p.ns_addr
+        ));
+        p
+    }
+
+    /// Inode of the namespace.
+    pub fn inode(&self) -> u64 {
+        netns_inode(&format!("/run/netns/{}", self.name))
+    }
+
+    /// Runs a shell command inside the namespace.
+    pub fn sh(&self, cmd: &str) {
+        sh(&format!(
+            "ip netns exec {} sh -c '{}'",
+            self.name,
+            cmd.replace('\'', "'\\''")
+        ));
+    }
+
+    /// Runs `f` on a thread that has entered the namespace (sockets it creates live there).
+    pub fn inside<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
+        let path = format!("/run/netns/{}", self.name);
+        thread::scope(|s| {
+            s.spawn(|| {
+                let ns = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+                // SAFETY: setns on this thread only, with a valid namespace fd.
+                let rc = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
+                assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
+                f()
+            })
+            .join()
+            .expect("thread in namespace")
+        })
+    }
+}
+
+impl Drop for NetnsPair {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.host_if])
+            .output();
+    }
+}
+
+/// Field access with a readable panic.
+pub fn field<'a>(v: &'a Value, path: &str) -> &'a Value {
+    path.split('.').fold(v, |v, k| &v[k])
+}
+
+/// All drop records for traffic to `dport`.
+pub fn to_port(drops: &[Value], dport: u16) -> Vec<&Value> {
+    drops
+        .iter()
+        .filter(|d| d["packet"]["dport"] == dport)
+        .collect()
+}

@@ -1,1 +1,117 @@
-fn main() {}
+//! `cargo xtask`: everything around netdrop that is not netdrop itself. Each task sets up
+//! what it needs first (idempotently), says what it is doing, and fails with one sentence
+//! naming what is missing.
+
+mod cmd;
+mod setup;
+mod test;
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "cargo xtask",
+    about = "Build, set up, test and benchmark netdrop"
+)]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install what building and testing need: nightly rust-src, bpf-linker (against the
+    /// nightly toolchain's own LLVM), and with --test-deps the system tools the tests use.
+    Setup {
+        /// Also install system packages used by tests (iproute2, nftables, ...).
+        #[arg(long)]
+        test_deps: bool,
+    },
+    /// Set up, then build netdrop (debug unless --release).
+    Build {
+        #[arg(long)]
+        release: bool,
+    },
+    /// Set up, build netdrop in release mode and run it with the given arguments, e.g.
+    /// `cargo xtask run -- watch`. Uses sudo when not root.
+    Run {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Set up and run the whole test suite: unit tests, then (as root) the privileged
+    /// integration tests that create real drops on this kernel.
+    Test {
+        /// Only the unit tests (no root, no kernel).
+        #[arg(long)]
+        unit: bool,
+    },
+    /// rustfmt (nightly, for the import options in rustfmt.toml) and clippy -D warnings.
+    Lint,
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.task {
+        Task::Setup { test_deps } => {
+            setup::toolchain()?;
+            if test_deps {
+                setup::test_packages()?;
+            }
+            Ok(())
+        }
+        Task::Build { release } => {
+            setup::toolchain()?;
+            build(release)?;
+            Ok(())
+        }
+        Task::Run { args } => {
+            setup::toolchain()?;
+            let bin = build(true)?;
+            cmd::exec_privileged(&bin, &args)
+        }
+        Task::Test { unit } => test::run(unit),
+        Task::Lint => {
+            setup::toolchain()?;
+            lint()
+        }
+    }
+}
+
+/// rustfmt, clippy on the host crates, clippy on the eBPF crate for the bpf target.
+fn lint() -> Result<()> {
+    cmd::run(cmd::cargo_nightly().args(["fmt", "--all", "--check"]))?;
+    let deny = ["--", "-D", "warnings"];
+    cmd::run(
+        cmd::cargo()
+            .args(["clippy", "--workspace", "--exclude", "netdrop-ebpf"])
+            .args(["--all-targets", "--all-features"])
+            .args(deny),
+    )?;
+    // The eBPF crate only type-checks for the bpf target.
+    cmd::run(
+        cmd::cargo_nightly()
+            .args(["clippy", "--package", "netdrop-ebpf", "--release"])
+            .args(["--target", "bpfel-unknown-none", "-Z", "build-std=core"])
+            .args(deny)
+            .env(
+                "CARGO_ENCODED_RUSTFLAGS",
+                "--cfg=bpf_target_arch=\"x86_64\"",
+            ),
+    )
+}
+
+/// Builds the netdrop binary and returns its path.
+fn build(release: bool) -> Result<PathBuf> {
+    let mut c = cmd::cargo();
+    c.args(["build", "--package", "netdrop"]);
+    if release {
+        c.arg("--release");
+    }
+    cmd::run(&mut c)?;
+    Ok(cmd::target_dir()
+        .join(if release { "release" } else { "debug" })
+        .join("netdrop"))
+}

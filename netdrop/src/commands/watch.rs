@@ -34,10 +34,11 @@ enum Stop {
 }
 
 pub async fn run(args: &WatchArgs, verbose: u8) -> Result<(), Error> {
-    privileges::check()?;
-    privileges::raise_memlock();
+    // Arguments first: reading BTF needs no privileges, so a typo is reported as such.
     let kernel = Kernel::inspect(args.kernel.btf.as_deref())?;
     let filter = args.filter.spec(Path::new("/"))?.compile(&kernel.reasons)?;
+    privileges::check()?;
+    privileges::raise_memlock();
     let mut flags = config::EVENTS | config::BY_REASON | config::HEADERS;
     if args.stack {
         flags |= config::STACKS;

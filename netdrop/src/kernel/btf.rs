@@ -78,7 +78,7 @@ impl Kind {
 /// What can go wrong reading BTF.
 #[derive(Debug, Error)]
 pub enum BtfError {
-    #[error("cannot read {path}: {source}")]
+    #[error("{source}")]
     Read {
         path: String,
         source: std::io::Error,
@@ -151,7 +151,7 @@ impl Btf {
 
     /// Parses BTF bytes; `base` is the BTF that split BTF extends.
     pub fn parse(data: Vec<u8>, base: Option<Arc<Btf>>) -> Result<Self, BtfError> {
-        if data.len() < 24 {
+        if data.len() < 2 {
             return Err(BtfError::Corrupt("header"));
         }
         let magic = [data[0], data[1]];
@@ -162,6 +162,9 @@ impl Btf {
         } else {
             return Err(BtfError::BadMagic(u16::from_le_bytes(magic)));
         };
+        if data.len() < 24 {
+            return Err(BtfError::Corrupt("header"));
+        }
         let rd = |at: usize| read_u32(&data, at, le);
         let hdr_len = rd(4) as usize;
         let (type_off, type_len) = (rd(8) as usize, rd(12) as usize);
@@ -629,8 +632,12 @@ mod tests {
     #[test]
     fn rejects_garbage() {
         assert!(matches!(
-            Btf::parse(vec![0; 4], None),
+            Btf::parse(vec![0x9f, 0xeb, 1, 0], None),
             Err(BtfError::Corrupt(_))
+        ));
+        assert!(matches!(
+            Btf::parse(b"vm\n".to_vec(), None),
+            Err(BtfError::BadMagic(_))
         ));
         assert!(matches!(
             Btf::parse(vec![1; 32], None),

@@ -44,7 +44,7 @@ impl Kernel {
     /// names, from BTF or else the tracepoint format file.
     pub fn inspect(btf: Option<&Path>) -> Result<Self, Error> {
         let btf_path = btf.map_or_else(|| PathBuf::from(VMLINUX_BTF), Path::to_owned);
-        if !btf_path.exists() {
+        if btf.is_none() && !btf_path.exists() {
             return Err(Error::NoBtf { path: btf_path });
         }
         let vmlinux = Arc::new(Btf::from_file(&btf_path).map_err(|source| Error::Btf {

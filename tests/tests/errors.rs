@@ -1,0 +1,120 @@
+//! Bad input and missing privileges: one plain sentence on stderr, a non-zero exit, no
+//! panic. Compiled with `--features privileged`, since dropping root needs root.
+#![cfg(feature = "privileged")]
+
+use std::process::Command;
+
+use netdrop_tests::{netdrop_bin, run};
+
+/// Asserts a failed run whose stderr is one line containing `needle`.
+fn fails_with(args: &[&str], needle: &str) {
+    let out = run(args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{args:?} succeeded");
+    assert!(
+        stderr.contains(needle),
+        "{args:?}: expected `{needle}` in:\n{stderr}"
+    );
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("RUST_BACKTRACE"),
+        "{stderr}"
+    );
+    let lines: Vec<_> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    // clap adds a usage hint line and a --help line; our own errors are one line.
+    assert!(lines.len() <= 4, "{args:?}: too chatty:\n{stderr}");
+    assert!(out.stdout.is_empty(), "{args:?} printed to stdout");
+}
+
+#[test]
+fn unknown_reason_names_the_closest_ones() {
+    fails_with(
+        &["watch", "--reason", "NO_SOKET"],
+        "unknown drop reason `NO_SOKET` (did you mean NO_SOCKET",
+    );
+    fails_with(&["watch", "--exclude-reason", "rcvbuf"], "SOCKET_RCVBUFF");
+}
+
+#[test]
+fn malformed_filters() {
+    fails_with(
+        &["watch", "--host", "10.0.0.300"],
+        "not an IPv4 or IPv6 address",
+    );
+    fails_with(
+        &["watch", "--src", "10.0.0.0/40"],
+        "prefix length in `10.0.0.0/40` must be 0 to 32",
+    );
+    fails_with(&["watch", "--port", "70000"], "70000");
+    fails_with(&["watch", "--proto", "quic"], "unknown protocol `quic`");
+    fails_with(
+        &["watch", "--iface", "an-interface-name-too-long"],
+        "not a valid interface name",
+    );
+    fails_with(
+        &["watch", "--netns", "no-such-namespace"],
+        "no network namespace `no-such-namespace`",
+    );
+    fails_with(&["watch", "--ring-size", "3M"], "power of two");
+    fails_with(
+        &["watch", "--proto", "icmp", "--port", "53"],
+        "--port only applies to TCP, UDP and SCTP",
+    );
+    fails_with(
+        &[
+            "watch",
+            "--reason",
+            "NO_SOCKET",
+            "--exclude-reason",
+            "NO_SOCKET",
+        ],
+        "nothing would match",
+    );
+}
+
+#[test]
+fn bad_btf_files() {
+    fails_with(
+        &["watch", "--btf", "/nonexistent/vmlinux"],
+        "cannot use the BTF in /nonexistent/vmlinux",
+    );
+    fails_with(&["watch", "--btf", "/etc/hostname"], "not BTF data");
+}
+
+#[test]
+fn not_root() {
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+            "--bounding-set=-all",
+        ])
+        .arg(netdrop_bin())
+        .arg("watch")
+        .output()
+        .expect("setpriv (util-linux)");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(
+        stderr.trim(),
+        "netdrop: netdrop needs root (or the CAP_BPF and CAP_PERFMON capabilities) to load its kernel programs: run it with sudo"
+    );
+}
+
+#[test]
+fn reasons_lists_this_kernels_names() {
+    let out = run(&["reasons", "--json"]);
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let names: Vec<&str> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    for n in ["NO_SOCKET", "NETFILTER_DROP", "SOCKET_RCVBUFF", "TCP_CSUM"] {
+        assert!(names.contains(&n), "{n} missing from {names:?}");
+    }
+    assert!(!names.contains(&"MAX"));
+}

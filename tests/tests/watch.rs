@@ -1,0 +1,266 @@
+//! `netdrop watch` against real drops on the running kernel. Needs root (CI runs as root):
+//! compiled only with `--features privileged`, which `cargo xtask test` sets.
+#![cfg(feature = "privileged")]
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use netdrop_tests::{
+    NetnsPair, Watch, closed_udp_port, field, netns_inode, tcp_refused, to_port, udp_send,
+};
+use serde_json::Value;
+
+const LO4: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+const LO6: IpAddr = IpAddr::V6(Ipv6Addr::LOCALHOST);
+
+fn host_netns() -> u64 {
+    netns_inode("/proc/self/ns/net")
+}
+
+/// Asserts the common shape of a loopback NO_SOCKET drop with the exact 5-tuple.
+fn assert_no_socket(d: &Value, proto: &str, src: SocketAddr, dst: SocketAddr, symbol: &str) {
+    assert_eq!(field(d, "reason.name"), "NO_SOCKET", "{d:#}");
+    assert_eq!(field(d, "packet.protocol"), proto, "{d:#}");
+    assert_eq!(
+        field(d, "packet.family"),
+        if dst.is_ipv4() { "ipv4" } else { "ipv6" }
+    );
+    assert_eq!(
+        field(d, "packet.src"),
+        src.ip().to_string().as_str(),
+        "{d:#}"
+    );
+    assert_eq!(
+        field(d, "packet.dst"),
+        dst.ip().to_string().as_str(),
+        "{d:#}"
+    );
+    assert_eq!(field(d, "packet.sport"), src.port(), "{d:#}");
+    assert_eq!(field(d, "packet.dport"), dst.port(), "{d:#}");
+    assert_eq!(field(d, "location.symbol"), symbol, "{d:#}");
+    assert!(field(d, "location.offset").as_u64().is_some());
+    assert_eq!(field(d, "device.name"), "lo");
+    assert_eq!(field(d, "netns.inode"), host_netns());
+    assert_eq!(field(d, "netns.name"), "host");
+    assert!(field(d, "reason.code").as_u64().is_some());
+    assert!(!field(d, "running_task.comm").as_str().unwrap().is_empty());
+}
+
+#[test]
+fn udp_to_closed_port_on_ipv4_and_ipv6() {
+    let p4 = closed_udp_port("127.0.0.1");
+    let p6 = closed_udp_port("::1");
+    let w = Watch::start(&["--proto", "udp"]);
+    let dst4 = SocketAddr::new(LO4, p4);
+    let dst6 = SocketAddr::new(LO6, p6);
+    let src4 = udp_send("127.0.0.1:0", dst4);
+    let src6 = udp_send("[::1]:0", dst6);
+    w.wait_for("udp ::1", |d| d["packet"]["dport"] == p6);
+    let r = w.stop();
+    assert!(r.status.success(), "{}", r.stderr);
+    let d4 = to_port(&r.drops, p4);
+    let d6 = to_port(&r.drops, p6);
+    assert_eq!((d4.len(), d6.len()), (1, 1), "{:#?}", r.drops);
+    assert_no_socket(d4[0], "udp", src4, dst4, "__udp4_lib_rcv");
+    assert_no_socket(d6[0], "udp", src6, dst6, "__udp6_lib_rcv");
+    assert_eq!(field(d4[0], "packet.tcp_flags"), &Value::Null);
+}
+
+#[test]
+fn tcp_syn_to_closed_port() {
+    let port = closed_udp_port("127.0.0.1");
+    let w = Watch::start(&["--proto", "tcp", "--port", &port.to_string()]);
+    let dst4 = SocketAddr::new(LO4, port);
+    let dst6 = SocketAddr::new(LO6, port);
+    let src4 = tcp_refused(LO4, dst4);
+    let src6 = tcp_refused(LO6, dst6);
+    w.wait_for("tcp ::1", |d| d["packet"]["family"] == "ipv6");
+    let r = w.stop();
+    let syn4: Vec<_> = r
+        .drops
+        .iter()
+        .filter(|d| d["packet"]["family"] == "ipv4")
+        .collect();
+    let syn6: Vec<_> = r
+        .drops
+        .iter()
+        .filter(|d| d["packet"]["family"] == "ipv6")
+        .collect();
+    assert_eq!((syn4.len(), syn6.len()), (1, 1), "{:#?}", r.drops);
+    assert_no_socket(syn4[0], "tcp", src4, dst4, "tcp_v4_rcv");
+    assert_no_socket(syn6[0], "tcp", src6, dst6, "tcp_v6_rcv");
+    assert_eq!(
+        field(syn4[0], "packet.tcp_flags"),
+        &serde_json::json!(["SYN"])
+    );
+}
+
+#[test]
+fn drop_inside_a_fresh_namespace_over_veth() {
+    let ns = NetnsPair::new("w1", 201);
+    let port = 47001;
+    let w = Watch::start(&["--proto", "udp", "--port", &port.to_string()]);
+    let dst: SocketAddr = format!("{}:{port}", ns.ns_addr).parse().unwrap();
+    let src = udp_send(&format!("{}:0", ns.host_addr), dst);
+    w.wait_for("udp into the namespace", |d| d["packet"]["dport"] == port);
+    let r = w.stop();
+    let d = to_port(&r.drops, port);
+    assert_eq!(d.len(), 1, "{:#?}", r.drops);
+    let d = d[0];
+    assert_eq!(field(d, "reason.name"), "NO_SOCKET");
+    assert_eq!(field(d, "packet.src"), ns.host_addr.as_str());
+    assert_eq!(field(d, "packet.dst"), ns.ns_addr.as_str());
+    assert_eq!(field(d, "packet.sport"), src.port());
+    assert_eq!(field(d, "device.name"), ns.ns_if.as_str());
+    assert_eq!(field(d, "netns.inode"), ns.inode());
+    assert_eq!(field(d, "netns.name"), ns.name.as_str());
+    assert_eq!(field(d, "netns.source"), "device");
+    assert_eq!(field(d, "location.symbol"), "__udp4_lib_rcv");
+}
+
+#[test]
+fn classic_tracepoint_reports_the_same() {
+    let port = closed_udp_port("127.0.0.1");
+    let w = Watch::start(&["--attach", "tracepoint", "--port", &port.to_string()]);
+    let dst = SocketAddr::new(LO4, port);
+    let src = udp_send("127.0.0.1:0", dst);
+    w.wait_for("udp", |d| d["packet"]["dport"] == port);
+    let r = w.stop();
+    assert!(
+        r.stderr.contains("classic tracepoint skb:kfree_skb"),
+        "{}",
+        r.stderr
+    );
+    let d = to_port(&r.drops, port);
+    assert_eq!(d.len(), 1);
+    assert_no_socket(d[0], "udp", src, dst, "__udp4_lib_rcv");
+    assert!(
+        field(r.summary.as_ref().unwrap(), "hook")
+            .as_str()
+            .unwrap()
+            .contains("classic tracepoint")
+    );
+}
+
+#[test]
+fn stacks_start_at_the_dropping_code() {
+    let port = closed_udp_port("127.0.0.1");
+    let w = Watch::start(&["--stack", "--port", &port.to_string()]);
+    udp_send("127.0.0.1:0", SocketAddr::new(LO4, port));
+    w.wait_for("udp", |d| d["packet"]["dport"] == port);
+    let r = w.stop();
+    let stack: Vec<&str> = to_port(&r.drops, port)[0]["stack"]
+        .as_array()
+        .expect("stack array")
+        .iter()
+        .map(|f| f.as_str().unwrap())
+        .collect();
+    assert!(stack.len() > 5, "{stack:?}");
+    assert!(
+        !stack[0].contains("[bpf]") && !stack[0].starts_with("bpf_trace_run"),
+        "{stack:?}"
+    );
+    assert!(
+        stack
+            .iter()
+            .take(3)
+            .any(|f| f.starts_with("__udp4_lib_rcv+")),
+        "{stack:?}"
+    );
+    assert!(
+        stack.iter().any(|f| f.starts_with("udp_sendmsg+")),
+        "{stack:?}"
+    );
+}
+
+#[test]
+fn summary_counts_are_exact_and_account_for_every_event() {
+    let port = closed_udp_port("127.0.0.1");
+    let w = Watch::start(&["--port", &port.to_string()]);
+    let dst = SocketAddr::new(LO4, port);
+    for _ in 0..25 {
+        udp_send("127.0.0.1:0", dst);
+    }
+    w.wait_for("25th datagram", |_| true);
+    let r = w.stop();
+    assert!(r.status.success());
+    let s = r.summary.expect("summary line");
+    assert_eq!(s["matched"], 25, "{s:#}");
+    assert_eq!(s["delivered"], 25);
+    assert_eq!(s["lost"], 0);
+    assert_eq!(
+        s["by_reason"],
+        serde_json::json!([{"name": "NO_SOCKET", "code": s["by_reason"][0]["code"], "subsystem": null, "count": 25}])
+    );
+    assert_eq!(to_port(&r.drops, port).len(), 25);
+}
+
+#[test]
+fn lost_events_are_counted_and_reported() {
+    // A 4 KiB ring holds ~30 records. Stop the reader, make 3000 drops, resume.
+    let port = closed_udp_port("127.0.0.1");
+    let w = Watch::start(&["--ring-size", "4K", "--port", &port.to_string()]);
+    w.signal(libc::SIGSTOP);
+    let dst = SocketAddr::new(LO4, port);
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    for _ in 0..3000 {
+        sock.send_to(b"x", dst).unwrap();
+    }
+    w.signal(libc::SIGCONT);
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let r = w.stop();
+    let s = r.summary.expect("summary");
+    let (matched, delivered, lost) = (
+        s["matched"].as_u64().unwrap(),
+        s["delivered"].as_u64().unwrap(),
+        s["lost"].as_u64().unwrap(),
+    );
+    assert_eq!(matched, 3000, "{s:#}");
+    assert!(lost > 0, "nothing lost with a 4K ring: {s:#}");
+    assert_eq!(delivered + lost, matched, "unaccounted events: {s:#}");
+    assert_eq!(delivered as usize, to_port(&r.drops, port).len());
+    let notices: u64 = r.lost.iter().map(|l| l["lost"].as_u64().unwrap()).sum();
+    assert_eq!(notices, lost, "lost notices {:#?} vs summary {s:#}", r.lost);
+    assert_eq!(s["by_reason"][0]["count"], 3000);
+}
+
+#[test]
+fn sigterm_also_ends_with_a_summary_and_nothing_stays_attached() {
+    let w = Watch::start(&[]);
+    let r = w.stop_with(libc::SIGTERM);
+    assert!(r.status.success(), "{}", r.stderr);
+    assert!(r.summary.is_some());
+    let progs = std::process::Command::new("bpftool")
+        .args(["prog", "show"])
+        .output()
+        .expect("bpftool");
+    let progs = String::from_utf8_lossy(&progs.stdout);
+    assert!(
+        !progs.contains("drop_btf") && !progs.contains("drop_tp"),
+        "programs left loaded:\n{progs}"
+    );
+    let pinned = std::fs::read_dir("/sys/fs/bpf")
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(pinned, 0, "something is pinned in /sys/fs/bpf");
+}
+
+#[test]
+fn netfilter_drops_in_a_namespace() {
+    let ns = NetnsPair::new("w2", 202);
+    ns.sh("nft add table inet ndtest && nft add chain inet ndtest input { type filter hook input priority 0 \\; } && nft add rule inet ndtest input udp dport 47002 drop");
+    let w = Watch::start(&["--netns", &ns.name]);
+    let dst: SocketAddr = format!("{}:47002", ns.ns_addr).parse().unwrap();
+    udp_send(&format!("{}:0", ns.host_addr), dst);
+    w.wait_for("nftables drop", |d| d["packet"]["dport"] == 47002);
+    let r = w.stop();
+    let d = to_port(&r.drops, 47002)[0];
+    assert_eq!(field(d, "reason.name"), "NETFILTER_DROP", "{d:#}");
+    // nf_hook_slow frees it on older kernels; 6.18 attributes it to the nftables chain.
+    let sym = field(d, "location.symbol").as_str().unwrap();
+    assert!(["nf_hook_slow", "nft_do_chain"].contains(&sym), "{d:#}");
+    assert_eq!(field(d, "netns.inode"), ns.inode());
+    assert!(
+        r.drops.iter().all(|d| d["netns"]["inode"] == ns.inode()),
+        "--netns let other namespaces through"
+    );
+}
