@@ -118,3 +118,44 @@ fn reasons_lists_this_kernels_names() {
     }
     assert!(!names.contains(&"MAX"));
 }
+
+/// Runs `netdrop ARGS` in a private mount namespace after `setup` (shell), so mounts made
+/// or removed there do not touch the host.
+fn in_mount_ns(setup: &str, args: &str) -> std::process::Output {
+    let script = format!("{setup}; exec {} {args}", netdrop_bin().display());
+    Command::new("unshare")
+        .args(["--mount", "sh", "-c", &script])
+        .output()
+        .expect("unshare (util-linux)")
+}
+
+#[test]
+fn tracefs_is_mounted_when_missing() {
+    let out = in_mount_ns(
+        "umount /sys/kernel/debug/tracing 2>/dev/null; umount /sys/kernel/tracing 2>/dev/null; \
+         test ! -e /sys/kernel/tracing/events",
+        "-v watch --attach tracepoint --duration 1",
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("mounted tracefs at /sys/kernel/tracing"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("attached classic tracepoint skb:kfree_skb"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn missing_kernel_btf() {
+    let out = in_mount_ns("mount -t tmpfs none /sys/kernel/btf", "watch");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(
+        stderr.trim(),
+        "netdrop: this kernel exposes no BTF type information at /sys/kernel/btf/vmlinux (it needs \
+         CONFIG_DEBUG_INFO_BTF=y); give netdrop a BTF file for this exact kernel with --btf FILE"
+    );
+}
