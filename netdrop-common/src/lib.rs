@@ -15,7 +15,14 @@ pub mod program {
     pub const BTF_2ARG: &str = "drop_btf_2arg";
     /// Classic `skb:kfree_skb` tracepoint; field offsets come from its format file.
     pub const TRACEPOINT: &str = "drop_tp";
+    /// kprobe on `nf_conntrack_in`: remembers the packet conntrack is looking at.
+    pub const CONNTRACK_IN: &str = "ct_in";
+    /// kretprobe on `nf_conntrack_in`: marks that packet when conntrack refused it.
+    pub const CONNTRACK_IN_RET: &str = "ct_in_ret";
 }
+
+/// Kernel function the conntrack hook attaches to.
+pub const CONNTRACK_FUNCTION: &str = "nf_conntrack_in";
 
 /// Names of the maps in the object file.
 pub mod map {
@@ -35,6 +42,10 @@ pub mod map {
     pub const STACKS: &str = "STACKS";
     /// Hash: reason code (`u32`) -> 1, used by [`crate::Filter::reason_mode`].
     pub const REASON_FILTER: &str = "REASON_FILTER";
+    /// Per-CPU: the skb `nf_conntrack_in` is running for.
+    pub const CT_SKB: &str = "CT_SKB";
+    /// Per-CPU: the last skb `nf_conntrack_in` returned NF_DROP for.
+    pub const CT_DROPPED: &str = "CT_DROPPED";
 }
 
 /// Names of the read-only globals that user space sets at load time.
@@ -107,6 +118,9 @@ pub mod flag {
     pub const NETNS_FROM_SOCKET: u32 = 1 << 6;
     /// A kernel stack was captured: `stack_id` is valid.
     pub const HAS_STACK: u32 = 1 << 7;
+    /// A NETFILTER_DROP decided by conntrack (`nf_conntrack_in` returned NF_DROP for this
+    /// packet), not by a rule. Only set when the conntrack hook is attached.
+    pub const CONNTRACK: u32 = 1 << 8;
 }
 
 /// Bits of [`Config::flags`].
@@ -340,8 +354,9 @@ impl Filter {
 pub struct Config {
     /// [`config`] bits.
     pub flags: u32,
-    /// Explicit padding.
-    pub _pad: u32,
+    /// This kernel's value of `SKB_DROP_REASON_NETFILTER_DROP`, or [`OFFSET_NONE`]:
+    /// events with it always carry a stack, from which user space names the netfilter hook.
+    pub netfilter_reason: u32,
 }
 const _: () = assert!(core::mem::size_of::<Config>() == 8);
 

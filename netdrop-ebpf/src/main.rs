@@ -7,6 +7,7 @@
 #![no_std]
 #![no_main]
 
+mod conntrack;
 mod count;
 mod filter;
 mod kread;
@@ -58,7 +59,10 @@ static FILTER: Filter = Filter {
 
 /// Which outputs are enabled.
 #[unsafe(no_mangle)]
-static CONFIG: Config = Config { flags: 0, _pad: 0 };
+static CONFIG: Config = Config {
+    flags: 0,
+    netfilter_reason: netdrop_common::OFFSET_NONE,
+};
 
 /// Reads a field of one of the globals above.
 ///

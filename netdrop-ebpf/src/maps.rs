@@ -38,3 +38,9 @@ pub static REASON_FILTER: HashMap<u32, u8> = HashMap::with_max_entries(MAX_REASO
 /// Per-CPU scratch record: the event is assembled here, not on the 512-byte BPF stack.
 #[map]
 pub static SCRATCH: PerCpuArray<DropEvent> = PerCpuArray::with_max_entries(1, 0);
+
+#[map]
+pub static CT_SKB: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+#[map]
+pub static CT_DROPPED: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);

@@ -18,7 +18,7 @@ use aya_log_ebpf::debug;
 use netdrop_common::{DeviceKey, DropEvent, FlowKey, LocationKey, OFFSET_NONE, config, flag, stat};
 
 use crate::{
-    CONFIG, OFFSETS, TP_LAYOUT, count, filter, global,
+    CONFIG, OFFSETS, TP_LAYOUT, conntrack, count, filter, global,
     kread::{self, ReadError},
     maps::{BY_DEVICE, BY_FLOW, BY_LOCATION, BY_REASON, EVENTS, SCRATCH, STACKS},
     packet,
@@ -154,7 +154,11 @@ fn try_handle<C: EbpfContext + StackIdContext>(ctx: &C, drop: DropArgs) -> Resul
         ev.flags |= flag::HAS_REASON;
     }
     ev.stack_id = -1;
-    if cfg & config::STACKS != 0 {
+    let netfilter = reason == global!(CONFIG.netfilter_reason);
+    if netfilter && conntrack::refused(drop.skb) {
+        ev.flags |= flag::CONNTRACK;
+    }
+    if cfg & config::STACKS != 0 || netfilter {
         match ctx.get_stackid(&STACKS, 0) {
             Ok(id) => {
                 ev.stack_id = id as i32;

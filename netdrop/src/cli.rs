@@ -76,6 +76,12 @@ pub struct WatchArgs {
     #[arg(long, value_name = "BYTES", default_value = "8M", value_parser = parse_size)]
     pub ring_size: u32,
 
+    /// Do not report kernel drop counters. They are reported, once a second as they grow,
+    /// for drops that never reach kfree_skb (full accept or SYN queue, NIC ring, netdev
+    /// backlog, conntrack table), unless a packet filter (other than --netns) is given.
+    #[arg(long)]
+    pub no_counters: bool,
+
     /// Stop after this many drops.
     #[arg(long, value_name = "N")]
     pub count: Option<u64>,

@@ -46,6 +46,22 @@ pub struct DropRecord {
     pub running_task: Task,
     /// Kernel stack, innermost first, with `--stack`; otherwise `null`.
     pub stack: Option<Vec<String>>,
+    /// For NETFILTER_DROP: which netfilter hook dropped the packet; otherwise `null`.
+    #[serde(default)]
+    pub netfilter: Option<Netfilter>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Netfilter {
+    /// `ipv4`, `ipv6`, `arp`, `bridge` or `netdev`.
+    pub family: String,
+    /// `prerouting`, `input`, `forward`, `output`, `postrouting`, `ingress`, `egress`.
+    pub hook: String,
+    /// The kernel function that ran the hook (the caller of `nf_hook_slow`).
+    pub via: String,
+    /// True when conntrack (not a rule) refused the packet, e.g. a full table; `null` when
+    /// this kernel gives netdrop no way to tell.
+    pub conntrack: Option<bool>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -103,7 +119,8 @@ pub struct Netns {
     pub inode: u32,
     /// `ip netns` name, or `init` for the initial namespace.
     pub name: Option<String>,
-    /// `device` or `socket`: where the namespace was read from.
+    /// Where the namespace was read from: `device` or `socket` for drops, `procfs` for
+    /// counters.
     pub source: String,
 }
 
@@ -151,6 +168,15 @@ impl Enricher {
         }
     }
 
+    /// The namespace `inode`, named when possible.
+    pub fn netns(&mut self, inode: u32, source: &str) -> Netns {
+        Netns {
+            inode,
+            name: self.netns.name(inode).map(str::to_owned),
+            source: source.to_owned(),
+        }
+    }
+
     /// `symbol+0xoff [module]`, or the hex address.
     pub fn symbolize(&mut self, addr: u64) -> String {
         match self.symbols.as_mut().and_then(|s| s.resolve(addr)) {
@@ -159,12 +185,20 @@ impl Enricher {
         }
     }
 
-    /// Builds the record for `ev`; `stack` is the kernel stack when captured.
-    pub fn record(&mut self, ev: &DropEvent, stack: Option<&[u64]>) -> DropRecord {
+    /// Builds the record for `ev`. `stack` is the kernel stack when one was captured;
+    /// `show_stack` says whether it goes into the record (otherwise it only serves to name
+    /// the netfilter hook). `conntrack_hook` says whether conntrack drops are flagged.
+    pub fn record(
+        &mut self,
+        ev: &DropEvent,
+        stack: Option<&[u64]>,
+        show_stack: bool,
+        conntrack_hook: bool,
+    ) -> DropRecord {
         let sym = self.symbols.as_mut().and_then(|s| s.resolve(ev.location));
         let reason = self.reasons.decode(ev.reason);
         let has = |f: u32| ev.flags & f != 0;
-        DropRecord {
+        let mut record = DropRecord {
             time: self.clock.rfc3339(ev.timestamp_ns),
             mono_ns: ev.timestamp_ns,
             cpu: ev.cpu,
@@ -199,8 +233,26 @@ impl Enricher {
                 tid: ev.tid,
                 comm: c_str(&ev.comm),
             },
-            stack: stack.map(|frames| self.stack(frames)),
+            stack: None,
+            netfilter: None,
+        };
+        let frames = stack.map(|f| self.stack(f));
+        if record.reason.name == "NETFILTER_DROP" {
+            record.netfilter =
+                frames
+                    .as_deref()
+                    .and_then(netfilter_hook)
+                    .map(|(family, hook, via)| Netfilter {
+                        family: family.to_owned(),
+                        hook: hook.to_owned(),
+                        via,
+                        conntrack: conntrack_hook.then_some(ev.flags & flag::CONNTRACK != 0),
+                    });
         }
+        if show_stack {
+            record.stack = frames;
+        }
+        record
     }
 
     /// Symbolises a kernel stack, leaving out the frames of netdrop's own program and the
@@ -211,6 +263,54 @@ impl Enricher {
         let skip = names.iter().take_while(|n| is_tracing_frame(n)).count();
         names.into_iter().skip(skip).collect()
     }
+}
+
+/// Where a netfilter hook runs, by the function that calls `nf_hook_slow` for it:
+/// (caller, family, hook). These are the NF_HOOK call sites of the IP, ARP and device
+/// layers; a caller outside this list leaves the hook unnamed.
+const NF_HOOK_CALLERS: &[(&str, &str, &str)] = &[
+    ("ip_rcv", "ipv4", "prerouting"),
+    ("ip_sublist_rcv", "ipv4", "prerouting"),
+    ("ip_list_rcv", "ipv4", "prerouting"),
+    ("ip_local_deliver", "ipv4", "input"),
+    ("ip_forward", "ipv4", "forward"),
+    ("__ip_local_out", "ipv4", "output"),
+    ("ip_local_out", "ipv4", "output"),
+    ("ip_output", "ipv4", "postrouting"),
+    ("ip_mc_output", "ipv4", "postrouting"),
+    ("ipv6_rcv", "ipv6", "prerouting"),
+    ("ip6_sublist_rcv", "ipv6", "prerouting"),
+    ("ipv6_list_rcv", "ipv6", "prerouting"),
+    ("ip6_input", "ipv6", "input"),
+    ("ip6_forward", "ipv6", "forward"),
+    ("__ip6_local_out", "ipv6", "output"),
+    ("ip6_local_out", "ipv6", "output"),
+    ("ip6_output", "ipv6", "postrouting"),
+    ("arp_rcv", "arp", "input"),
+    ("arp_xmit", "arp", "output"),
+    ("br_handle_frame", "bridge", "prerouting"),
+    ("br_handle_frame_finish", "bridge", "input"),
+    ("__br_forward", "bridge", "forward"),
+    ("br_dev_queue_push_xmit", "bridge", "postrouting"),
+    ("__netif_receive_skb_core", "netdev", "ingress"),
+    ("__dev_queue_xmit", "netdev", "egress"),
+];
+
+/// Names the netfilter hook from a symbolised stack: the frame after `nf_hook_slow`.
+fn netfilter_hook(frames: &[String]) -> Option<(&'static str, &'static str, String)> {
+    let base = |f: &str| -> String {
+        let name = f.split('+').next().unwrap_or(f);
+        // Compiler clones: `ip_rcv.cold`, `__netif_receive_skb_core.constprop.0`.
+        name.split('.').next().unwrap_or(name).to_owned()
+    };
+    let at = frames
+        .iter()
+        .position(|f| matches!(base(f).as_str(), "nf_hook_slow" | "nf_hook_slow_list"))?;
+    let caller = base(frames.get(at + 1)?);
+    NF_HOOK_CALLERS
+        .iter()
+        .find(|(c, _, _)| *c == caller)
+        .map(|&(_, family, hook)| (family, hook, caller.clone()))
 }
 
 /// Frames of BPF programs and of the tracepoint dispatch code.
@@ -370,7 +470,7 @@ mod tests {
 
     #[test]
     fn enriches_udp() {
-        let r = enricher().record(&udp_event(), None);
+        let r = enricher().record(&udp_event(), None, false, false);
         assert_eq!(r.reason.name, "NO_SOCKET");
         assert_eq!(r.location.symbol.as_deref(), Some("__udp4_lib_rcv"));
         assert_eq!(r.location.offset, Some(0x2d1));
@@ -397,7 +497,7 @@ mod tests {
         ev.tcp_flags = 0x12;
         ev.saddr = Ipv6Addr::LOCALHOST.octets();
         ev.daddr = Ipv6Addr::LOCALHOST.octets();
-        let r = enricher().record(&ev, Some(&[ev.location, 0x1]));
+        let r = enricher().record(&ev, Some(&[ev.location, 0x1]), true, false);
         assert!(is_tracing_frame(
             "bpf_prog_79ab2eaac6fb668e_drop_btf_4arg+0x6f7 [bpf]"
         ));
@@ -417,7 +517,7 @@ mod tests {
         // No headers read: still a record, with what is known.
         ev.flags = flag::HAS_REASON;
         ev.l3_proto = 0;
-        let r = enricher().record(&ev, None);
+        let r = enricher().record(&ev, None, false, false);
         assert_eq!(
             r.packet,
             Packet {
@@ -431,7 +531,7 @@ mod tests {
 
     #[test]
     fn json_round_trip() {
-        let r = enricher().record(&udp_event(), Some(&[0xffffffffc05011b0]));
+        let r = enricher().record(&udp_event(), Some(&[0xffffffffc05011b0]), true, false);
         let json = serde_json::to_string(&r).unwrap();
         let back: DropRecord = serde_json::from_str(&json).unwrap();
         assert_eq!(back, r);
@@ -440,6 +540,80 @@ mod tests {
         assert_eq!(v["packet"]["dport"], 9);
         assert_eq!(v["stack"][0], "veth_stats_rx+0x0 [veth]");
         assert_eq!(v["location"]["module"], serde_json::Value::Null);
+    }
+
+    #[test]
+    fn netfilter_hooks_are_named_from_the_caller_of_nf_hook_slow() {
+        let frames = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        // 6.18 with an nftables rule: the chain frees the packet.
+        let rule = frames(&[
+            "nft_do_chain+0x3e8",
+            "nft_do_chain_inet+0x4f",
+            "nf_hook_slow+0x45",
+            "ip_local_deliver+0xd4",
+            "ip_sublist_rcv_finish+0x7a",
+        ]);
+        assert_eq!(
+            netfilter_hook(&rule),
+            Some(("ipv4", "input", "ip_local_deliver".to_owned()))
+        );
+        // conntrack refusing a packet at PREROUTING.
+        let ct = frames(&[
+            "sk_skb_reason_drop+0x90",
+            "nf_hook_slow+0x7d",
+            "ip_rcv+0x131",
+            "__netif_receive_skb_one_core+0x8d",
+        ]);
+        assert_eq!(
+            netfilter_hook(&ct),
+            Some(("ipv4", "prerouting", "ip_rcv".to_owned()))
+        );
+        let v6 = frames(&["nf_hook_slow+0x7d", "__ip6_local_out.constprop.0+0x1c"]);
+        assert_eq!(netfilter_hook(&v6).map(|h| h.1), Some("output"));
+        assert_eq!(
+            netfilter_hook(&frames(&["nf_hook_slow+0x7d", "some_tunnel_xmit+0x1"])),
+            None
+        );
+        assert_eq!(netfilter_hook(&frames(&["udp_rcv+0x1"])), None);
+    }
+
+    #[test]
+    fn conntrack_drops_are_told_apart_only_with_the_hook() {
+        let dir = std::env::temp_dir().join(format!("netdrop-ksyms-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ksyms = dir.join("kallsyms");
+        std::fs::write(
+            &ksyms,
+            "ffffffff81000000 T _text\nffffffff81100000 T nf_hook_slow\nffffffff81100200 T nf_hook_slow_list\n\
+             ffffffff81200000 T ip_rcv\nffffffff81200400 T ip_rcv_core\n",
+        )
+        .unwrap();
+        let f = Format::parse(&testdata::read("tracefs/kfree_skb-6.18.format")).unwrap();
+        let reasons = Reasons::from_symbolic(&f.symbolic_values()).unwrap();
+        let mut e = Enricher::new(reasons.clone(), &ksyms, &dir);
+        let mut ev = udp_event();
+        ev.reason = reasons.lookup("NETFILTER_DROP").unwrap();
+        ev.flags |= flag::HAS_STACK;
+        let stack = [0xffffffff81100000 + 0x7d, 0xffffffff81200000 + 0x131];
+
+        let rule = e.record(&ev, Some(&stack), false, true);
+        let nf = rule.netfilter.expect("netfilter hook named");
+        assert_eq!(
+            (nf.family.as_str(), nf.hook.as_str(), nf.via.as_str()),
+            ("ipv4", "prerouting", "ip_rcv")
+        );
+        assert_eq!(nf.conntrack, Some(false));
+        assert_eq!(rule.stack, None, "stack only shown with --stack");
+
+        ev.flags |= flag::CONNTRACK;
+        let ct = e.record(&ev, Some(&stack), true, true);
+        assert_eq!(ct.netfilter.unwrap().conntrack, Some(true));
+        assert_eq!(ct.stack.unwrap()[1], "ip_rcv+0x131");
+
+        // Without the hook netdrop cannot tell: null, not false.
+        let unknown = e.record(&ev, Some(&stack), false, false);
+        assert_eq!(unknown.netfilter.unwrap().conntrack, None);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -127,6 +127,21 @@ pub struct FilterSpec {
     pub iface: Option<[u8; 16]>,
 }
 
+impl FilterSpec {
+    /// True when a filter about packets (not just the namespace) is set: kernel counters
+    /// cannot be narrowed that way.
+    pub fn selects_packets(&self) -> bool {
+        !self.reasons.is_empty()
+            || !self.exclude_reasons.is_empty()
+            || self.proto.is_some()
+            || self.host.is_some()
+            || self.src.is_some()
+            || self.dst.is_some()
+            || self.port.is_some()
+            || self.iface.is_some()
+    }
+}
+
 /// What the kernel side needs: the [`Filter`] global and the reason set.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CompiledFilter {

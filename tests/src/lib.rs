@@ -4,6 +4,8 @@
 //! pairs into fresh network namespaces, nftables rules. Namespaces and rules are removed
 //! when their guard is dropped.
 
+pub mod scenarios;
+
 use std::{
     io::{BufRead, BufReader},
     net::{IpAddr, SocketAddr, UdpSocket},
@@ -60,6 +62,7 @@ pub struct Report {
     pub status: ExitStatus,
     pub drops: Vec<Value>,
     pub lost: Vec<Value>,
+    pub counters: Vec<Value>,
     pub summary: Option<Value>,
     pub stderr: String,
 }
@@ -67,7 +70,16 @@ pub struct Report {
 impl Watch {
     /// Starts `netdrop watch --json ARGS` and waits until it says it is attached.
     pub fn start(args: &[&str]) -> Self {
-        let mut child = Command::new(netdrop_bin())
+        let mut cmd = Command::new(netdrop_bin());
+        // SAFETY: prctl in the forked child before exec; async-signal-safe.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+                // Die with the test process, even if it is killed without unwinding.
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let mut child = cmd
             .args(["watch", "--json"])
             .args(args)
             .stdout(Stdio::piped())
@@ -121,21 +133,21 @@ impl Watch {
 
     /// Waits until a drop record satisfying `pred` has been printed.
     pub fn wait_for(&self, what: &str, pred: impl Fn(&Value) -> bool) {
+        self.wait_for_line(what, |v| v["type"] == "drop" && pred(v));
+    }
+
+    /// Waits until any output line satisfying `pred` has been printed.
+    pub fn wait_for_line(&self, what: &str, pred: impl Fn(&Value) -> bool) {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            if self
-                .lines
-                .lock()
-                .unwrap()
-                .iter()
-                .any(|v| v["type"] == "drop" && pred(v))
-            {
+            if self.lines.lock().unwrap().iter().any(&pred) {
                 return;
             }
             assert!(
                 Instant::now() < deadline,
-                "no drop record for {what} within 20 s; got: {:#?}",
-                self.lines.lock().unwrap()
+                "no output line for {what} within 20 s; got: {:?}; netdrop stderr: {}",
+                self.lines.lock().unwrap(),
+                self.stderr.lock().unwrap()
             );
             thread::sleep(Duration::from_millis(20));
         }
@@ -181,6 +193,7 @@ impl Watch {
             status,
             drops: of("drop"),
             lost: of("lost"),
+            counters: of("counter"),
             summary: of("summary").pop(),
             stderr: self.stderr.lock().unwrap().clone(),
         }
@@ -194,18 +207,32 @@ impl Drop for Watch {
     }
 }
 
-/// Runs a shell command, panicking with its output on failure.
-pub fn sh(cmd: &str) {
-    let out = Command::new("sh")
-        .args(["-c", cmd])
+/// Runs `prog args`, panicking with its output on failure. No shell: in the VM guest a
+/// busybox shell would run its own `ip` applet instead of iproute2.
+pub fn run_cmd(prog: &str, args: &[&str]) -> String {
+    let out = Command::new(prog)
+        .args(args)
         .output()
-        .expect("run sh");
+        .unwrap_or_else(|e| panic!("cannot run {prog}: {e}"));
     assert!(
         out.status.success(),
-        "`{cmd}` failed: {}{}",
+        "`{prog} {}` failed: {}{}",
+        args.join(" "),
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `ip ARGS`.
+pub fn ip(args: &[&str]) -> String {
+    run_cmd("ip", args)
+}
+
+/// Sets a sysctl of the current namespace, e.g. `sysctl("net.ipv4.ip_forward", "1")`.
+pub fn sysctl(key: &str, value: &str) {
+    let path = format!("/proc/sys/{}", key.replace('.', "/"));
+    std::fs::write(&path, value).unwrap_or_else(|e| panic!("{path}: {e}"));
 }
 
 /// A closed local port: bound, then released.
@@ -264,7 +291,8 @@ pub fn tcp_refused(src_ip: IpAddr, dst: SocketAddr) -> SocketAddr {
     }
 }
 
-fn sockaddr(a: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
+/// A socket address for libc calls.
+pub fn sockaddr(a: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
     // SAFETY: sockaddr_storage is large enough for either family; all-zero is valid.
     let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
     let len = match a {
@@ -331,16 +359,24 @@ impl NetnsPair {
         let _ = Command::new("ip")
             .args(["link", "del", &p.host_if])
             .output();
-        sh(&format!(
-            "ip netns add {n} && ip link add {h} type veth peer name {i} netns {n} && \
-             ip addr add {ha}/24 dev {h} && ip link set {h} up && \
-             ip -n {n} addr add {na}/24 dev {i} && ip -n {n} link set {i} up && ip -n {n} link set lo up",
-            n = p.name,
-            h = p.host_if,
-            i = p.ns_if,
-            ha = p.host_addr,
-            na = p.ns_addr
-        ));
+        let (n, h, i) = (p.name.as_str(), p.host_if.as_str(), p.ns_if.as_str());
+        ip(&["netns", "add", n]);
+        ip(&[
+            "link", "add", h, "type", "veth", "peer", "name", i, "netns", n,
+        ]);
+        ip(&["addr", "add", &format!("{}/24", p.host_addr), "dev", h]);
+        ip(&["link", "set", h, "up"]);
+        ip(&[
+            "-n",
+            n,
+            "addr",
+            "add",
+            &format!("{}/24", p.ns_addr),
+            "dev",
+            i,
+        ]);
+        ip(&["-n", n, "link", "set", i, "up"]);
+        ip(&["-n", n, "link", "set", "lo", "up"]);
         p
     }
 
@@ -349,13 +385,23 @@ impl NetnsPair {
         netns_inode(&format!("/run/netns/{}", self.name))
     }
 
-    /// Runs a shell command inside the namespace.
-    pub fn sh(&self, cmd: &str) {
-        sh(&format!(
-            "ip netns exec {} sh -c '{}'",
-            self.name,
-            cmd.replace('\'', "'\\''")
-        ));
+    /// Runs one nft command inside the namespace, e.g. `add table inet t`.
+    pub fn nft(&self, command: &str) {
+        ip(&["netns", "exec", &self.name, "nft", command]);
+    }
+
+    /// Sets a sysctl inside the namespace.
+    pub fn sysctl(&self, key: &str, value: &str) {
+        self.inside(|| sysctl(key, value));
+    }
+
+    /// The MAC address of the namespace side of the veth.
+    pub fn ns_mac(&self) -> String {
+        let out = ip(&["-n", &self.name, "-br", "link", "show", &self.ns_if]);
+        out.split_whitespace()
+            .nth(2)
+            .expect("MAC in `ip -br link`")
+            .to_owned()
     }
 
     /// Runs `f` on a thread that has entered the namespace (sockets it creates live there).

@@ -42,7 +42,9 @@ fn every(r: &Report, what: &str, pred: impl Fn(&Value) -> bool) {
 #[test]
 fn reason_and_exclude_reason() {
     let ns = NetnsPair::new("f1", 211);
-    ns.sh("nft add table inet ndf && nft add chain inet ndf input { type filter hook input priority 0 \\; } && nft add rule inet ndf input udp dport 47010 drop");
+    ns.nft("add table inet ndf");
+    ns.nft("add chain inet ndf input { type filter hook input priority 0 ; }");
+    ns.nft("add rule inet ndf input udp dport 47010 drop");
     let to = |port: u16| SocketAddr::new(ns.ns_addr.parse().unwrap(), port);
     let from = format!("{}:0", ns.host_addr);
 

@@ -247,7 +247,9 @@ fn sigterm_also_ends_with_a_summary_and_nothing_stays_attached() {
 #[test]
 fn netfilter_drops_in_a_namespace() {
     let ns = NetnsPair::new("w2", 202);
-    ns.sh("nft add table inet ndtest && nft add chain inet ndtest input { type filter hook input priority 0 \\; } && nft add rule inet ndtest input udp dport 47002 drop");
+    ns.nft("add table inet ndtest");
+    ns.nft("add chain inet ndtest input { type filter hook input priority 0 ; }");
+    ns.nft("add rule inet ndtest input udp dport 47002 drop");
     let w = Watch::start(&["--netns", &ns.name]);
     let dst: SocketAddr = format!("{}:47002", ns.ns_addr).parse().unwrap();
     udp_send(&format!("{}:0", ns.host_addr), dst);

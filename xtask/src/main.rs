@@ -5,6 +5,7 @@
 mod cmd;
 mod setup;
 mod test;
+mod vm;
 
 use std::path::PathBuf;
 
@@ -42,14 +43,30 @@ enum Task {
         args: Vec<String>,
     },
     /// Set up and run the whole test suite: unit tests, then (as root) the privileged
-    /// integration tests that create real drops on this kernel.
+    /// integration tests that create real drops on this kernel, then the VM scenarios on
+    /// Debian kernels (vm-test).
     Test {
         /// Only the unit tests (no root, no kernel).
         #[arg(long)]
         unit: bool,
+        /// Skip the VM scenarios.
+        #[arg(long)]
+        no_vm: bool,
     },
     /// rustfmt (nightly, for the import options in rustfmt.toml) and clippy -D warnings.
     Lint,
+    /// Run the drop scenarios inside qemu on Debian distribution kernels (6.1, 6.12):
+    /// downloads the kernels through apt (cached under target/vm), builds static netdrop
+    /// and the scenario runner, boots each kernel and prints a kernel x scenario table.
+    /// Needs root (apt, and the guest tools come from Debian packages).
+    VmTest {
+        /// Kernels to run on (repeatable): 6.1, 6.12. Default: all.
+        #[arg(long = "kernel")]
+        kernels: Vec<String>,
+        /// Scenarios to run (repeatable). Default: all.
+        #[arg(long = "scenario")]
+        scenarios: Vec<String>,
+    },
 }
 
 fn main() -> Result<()> {
@@ -72,7 +89,17 @@ fn main() -> Result<()> {
             let bin = build(true)?;
             cmd::exec_privileged(&bin, &args)
         }
-        Task::Test { unit } => test::run(unit),
+        Task::Test { unit, no_vm } => {
+            test::run(unit)?;
+            if unit || no_vm {
+                return Ok(());
+            }
+            vm::run(vm::VmArgs {
+                kernels: Vec::new(),
+                scenarios: Vec::new(),
+            })
+        }
+        Task::VmTest { kernels, scenarios } => vm::run(vm::VmArgs { kernels, scenarios }),
         Task::Lint => {
             setup::toolchain()?;
             lint()

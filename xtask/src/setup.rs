@@ -115,6 +115,17 @@ fn bpf_linker() -> Result<()> {
     })
 }
 
+/// Adds a Rust target to the default toolchain (e.g. musl for static guest binaries).
+pub fn rust_target(target: &str) -> Result<()> {
+    let installed = output(rustup().args(["target", "list", "--installed"])).unwrap_or_default();
+    if installed.lines().any(|l| l.trim() == target) {
+        return Ok(());
+    }
+    eprintln!("xtask: adding the Rust target {target}");
+    cmd::run(rustup().args(["target", "add", target]))
+        .with_context(|| format!("could not add {target}: run `rustup target add {target}`"))
+}
+
 /// (command the tests run, Debian package providing it)
 const TEST_TOOLS: &[(&str, &str)] = &[
     ("ip", "iproute2"),

@@ -15,9 +15,13 @@ use crate::{
     cli::WatchArgs,
     error::Error,
     event::{self, Enricher},
-    kernel::{Kernel, privileges},
-    output::{Format, JsonLine, LostNotice, Summary, json, text},
-    probe::{self, Counters, Probe, ProbeConfig},
+    kernel::{
+        Kernel,
+        counters::{self, Change, CounterWatch},
+        privileges,
+    },
+    output::{CounterGrowth, CounterNotice, Format, JsonLine, LostNotice, Summary, json, text},
+    probe::{self, Conntrack, Counters, Probe, ProbeConfig},
     time::Clock,
 };
 
@@ -36,7 +40,8 @@ enum Stop {
 pub async fn run(args: &WatchArgs, verbose: u8) -> Result<(), Error> {
     // Arguments first: reading BTF needs no privileges, so a typo is reported as such.
     let kernel = Kernel::inspect(args.kernel.btf.as_deref())?;
-    let filter = args.filter.spec(Path::new("/"))?.compile(&kernel.reasons)?;
+    let spec = args.filter.spec(Path::new("/"))?;
+    let filter = spec.compile(&kernel.reasons)?;
     privileges::check()?;
     privileges::raise_memlock();
     let mut flags = config::EVENTS | config::BY_REASON | config::HEADERS;
@@ -58,6 +63,7 @@ pub async fn run(args: &WatchArgs, verbose: u8) -> Result<(), Error> {
         signal(SignalKind::terminate()).map_err(Error::io("installing a SIGTERM handler"))?;
 
     let mut probe = Probe::load(&kernel, &cfg)?;
+    probe.attach_conntrack();
     let ring = probe.take_events()?;
     let mut ring = probe::readable(ring).map_err(Error::io("polling the ring buffer"))?;
     let format = if args.json {
@@ -77,7 +83,12 @@ pub async fn run(args: &WatchArgs, verbose: u8) -> Result<(), Error> {
         delivered: 0,
         limit: args.count,
         closed: false,
+        show_stack: args.stack,
+        conntrack_hook: false,
+        counter_growth: Vec::new(),
     };
+    let mut counter_watch =
+        (!args.no_counters && !spec.selects_packets()).then(|| CounterWatch::new(spec.netns));
     eprintln!(
         "netdrop: watching packet drops via {}; Ctrl-C to stop",
         probe.hook
@@ -96,7 +107,14 @@ pub async fn run(args: &WatchArgs, verbose: u8) -> Result<(), Error> {
             }
             _ = sigint.recv() => break Stop::Signal,
             _ = sigterm.recv() => break Stop::Signal,
-            _ = tick.tick() => sink.report_loss(&probe, &mut reported)?,
+            _ = tick.tick() => {
+                probe.attach_conntrack();
+                sink.conntrack_hook = probe.conntrack == Conntrack::Attached;
+                sink.report_loss(&probe, &mut reported)?;
+                if let Some(c) = counter_watch.as_mut() {
+                    sink.report_counters(c.poll());
+                }
+            }
             _ = sleep_until(deadline) => break Stop::Duration,
         }
         if sink.closed {
@@ -126,6 +144,7 @@ pub async fn run(args: &WatchArgs, verbose: u8) -> Result<(), Error> {
         lost: counters.lost,
         missed: counters.missed,
         by_reason: aggregate::reason_histogram(&probe.by_reason()?, &kernel.reasons),
+        counters: std::mem::take(&mut sink.counter_growth),
     };
     sink.summary(&summary);
     Ok(())
@@ -147,6 +166,11 @@ struct Sink<W: Write> {
     delivered: u64,
     limit: Option<u64>,
     closed: bool,
+    show_stack: bool,
+    /// The conntrack hook is attached: NETFILTER_DROPs say whether conntrack refused them.
+    conntrack_hook: bool,
+    /// Counter growth over the run, in order of first appearance.
+    counter_growth: Vec<CounterGrowth>,
 }
 
 impl<W: Write> Sink<W> {
@@ -166,7 +190,9 @@ impl<W: Write> Sink<W> {
             let stack = (ev.flags & netdrop_common::flag::HAS_STACK != 0)
                 .then(|| probe.stack(ev.stack_id as u32))
                 .flatten();
-            let record = self.enricher.record(&ev, stack);
+            let record = self
+                .enricher
+                .record(&ev, stack, self.show_stack, self.conntrack_hook);
             let res = match self.format {
                 Format::Json => json::write_line(&mut self.out, &JsonLine::Drop(record)),
                 Format::Text => {
@@ -203,6 +229,44 @@ impl<W: Write> Sink<W> {
         let res = self.out.flush();
         self.check(res);
         Ok(())
+    }
+
+    /// Writes a notice per kernel drop counter that grew.
+    fn report_counters(&mut self, changes: Vec<Change>) {
+        for c in changes {
+            let meaning = counters::info(&c.name).map_or("", |i| i.meaning);
+            let netns = c.netns.map(|n| self.enricher.netns(n, "procfs"));
+            match self
+                .counter_growth
+                .iter_mut()
+                .find(|g| g.counter == c.name && g.netns.as_ref().map(|n| n.inode) == c.netns)
+            {
+                Some(g) => g.delta += c.delta,
+                None => self.counter_growth.push(CounterGrowth {
+                    counter: c.name.clone(),
+                    netns: netns.clone(),
+                    delta: c.delta,
+                }),
+            }
+            let notice = CounterNotice {
+                time: self.clock.rfc3339(Clock::monotonic_now()),
+                counter: c.name,
+                delta: c.delta,
+                total: c.total,
+                netns,
+                meaning: meaning.to_owned(),
+            };
+            let res = match self.format {
+                Format::Json => json::write_line(&mut self.out, &JsonLine::Counter(notice)),
+                Format::Text => {
+                    let t = self.clock.local_hms(Clock::monotonic_now());
+                    writeln!(self.out, "{}", text::counter_line(&notice, &t))
+                }
+            };
+            self.check(res);
+        }
+        let res = self.out.flush();
+        self.check(res);
     }
 
     fn summary(&mut self, s: &Summary) {

@@ -3,6 +3,7 @@
 //! parses text or bytes handed to it, so tests feed fixtures instead of a kernel.
 
 pub mod btf;
+pub mod counters;
 pub mod kallsyms;
 pub mod netns;
 pub mod offsets;

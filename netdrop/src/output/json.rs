@@ -38,6 +38,7 @@ mod tests {
                 subsystem: None,
                 count: 9,
             }],
+            counters: vec![],
         });
         for line in [lost, summary] {
             let mut buf = Vec::new();

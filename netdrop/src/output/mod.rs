@@ -21,6 +21,22 @@ pub struct LostNotice {
     pub missed_total: u64,
 }
 
+/// A kernel drop counter that grew: drops that never reach `kfree_skb`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CounterNotice {
+    pub time: String,
+    /// e.g. `TcpExt.ListenOverflows`, `nf_conntrack.drop`, `softnet.dropped`, `dev.eth0.rx_fifo`.
+    pub counter: String,
+    /// Growth since the previous notice (or since netdrop started).
+    pub delta: u64,
+    /// The kernel's value now.
+    pub total: u64,
+    /// Namespace of the counter; `null` for global ones (softnet).
+    pub netns: Option<crate::event::Netns>,
+    /// What the counter means.
+    pub meaning: String,
+}
+
 /// Per-reason count.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReasonCount {
@@ -48,6 +64,17 @@ pub struct Summary {
     pub missed: u64,
     /// Exact matched drops per reason, most first.
     pub by_reason: Vec<ReasonCount>,
+    /// Kernel drop counters that grew while netdrop ran (drops `kfree_skb` does not show).
+    #[serde(default)]
+    pub counters: Vec<CounterGrowth>,
+}
+
+/// Growth of one kernel counter over the whole run.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CounterGrowth {
+    pub counter: String,
+    pub netns: Option<crate::event::Netns>,
+    pub delta: u64,
 }
 
 /// A line of `--json` output.
@@ -60,6 +87,7 @@ pub struct Summary {
 pub enum JsonLine {
     Drop(DropRecord),
     Lost(LostNotice),
+    Counter(CounterNotice),
     Summary(Summary),
 }
 

@@ -2,7 +2,7 @@
 
 use std::io::{self, Write};
 
-use super::{LostNotice, Summary};
+use super::{CounterNotice, LostNotice, Summary};
 use crate::event::DropRecord;
 
 /// `04:12:33.123456 NO_SOCKET  udp  127.0.0.1:41234 -> 127.0.0.1:9  dev lo  netns init ...`
@@ -52,9 +52,20 @@ pub fn drop_line(r: &DropRecord, local_time: &str) -> String {
         },
         _ => r.location.address.clone(),
     };
+    let reason = match &r.netfilter {
+        Some(nf) => {
+            let what = if nf.conntrack == Some(true) {
+                ", conntrack"
+            } else {
+                ""
+            };
+            format!("{} ({} {}{what})", r.reason.name, nf.family, nf.hook)
+        }
+        None => r.reason.name.clone(),
+    };
     let mut line = format!(
         "{local_time} {:<20} {proto:<6} {flow:<47} dev {dev:<10} netns {netns:<10} at {loc}  len {} cpu {} task {}[{}]",
-        r.reason.name, p.length, r.cpu, r.running_task.comm, r.running_task.pid
+        reason, p.length, r.cpu, r.running_task.comm, r.running_task.pid
     );
     if let Some(stack) = &r.stack {
         for frame in stack {
@@ -63,6 +74,21 @@ pub fn drop_line(r: &DropRecord, local_time: &str) -> String {
         }
     }
     line
+}
+
+/// `04:30:10.123456 COUNTER TcpExt.ListenOverflows +24 (total 24) netns xb: accept queue full ...`
+pub fn counter_line(c: &CounterNotice, local_time: &str) -> String {
+    let netns = match &c.netns {
+        Some(n) => format!(
+            " netns {}",
+            n.name.clone().unwrap_or_else(|| n.inode.to_string())
+        ),
+        None => String::new(),
+    };
+    format!(
+        "{local_time} COUNTER {} +{} (total {}){netns}: {}",
+        c.counter, c.delta, c.total, c.meaning
+    )
 }
 
 /// Written when events were lost since the last check.
@@ -91,17 +117,31 @@ pub fn write_summary(out: &mut impl Write, s: &Summary) -> io::Result<()> {
         "netdrop: {} drops matched in {:.1}s ({} seen by the hook); {} events shown, {} lost, {} not traced (nested)",
         s.matched, s.duration_s, s.seen, s.delivered, s.lost, s.missed
     )?;
-    if s.by_reason.is_empty() {
-        return Ok(());
+    if !s.by_reason.is_empty() {
+        writeln!(out, "{:>12}  {:>6}  reason", "drops", "share")?;
+        for r in &s.by_reason {
+            let share = if s.matched > 0 {
+                100.0 * r.count as f64 / s.matched as f64
+            } else {
+                0.0
+            };
+            writeln!(out, "{:>12}  {:>5.1}%  {}", r.count, share, r.name)?;
+        }
     }
-    writeln!(out, "{:>12}  {:>6}  reason", "drops", "share")?;
-    for r in &s.by_reason {
-        let share = if s.matched > 0 {
-            100.0 * r.count as f64 / s.matched as f64
-        } else {
-            0.0
-        };
-        writeln!(out, "{:>12}  {:>5.1}%  {}", r.count, share, r.name)?;
+    if !s.counters.is_empty() {
+        writeln!(
+            out,
+            "kernel drop counters that grew (drops kfree_skb does not show):"
+        )?;
+        for c in &s.counters {
+            let ns = c.netns.as_ref().map_or(String::new(), |n| {
+                format!(
+                    "  netns {}",
+                    n.name.clone().unwrap_or_else(|| n.inode.to_string())
+                )
+            });
+            writeln!(out, "{:>12}  {}{ns}", c.delta, c.counter)?;
+        }
     }
     Ok(())
 }
@@ -111,7 +151,7 @@ mod tests {
     use super::*;
     use crate::{
         event::{Device, Location, Netns, Packet, ReasonInfo, Task},
-        output::ReasonCount,
+        output::{CounterGrowth, ReasonCount},
     };
 
     fn record() -> DropRecord {
@@ -156,6 +196,7 @@ mod tests {
                 comm: "nc".into(),
             },
             stack: Some(vec!["a+0x1".into(), "b+0x2".into()]),
+            netfilter: None,
         }
     }
 
@@ -201,6 +242,15 @@ mod tests {
                     count: 3,
                 },
             ],
+            counters: vec![CounterGrowth {
+                counter: "TcpExt.ListenOverflows".into(),
+                netns: Some(Netns {
+                    inode: 7,
+                    name: Some("blue".into()),
+                    source: "procfs".into(),
+                }),
+                delta: 24,
+            }],
         };
         let mut out = Vec::new();
         write_summary(&mut out, &s).unwrap();
@@ -210,5 +260,9 @@ mod tests {
         );
         assert!(text.contains("           7   70.0%  NO_SOCKET"), "{text}");
         assert!(text.contains("           3   30.0%  TCP_CSUM"));
+        assert!(
+            text.contains("          24  TcpExt.ListenOverflows  netns blue"),
+            "{text}"
+        );
     }
 }

@@ -13,10 +13,11 @@ use std::{
 use aya::{
     Btf as AyaBtf, Ebpf, EbpfLoader,
     maps::{HashMap as BpfHashMap, MapData, PerCpuArray, PerCpuHashMap, RingBuf, StackTraceMap},
-    programs::{BtfTracePoint, Program, TracePoint},
+    programs::{BtfTracePoint, KProbe, Program, TracePoint},
 };
 use netdrop_common::{
-    Config, KernelOffsets, MAX_STACKS, TracepointLayout, global, map, program, stat,
+    CONNTRACK_FUNCTION, Config, KernelOffsets, MAX_STACKS, OFFSET_NONE, TracepointLayout, global,
+    map, program, stat,
 };
 
 use crate::{
@@ -95,11 +96,26 @@ pub struct Counters {
     pub missed: u64,
 }
 
+/// Whether NETFILTER_DROPs can be told apart as conntrack's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Conntrack {
+    /// Not attempted (events are not streamed).
+    NotTried,
+    /// nf_conntrack is not loaded yet.
+    Waiting,
+    /// Attached: conntrack drops are flagged.
+    Attached,
+    /// This kernel does not allow it (no kprobes); the reason.
+    Unavailable(String),
+}
+
 /// Loaded and attached programs.
 pub struct Probe {
     ebpf: Ebpf,
     /// The attached hook.
     pub hook: Hook,
+    /// State of the conntrack hook.
+    pub conntrack: Conntrack,
     prog_name: &'static str,
     prog_fd: i32,
     /// Recursion misses read just before [`Probe::detach`] closed the program.
@@ -221,7 +237,64 @@ impl Probe {
             prog_fd,
             final_missed: None,
             stack_cache: HashMap::new(),
+            conntrack: Conntrack::NotTried,
         })
+    }
+
+    /// Attaches the conntrack hook (kprobe + kretprobe on `nf_conntrack_in`) if this
+    /// kernel allows it. While the nf_conntrack module is not loaded, it stays
+    /// [`Conntrack::Waiting`]: call again later.
+    pub fn attach_conntrack(&mut self) {
+        if matches!(
+            self.conntrack,
+            Conntrack::Attached | Conntrack::Unavailable(_)
+        ) {
+            return;
+        }
+        if !std::path::Path::new("/sys/module/nf_conntrack").exists() {
+            if self.conntrack != Conntrack::Waiting {
+                tracing::info!("conntrack hook: waiting for the nf_conntrack module");
+            }
+            self.conntrack = Conntrack::Waiting;
+            return;
+        }
+        if !std::path::Path::new("/sys/bus/event_source/devices/kprobe").exists() {
+            self.conntrack =
+                Conntrack::Unavailable("this kernel has no kprobes (CONFIG_KPROBES)".to_owned());
+            tracing::info!(
+                "conntrack hook unavailable: this kernel has no kprobes; drops by a full conntrack table show \
+                 as NETFILTER_DROP and in the nf_conntrack.drop counter"
+            );
+            return;
+        }
+        self.conntrack = match self.try_conntrack() {
+            Ok(()) => {
+                tracing::info!("attached conntrack hook: kprobe/kretprobe {CONNTRACK_FUNCTION}");
+                Conntrack::Attached
+            }
+            Err(e) => {
+                tracing::info!(
+                    "conntrack hook unavailable ({e}): drops by a full conntrack table show as NETFILTER_DROP \
+                     and in the nf_conntrack.drop counter"
+                );
+                Conntrack::Unavailable(e.to_string())
+            }
+        };
+    }
+
+    fn try_conntrack(&mut self) -> Result<(), Error> {
+        for name in [program::CONNTRACK_IN_RET, program::CONNTRACK_IN] {
+            let prog_err = |source| Error::Program {
+                program: name,
+                source,
+            };
+            let prog: &mut KProbe = program_mut(&mut self.ebpf, name)?
+                .try_into()
+                .map_err(prog_err)?;
+            prog.load().map_err(prog_err)?;
+            prog.attach(CONNTRACK_FUNCTION, 0).map_err(prog_err)?;
+        }
+        Ok(())
     }
 
     /// Detaches and unloads the program, keeping the maps readable: counts freeze, so a
@@ -336,12 +409,19 @@ fn load_object(
     let offsets: KernelOffsets = kernel.offsets;
     let config = Config {
         flags: cfg.flags,
-        _pad: 0,
+        netfilter_reason: kernel
+            .reasons
+            .lookup("NETFILTER_DROP")
+            .unwrap_or(OFFSET_NONE),
     };
     // 0 disables every kernel log statement, which the verifier then prunes.
     let log_level: u8 = if cfg.kernel_log { 5 } else { 0 };
+    // NETFILTER_DROP events carry a stack (to name the hook) even without --stack; the map
+    // is preallocated (about 1 KiB per entry), so it is only large when --stack asks.
     let stacks = if cfg.flags & netdrop_common::config::STACKS != 0 {
         MAX_STACKS
+    } else if cfg.flags & netdrop_common::config::EVENTS != 0 {
+        MAX_STACKS / 16
     } else {
         1
     };

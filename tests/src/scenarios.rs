@@ -1,0 +1,466 @@
+//! Drop scenarios run inside a VM on distribution kernels (`cargo xtask vm-test`). Each
+//! builds its own namespaces joined by veth, creates the drop for real, and checks what
+//! `netdrop watch --json` reports: reason, 5-tuple, device and namespace.
+//!
+//! A scenario returns `Err(reason)` on failure; the runner prints one result line per
+//! scenario for the host to collect from the serial console.
+
+use std::{
+    io::Read,
+    net::{SocketAddr, UdpSocket},
+    process::{Command, Stdio},
+    thread,
+    time::Duration,
+};
+
+use serde_json::Value;
+
+use crate::{NetnsPair, Watch, field, ip, sysctl, tcp_refused, to_port, udp_send};
+
+/// Outcome of one scenario.
+pub type Outcome = Result<(), String>;
+
+/// Every scenario, by name.
+pub const ALL: &[(&str, fn() -> Outcome)] = &[
+    ("closed_port", closed_port),
+    ("nftables_drop", nftables_drop),
+    ("rp_filter", rp_filter),
+    ("no_route", no_route),
+    ("udp_rcvbuf", udp_rcvbuf),
+    ("neighbour", neighbour),
+    ("conntrack_full", conntrack_full),
+    ("listen_overflow", listen_overflow),
+    ("dropwatch_agrees", dropwatch_agrees),
+];
+
+macro_rules! ensure {
+    ($cond:expr, $($fmt:tt)+) => {
+        if !$cond {
+            return Err(format!($($fmt)+));
+        }
+    };
+}
+
+fn eq(d: &Value, path: &str, want: impl Into<Value>) -> Outcome {
+    let got = field(d, path);
+    let want = want.into();
+    ensure!(
+        *got == want,
+        "{path} is {got}, expected {want}; record: {d}"
+    );
+    Ok(())
+}
+
+/// Checks reason, 5-tuple, device and namespace of `d`.
+fn flow(
+    d: &Value,
+    proto: &str,
+    src: SocketAddr,
+    dst: SocketAddr,
+    dev: &str,
+    ns: &NetnsPair,
+) -> Outcome {
+    eq(d, "packet.protocol", proto)?;
+    eq(d, "packet.src", src.ip().to_string())?;
+    eq(d, "packet.dst", dst.ip().to_string())?;
+    eq(d, "packet.sport", src.port())?;
+    eq(d, "packet.dport", dst.port())?;
+    eq(d, "device.name", dev)?;
+    eq(d, "netns.inode", ns.inode())?;
+    eq(d, "netns.name", ns.name.as_str())
+}
+
+/// The single drop to `port`.
+fn one(drops: &[Value], port: u16) -> Result<&Value, String> {
+    match to_port(drops, port).as_slice() {
+        [d] => Ok(d),
+        other => Err(format!(
+            "expected one drop to port {port}, got {}: {drops:?}",
+            other.len()
+        )),
+    }
+}
+
+fn addr(ip: &str, port: u16) -> SocketAddr {
+    SocketAddr::new(ip.parse().expect("address"), port)
+}
+
+/// 1. UDP and TCP to a closed port: NO_SOCKET.
+fn closed_port() -> Outcome {
+    let ns = NetnsPair::new("s1", 101);
+    let w = Watch::start(&["--netns", &ns.name, "--port", "9001"]);
+    let dst = addr(&ns.ns_addr, 9001);
+    let usrc = udp_send(&format!("{}:0", ns.host_addr), dst);
+    let tsrc = tcp_refused(ns.host_addr.parse().unwrap(), dst);
+    w.wait_for("tcp SYN", |d| d["packet"]["protocol"] == "tcp");
+    let r = w.stop();
+    let udp: Vec<_> = r
+        .drops
+        .iter()
+        .filter(|d| d["packet"]["protocol"] == "udp")
+        .collect();
+    let tcp: Vec<_> = r
+        .drops
+        .iter()
+        .filter(|d| d["packet"]["protocol"] == "tcp")
+        .collect();
+    ensure!(
+        udp.len() == 1 && tcp.len() == 1,
+        "expected one UDP and one TCP drop: {:?}",
+        r.drops
+    );
+    for (d, proto, src, sym) in [
+        (udp[0], "udp", usrc, "__udp4_lib_rcv"),
+        (tcp[0], "tcp", tsrc, "tcp_v4_rcv"),
+    ] {
+        eq(d, "reason.name", "NO_SOCKET")?;
+        eq(d, "location.symbol", sym)?;
+        flow(d, proto, src, dst, &ns.ns_if, &ns)?;
+    }
+    eq(tcp[0], "packet.tcp_flags", serde_json::json!(["SYN"]))
+}
+
+/// 2. An nftables rule dropping a flow: NETFILTER_DROP, with the netfilter hook named.
+fn nftables_drop() -> Outcome {
+    let ns = NetnsPair::new("s2", 102);
+    ns.nft("add table inet ndvm");
+    ns.nft("add chain inet ndvm input { type filter hook input priority 0 ; }");
+    ns.nft("add rule inet ndvm input udp dport 9002 drop");
+    let w = Watch::start(&["--netns", &ns.name, "--port", "9002"]);
+    let dst = addr(&ns.ns_addr, 9002);
+    let src = udp_send(&format!("{}:0", ns.host_addr), dst);
+    w.wait_for("nftables drop", |d| d["packet"]["dport"] == 9002);
+    let r = w.stop();
+    let d = one(&r.drops, 9002)?;
+    eq(d, "reason.name", "NETFILTER_DROP")?;
+    eq(d, "netfilter.hook", "input")?;
+    eq(d, "netfilter.family", "ipv4")?;
+    // The guest kernels have kprobes, so the conntrack hook is attached: a rule, not conntrack.
+    eq(d, "netfilter.conntrack", false)?;
+    flow(d, "udp", src, dst, &ns.ns_if, &ns)
+}
+
+/// 3. Reverse-path filter (rp_filter=1, source routed via another device): IP_RPFILTER.
+fn rp_filter() -> Outcome {
+    let ns = NetnsPair::new("s3", 103);
+    // The namespace routes 192.0.2.0/24 via lo, so a packet from 192.0.2.1 arriving on the
+    // veth fails strict reverse-path validation.
+    ns.sysctl("net.ipv4.conf.all.rp_filter", "1");
+    ns.sysctl(&format!("net.ipv4.conf.{}.rp_filter", ns.ns_if), "1");
+    ip(&["-n", &ns.name, "route", "add", "192.0.2.0/24", "dev", "lo"]);
+    ip(&["addr", "add", "192.0.2.1/32", "dev", &ns.host_if]);
+    // The namespace will not answer ARP for a spoofed source: give the sender its MAC.
+    let mac = ns.ns_mac();
+    ip(&[
+        "neigh",
+        "replace",
+        &ns.ns_addr,
+        "lladdr",
+        &mac,
+        "dev",
+        &ns.host_if,
+        "nud",
+        "permanent",
+    ]);
+    let w = Watch::start(&["--netns", &ns.name, "--port", "9003"]);
+    let dst = addr(&ns.ns_addr, 9003);
+    let src = udp_send("192.0.2.1:0", dst);
+    w.wait_for("rp_filter drop", |d| d["packet"]["dport"] == 9003);
+    let r = w.stop();
+    let d = one(&r.drops, 9003)?;
+    eq(d, "reason.name", "IP_RPFILTER")?;
+    flow(d, "udp", src, dst, &ns.ns_if, &ns)
+}
+
+/// 4. No route to the destination on a router: IP_INNOROUTES (or IP_OUTNOROUTES).
+fn no_route() -> Outcome {
+    let ns = NetnsPair::new("s4", 104);
+    ns.sysctl("net.ipv4.ip_forward", "1");
+    ip(&["route", "replace", "203.0.113.0/24", "via", &ns.ns_addr]);
+    let w = Watch::start(&["--netns", &ns.name, "--port", "9004"]);
+    let dst = addr("203.0.113.5", 9004);
+    let src = udp_send(&format!("{}:0", ns.host_addr), dst);
+    w.wait_for("no-route drop", |d| d["packet"]["dport"] == 9004);
+    let r = w.stop();
+    ip(&["route", "del", "203.0.113.0/24"]);
+    let d = one(&r.drops, 9004)?;
+    let reason = field(d, "reason.name");
+    ensure!(
+        reason == "IP_INNOROUTES" || reason == "IP_OUTNOROUTES",
+        "reason {reason}: {d}"
+    );
+    flow(d, "udp", src, dst, &ns.ns_if, &ns)
+}
+
+/// 5. UDP receive buffer full (tiny SO_RCVBUF, reader asleep): SOCKET_RCVBUFF.
+fn udp_rcvbuf() -> Outcome {
+    let ns = NetnsPair::new("s5", 105);
+    let listen = addr(&ns.ns_addr, 9005);
+    let sock = ns.inside(|| {
+        let s = UdpSocket::bind(listen).expect("bind in namespace");
+        set_rcvbuf(&s, 1);
+        s
+    });
+    let w = Watch::start(&["--netns", &ns.name, "--port", "9005"]);
+    let sender = UdpSocket::bind(format!("{}:0", ns.host_addr)).unwrap();
+    for _ in 0..64 {
+        sender.send_to(&[0u8; 200], listen).unwrap();
+    }
+    w.wait_for("rcvbuf drop", |d| d["reason"]["name"] == "SOCKET_RCVBUFF");
+    let r = w.stop();
+    drop(sock);
+    let full: Vec<_> = r
+        .drops
+        .iter()
+        .filter(|d| d["reason"]["name"] == "SOCKET_RCVBUFF")
+        .collect();
+    ensure!(
+        full.len() >= 32,
+        "only {} of 64 datagrams dropped for a full buffer",
+        full.len()
+    );
+    flow(
+        full[0],
+        "udp",
+        sender.local_addr().unwrap(),
+        listen,
+        &ns.ns_if,
+        &ns,
+    )
+}
+
+fn set_rcvbuf(s: &UdpSocket, bytes: i32) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: setsockopt with a valid fd and an int option.
+    let rc = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            (&raw const bytes).cast(),
+            size_of::<i32>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0, "SO_RCVBUF");
+}
+
+/// 6. Neighbour resolution failure (on-link address nobody answers): NEIGH_FAILED or
+/// NEIGH_QUEUEFULL, on the sending side.
+fn neighbour() -> Outcome {
+    let ns = NetnsPair::new("s6", 106);
+    let dev = &ns.host_if;
+    sysctl(&format!("net.ipv4.neigh.{dev}.mcast_solicit"), "1");
+    sysctl(&format!("net.ipv4.neigh.{dev}.retrans_time_ms"), "100");
+    sysctl(&format!("net.ipv4.neigh.{dev}.unres_qlen_bytes"), "2000");
+    let host_ns = crate::netns_inode("/proc/self/ns/net");
+    let w = Watch::start(&["--iface", dev, "--port", "9006"]);
+    let silent = format!("10.{}.0.99", 106);
+    let dst = addr(&silent, 9006);
+    let sender = UdpSocket::bind(format!("{}:0", ns.host_addr)).unwrap();
+    for _ in 0..20 {
+        sender.send_to(&[0u8; 200], dst).unwrap();
+    }
+    w.wait_for("neighbour drop", |d| {
+        d["reason"]["name"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("NEIGH_"))
+    });
+    let r = w.stop();
+    let neigh: Vec<_> = r
+        .drops
+        .iter()
+        .filter(|d| {
+            matches!(
+                d["reason"]["name"].as_str(),
+                Some("NEIGH_FAILED" | "NEIGH_QUEUEFULL")
+            )
+        })
+        .collect();
+    ensure!(
+        !neigh.is_empty(),
+        "no NEIGH_FAILED/NEIGH_QUEUEFULL: {:?}",
+        r.drops
+    );
+    let d = neigh[0];
+    eq(d, "packet.src", ns.host_addr.as_str())?;
+    eq(d, "packet.dst", silent.as_str())?;
+    eq(d, "packet.sport", sender.local_addr().unwrap().port())?;
+    eq(d, "packet.dport", 9006)?;
+    eq(d, "device.name", dev.as_str())?;
+    eq(d, "netns.inode", host_ns)
+}
+
+/// 7. conntrack table full (nf_conntrack_max tiny): reported as a conntrack drop, not as a
+/// firewall rule.
+fn conntrack_full() -> Outcome {
+    let ns = NetnsPair::new("s7", 107);
+    ns.nft("add table inet ndct");
+    ns.nft("add chain inet ndct pre { type filter hook prerouting priority 0 ; }");
+    ns.nft("add rule inet ndct pre ct state new counter");
+    let old = std::fs::read_to_string("/proc/sys/net/netfilter/nf_conntrack_max")
+        .map_err(|e| e.to_string())?;
+    let w = Watch::start(&["--netns", &ns.name, "--reason", "NETFILTER_DROP"]);
+    std::fs::write("/proc/sys/net/netfilter/nf_conntrack_max", "2").map_err(|e| e.to_string())?;
+    let sender = UdpSocket::bind(format!("{}:0", ns.host_addr)).unwrap();
+    for port in 9100..9120 {
+        sender.send_to(b"x", addr(&ns.ns_addr, port)).unwrap();
+    }
+    w.wait_for("conntrack drop", |d| d["packet"]["dport"] == 9119);
+    let r = w.stop();
+    std::fs::write("/proc/sys/net/netfilter/nf_conntrack_max", old.trim())
+        .map_err(|e| e.to_string())?;
+    ensure!(
+        r.drops.len() >= 15,
+        "only {} drops with a full table: {:?}",
+        r.drops.len(),
+        r.drops
+    );
+    let d = &r.drops[r.drops.len() - 1];
+    eq(d, "reason.name", "NETFILTER_DROP")?;
+    eq(d, "netfilter.hook", "prerouting")?;
+    eq(d, "netfilter.conntrack", true)?;
+    flow(
+        d,
+        "udp",
+        sender.local_addr().unwrap(),
+        addr(&ns.ns_addr, 9119),
+        &ns.ns_if,
+        &ns,
+    )
+}
+
+/// 8. TCP listen queue overflow (backlog 1, never accept, many connects): reported with
+/// the kernel reason where it exists, else from the kernel's counters.
+fn listen_overflow() -> Outcome {
+    let ns = NetnsPair::new("s8", 108);
+    let listen = addr(&ns.ns_addr, 9008);
+    let listener = ns.inside(|| {
+        let l = std::net::TcpListener::bind(listen).expect("listen in namespace");
+        // std listens with a large backlog; shrink it to 1.
+        use std::os::fd::AsRawFd;
+        // SAFETY: listen(2) on a listening socket we own.
+        assert_eq!(unsafe { libc::listen(l.as_raw_fd(), 1) }, 0);
+        l
+    });
+    // No packet filter: kernel counters are only reported without one.
+    let w = Watch::start(&["--netns", &ns.name]);
+    let mut conns = Vec::new();
+    for _ in 0..12 {
+        conns.push(nonblocking_connect(&ns.host_addr, listen));
+    }
+    thread::sleep(Duration::from_secs(3));
+    w.wait_for_line("listen overflow", |l| {
+        (l["type"] == "drop" && l["reason"]["name"] == "TCP_LISTEN_OVERFLOW")
+            || (l["type"] == "counter" && l["counter"] == "TcpExt.ListenOverflows")
+    });
+    let r = w.stop();
+    drop(conns);
+    drop(listener);
+    let counter = r
+        .counters
+        .iter()
+        .find(|c| c["counter"] == "TcpExt.ListenOverflows");
+    let reason = r
+        .drops
+        .iter()
+        .find(|d| d["reason"]["name"] == "TCP_LISTEN_OVERFLOW");
+    match (counter, reason) {
+        (Some(c), _) => {
+            ensure!(
+                c["delta"].as_u64().unwrap_or(0) > 0,
+                "counter without a delta: {c}"
+            );
+            eq(c, "netns.inode", ns.inode())
+        }
+        (None, Some(d)) => eq(d, "netns.inode", ns.inode()),
+        (None, None) => Err(format!(
+            "listen overflow not reported: {:?} {:?}",
+            r.drops, r.counters
+        )),
+    }
+}
+
+/// A TCP connect that does not wait for the handshake.
+fn nonblocking_connect(src_ip: &str, dst: SocketAddr) -> std::net::TcpStream {
+    let s = socket2_connect(src_ip, dst);
+    // SAFETY: the fd is a fresh socket we own.
+    unsafe { <std::net::TcpStream as std::os::fd::FromRawFd>::from_raw_fd(s) }
+}
+
+fn socket2_connect(src_ip: &str, dst: SocketAddr) -> i32 {
+    let _ = src_ip;
+    // SAFETY: socket/fcntl/connect on a descriptor we own; EINPROGRESS is expected.
+    unsafe {
+        let fd = libc::socket(
+            libc::AF_INET,
+            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            0,
+        );
+        assert!(fd >= 0);
+        let (to, len) = crate::sockaddr(dst);
+        libc::connect(fd, (&raw const to).cast(), len);
+        fd
+    }
+}
+
+/// dropwatch (NET_DM) beside netdrop: both see the same drop locations.
+fn dropwatch_agrees() -> Outcome {
+    let ns = NetnsPair::new("s9", 109);
+    let mut dw = Command::new("dropwatch")
+        .args(["-l", "kas"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("dropwatch: {e}"))?;
+    {
+        use std::io::Write;
+        let stdin = dw.stdin.as_mut().unwrap();
+        stdin.write_all(b"start\n").map_err(|e| e.to_string())?;
+    }
+    thread::sleep(Duration::from_secs(2));
+    let w = Watch::start(&["--netns", &ns.name, "--port", "9009"]);
+    let dst = addr(&ns.ns_addr, 9009);
+    for _ in 0..5 {
+        udp_send(&format!("{}:0", ns.host_addr), dst);
+        tcp_refused(ns.host_addr.parse().unwrap(), dst);
+    }
+    w.wait_for("tcp", |d| d["packet"]["protocol"] == "tcp");
+    let r = w.stop();
+    // dropwatch reports in batches, about every second.
+    thread::sleep(Duration::from_secs(3));
+    // SAFETY: signalling our own child; SIGINT ends monitoring, then EOF on stdin exits.
+    unsafe { libc::kill(dw.id() as i32, libc::SIGINT) };
+    drop(dw.stdin.take());
+    thread::sleep(Duration::from_secs(1));
+    let _ = dw.kill();
+    let mut out = String::new();
+    dw.stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .map_err(|e| e.to_string())?;
+    let _ = dw.wait();
+    let ours: std::collections::BTreeSet<String> = r
+        .drops
+        .iter()
+        .map(|d| {
+            format!(
+                "{}+{:x}",
+                d["location"]["symbol"].as_str().unwrap_or("?"),
+                d["location"]["offset"].as_u64().unwrap_or(0)
+            )
+        })
+        .collect();
+    ensure!(
+        ours.len() == 2,
+        "expected two drop locations (UDP and TCP), got {ours:?}"
+    );
+    for loc in &ours {
+        ensure!(
+            out.contains(&format!(" {loc} ")),
+            "dropwatch did not report {loc}; it printed:\n{out}"
+        );
+    }
+    Ok(())
+}
