@@ -59,14 +59,12 @@ impl Clock {
     /// `04:12:33.123456` in local time, for text output.
     pub fn local_hms(&self, mono_ns: u64) -> String {
         let ns = self.unix_ns(mono_ns);
-        // The type comes from localtime_r's parameter (time_t), whatever its width.
-        let secs = (ns.div_euclid(1_000_000_000) as i64)
-            .try_into()
-            .unwrap_or_default();
+        // 64-bit time_t on every target netdrop builds for (glibc and musl >= 1.2).
+        let secs = ns.div_euclid(1_000_000_000) as i64;
         let micros = ns.rem_euclid(1_000_000_000) / 1000;
         // SAFETY: zeroed tm is valid; localtime_r only writes into it.
         let mut tm: libc::tm = unsafe { std::mem::zeroed() };
-        if unsafe { libc::localtime_r(&secs, &mut tm) }.is_null() {
+        if unsafe { libc::localtime_r((&raw const secs).cast(), &mut tm) }.is_null() {
             return self.rfc3339(mono_ns);
         }
         format!(

@@ -20,8 +20,11 @@ use crate::{NetnsPair, Watch, field, ip, sysctl, tcp_refused, to_port, udp_send}
 /// Outcome of one scenario.
 pub type Outcome = Result<(), String>;
 
+/// A scenario function.
+pub type Scenario = fn() -> Outcome;
+
 /// Every scenario, by name.
-pub const ALL: &[(&str, fn() -> Outcome)] = &[
+pub const ALL: &[(&str, Scenario)] = &[
     ("closed_port", closed_port),
     ("nftables_drop", nftables_drop),
     ("rp_filter", rp_filter),
@@ -85,7 +88,7 @@ fn addr(ip: &str, port: u16) -> SocketAddr {
     SocketAddr::new(ip.parse().expect("address"), port)
 }
 
-/// 1. UDP and TCP to a closed port: NO_SOCKET.
+/// Scenario 1: UDP and TCP to a closed port: NO_SOCKET.
 fn closed_port() -> Outcome {
     let ns = NetnsPair::new("s1", 101);
     let w = Watch::start(&["--netns", &ns.name, "--port", "9001"]);
@@ -120,7 +123,7 @@ fn closed_port() -> Outcome {
     eq(tcp[0], "packet.tcp_flags", serde_json::json!(["SYN"]))
 }
 
-/// 2. An nftables rule dropping a flow: NETFILTER_DROP, with the netfilter hook named.
+/// Scenario 2: An nftables rule dropping a flow: NETFILTER_DROP, with the netfilter hook named.
 fn nftables_drop() -> Outcome {
     let ns = NetnsPair::new("s2", 102);
     ns.nft("add table inet ndvm");
@@ -140,7 +143,7 @@ fn nftables_drop() -> Outcome {
     flow(d, "udp", src, dst, &ns.ns_if, &ns)
 }
 
-/// 3. Reverse-path filter (rp_filter=1, source routed via another device): IP_RPFILTER.
+/// Scenario 3: Reverse-path filter (rp_filter=1, source routed via another device): IP_RPFILTER.
 fn rp_filter() -> Outcome {
     let ns = NetnsPair::new("s3", 103);
     // The namespace routes 192.0.2.0/24 via lo, so a packet from 192.0.2.1 arriving on the
@@ -172,7 +175,7 @@ fn rp_filter() -> Outcome {
     flow(d, "udp", src, dst, &ns.ns_if, &ns)
 }
 
-/// 4. No route to the destination on a router: IP_INNOROUTES (or IP_OUTNOROUTES).
+/// Scenario 4: No route to the destination on a router: IP_INNOROUTES (or IP_OUTNOROUTES).
 fn no_route() -> Outcome {
     let ns = NetnsPair::new("s4", 104);
     ns.sysctl("net.ipv4.ip_forward", "1");
@@ -192,7 +195,7 @@ fn no_route() -> Outcome {
     flow(d, "udp", src, dst, &ns.ns_if, &ns)
 }
 
-/// 5. UDP receive buffer full (tiny SO_RCVBUF, reader asleep): SOCKET_RCVBUFF.
+/// Scenario 5: UDP receive buffer full (tiny SO_RCVBUF, reader asleep): SOCKET_RCVBUFF.
 fn udp_rcvbuf() -> Outcome {
     let ns = NetnsPair::new("s5", 105);
     let listen = addr(&ns.ns_addr, 9005);
@@ -244,7 +247,7 @@ fn set_rcvbuf(s: &UdpSocket, bytes: i32) {
     assert_eq!(rc, 0, "SO_RCVBUF");
 }
 
-/// 6. Neighbour resolution failure (on-link address nobody answers): NEIGH_FAILED or
+/// Scenario 6: Neighbour resolution failure (on-link address nobody answers): NEIGH_FAILED or
 /// NEIGH_QUEUEFULL, on the sending side.
 fn neighbour() -> Outcome {
     let ns = NetnsPair::new("s6", 106);
@@ -290,7 +293,7 @@ fn neighbour() -> Outcome {
     eq(d, "netns.inode", host_ns)
 }
 
-/// 7. conntrack table full (nf_conntrack_max tiny): reported as a conntrack drop, not as a
+/// Scenario 7: conntrack table full (nf_conntrack_max tiny): reported as a conntrack drop, not as a
 /// firewall rule.
 fn conntrack_full() -> Outcome {
     let ns = NetnsPair::new("s7", 107);
@@ -329,7 +332,7 @@ fn conntrack_full() -> Outcome {
     )
 }
 
-/// 8. TCP listen queue overflow (backlog 1, never accept, many connects): reported with
+/// Scenario 8: TCP listen queue overflow (backlog 1, never accept, many connects): reported with
 /// the kernel reason where it exists, else from the kernel's counters.
 fn listen_overflow() -> Outcome {
     let ns = NetnsPair::new("s8", 108);

@@ -572,7 +572,7 @@ impl CounterWatch {
     /// Counters of drops `kfree_skb` does not show that grew since the last poll.
     pub fn poll(&mut self) -> Vec<Change> {
         self.polls += 1;
-        if self.polls % REDISCOVER_EVERY == 0 {
+        if self.polls.is_multiple_of(REDISCOVER_EVERY) {
             self.discover();
         }
         let mut out = Vec::new();

@@ -78,7 +78,7 @@ pub fn resolve(spec: &KernelSpec) -> Result<String> {
         .lines()
         .filter_map(|l| l.split_whitespace().next())
         .collect();
-    names.sort_by(|a, b| version_key(a).cmp(&version_key(b)));
+    names.sort_by_key(|n| version_key(n));
     match names.last() {
         Some(n) => {
             eprintln!(
@@ -277,11 +277,11 @@ mod tests {
 
     #[test]
     fn versions_order_numerically() {
-        let mut v = vec![
+        let mut v = [
             "linux-image-6.12.9+deb12-cloud-amd64",
             "linux-image-6.12.117+deb12-cloud-amd64",
         ];
-        v.sort_by(|a, b| version_key(a).cmp(&version_key(b)));
+        v.sort_by_key(|n| version_key(n));
         assert_eq!(v[1], "linux-image-6.12.117+deb12-cloud-amd64");
     }
 }
