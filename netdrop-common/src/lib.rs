@@ -139,6 +139,9 @@ pub mod config {
     pub const BY_FLOW: u32 = 1 << 5;
     /// Parse packet headers: set when events, flows or a header filter need them.
     pub const HEADERS: u32 = 1 << 6;
+    /// Read device and namespace: set when events, device or flow counts, or a device or
+    /// namespace filter need them.
+    pub const DEVICE: u32 = 1 << 7;
 }
 
 /// Values of [`Filter::reason_mode`].

@@ -128,15 +128,17 @@ fn try_handle<C: EbpfContext + StackIdContext>(ctx: &C, drop: DropArgs) -> Resul
     };
     ev.reason = reason;
     ev.location = drop.location;
-    device(drop.skb, drop.rx_sk, ev);
-    let has_dev = ev.flags & flag::HAS_DEVICE != 0;
-    let has_netns = ev.flags & flag::HAS_NETNS != 0;
-    if !filter::iface(has_dev.then_some(&ev.ifname))
-        || !filter::netns(has_netns.then_some(ev.netns))
-    {
-        return Ok(());
-    }
     let cfg = global!(CONFIG.flags);
+    if cfg & config::DEVICE != 0 {
+        device(drop.skb, drop.rx_sk, ev);
+        let has_dev = ev.flags & flag::HAS_DEVICE != 0;
+        let has_netns = ev.flags & flag::HAS_NETNS != 0;
+        if !filter::iface(has_dev.then_some(&ev.ifname))
+            || !filter::netns(has_netns.then_some(ev.netns))
+        {
+            return Ok(());
+        }
+    }
     if cfg & config::HEADERS != 0 {
         packet::parse(drop.skb, ev);
         if !filter::packet(ev) {

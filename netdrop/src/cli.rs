@@ -1,11 +1,14 @@
 //! Command-line interface.
 
-use std::{path::PathBuf, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 use netdrop_common::AddrMatch;
 
-use crate::filter::{self, FilterSpec, Proto};
+use crate::{
+    aggregate::{GroupBy, SortBy},
+    filter::{self, FilterSpec, Proto},
+};
 
 /// netdrop: see every packet the Linux kernel drops, why, where and whose.
 #[derive(Debug, Parser)]
@@ -15,6 +18,7 @@ Examples:
   sudo netdrop watch                          every drop, live, one line each
   sudo netdrop watch --reason NO_SOCKET --port 53
   sudo netdrop watch --json --stack > drops.jsonl
+  sudo netdrop stats --interval 1 --by flow     per-flow histogram every second
   netdrop reasons                             drop reasons this kernel knows
 
 Needs root (or CAP_BPF + CAP_PERFMON) and a kernel with BTF (/sys/kernel/btf/vmlinux).")]
@@ -50,8 +54,185 @@ Examples:
   sudo netdrop watch --json | jq 'select(.reason.name == \"NETFILTER_DROP\")'")]
     Watch(WatchArgs),
 
+    /// Periodic drop histograms for scripts and incident logs, like vmstat: one report
+    /// per interval until Ctrl-C or --count.
+    #[command(after_help = "\
+Counts are exact: they are kept in the kernel, per CPU, for every drop that passes the
+filters, whether or not anything reads them in time. Each report gives, per group, the
+drops in the interval and since start; groups beyond --top are summed as (other).
+
+Groupings: reason; location (kernel function and offset, with the reason); flow (protocol,
+addresses, ports, namespace, with the reason; at most --max-flows distinct flows, the rest
+counted as not attributed); dev (device and namespace); netns.
+
+Examples:
+  sudo netdrop stats --interval 1
+  sudo netdrop stats --interval 1 --json --port 9
+  sudo netdrop stats --interval 5 --by flow --top 10
+  sudo netdrop stats --by location --count 12 --interval 5 > drops.log")]
+    Stats(StatsArgs),
+
+    /// Live full-screen view of drop rates and totals by reason, location, flow, device or
+    /// namespace, with a one-minute sparkline per reason.
+    #[command(after_help = "\
+Keys: q quit, g or Tab next grouping, 1-5 reason/location/flow/dev/netns, s rate/total
+order, p or space pause. Works in 80x24 (e.g. over SSH). When stdout is not a terminal, it
+prints a plain report every interval instead (as `netdrop stats` does).
+
+Examples:
+  sudo netdrop top
+  sudo netdrop top --netns blue --by flow")]
+    Top(TopArgs),
+
+    /// Serve exact drop counts to Prometheus (text format and OpenMetrics), without any
+    /// other output: for running as a daemon on every host of a fleet.
+    #[command(after_help = "\
+Metrics (all counters): netdrop_drops_total{reason}, netdrop_drops_seen_total,
+netdrop_events_lost_total, netdrop_drops_not_traced_total, netdrop_drops_unattributed_total{table},
+netdrop_netns_drops_total{netns}, netdrop_device_drops_total{netns,device} (the busiest
+--metrics-devices), and on request netdrop_location_drops_total{reason,location} and
+netdrop_flow_drops_total{reason,protocol,src,dst,dport,netns}. The same filters apply as
+for watch. Binds to loopback unless told otherwise.
+
+Examples:
+  sudo netdrop exporter
+  sudo netdrop exporter --metrics-addr 0.0.0.0:9809 --metrics-locations 20")]
+    Exporter(ExporterArgs),
+
     /// List the drop reasons the running kernel reports, with their numbers.
     Reasons(ReasonsArgs),
+}
+
+/// Options for `top`.
+#[derive(Debug, Args)]
+pub struct TopArgs {
+    #[command(flatten)]
+    pub filter: FilterArgs,
+
+    #[command(flatten)]
+    pub kernel: KernelArgs,
+
+    /// Seconds between refreshes.
+    #[arg(long, value_name = "SECS", default_value = "1", value_parser = parse_duration)]
+    pub interval: Duration,
+
+    /// Grouping shown first.
+    #[arg(long, value_enum, default_value_t = GroupBy::Reason)]
+    pub by: GroupBy,
+
+    /// Stop after this many refreshes.
+    #[arg(long, value_name = "N")]
+    pub count: Option<u64>,
+
+    /// Distinct flows counted in the kernel; further flows are counted as not attributed.
+    #[arg(long, value_name = "N", default_value_t = netdrop_common::MAX_FLOWS)]
+    pub max_flows: u32,
+
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
+}
+
+/// Options for `exporter`.
+#[derive(Debug, Args)]
+pub struct ExporterArgs {
+    #[command(flatten)]
+    pub filter: FilterArgs,
+
+    #[command(flatten)]
+    pub kernel: KernelArgs,
+
+    /// Address to serve /metrics on.
+    #[arg(long, value_name = "ADDR:PORT", default_value = DEFAULT_METRICS_ADDR)]
+    pub metrics_addr: SocketAddr,
+
+    #[command(flatten)]
+    pub metrics: MetricsLabels,
+}
+
+/// Default exporter address: loopback; exposing it further is a deliberate choice.
+pub const DEFAULT_METRICS_ADDR: &str = "127.0.0.1:9809";
+
+/// `--metrics-addr` for commands that also serve metrics while they run.
+#[derive(Debug, Args, Clone)]
+#[command(next_help_heading = "Prometheus / OpenMetrics")]
+pub struct MetricsArgs {
+    /// Also serve exact counts at http://ADDR:PORT/metrics while running (e.g.
+    /// 127.0.0.1:9809).
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics_addr: Option<SocketAddr>,
+
+    #[command(flatten)]
+    pub labels: MetricsLabels,
+}
+
+/// Which label sets metrics carry; each is bounded.
+#[derive(Debug, Args, Clone, Copy)]
+#[command(next_help_heading = "Prometheus / OpenMetrics")]
+pub struct MetricsLabels {
+    /// Export per-namespace and per-device counts for the busiest N of each (0: none).
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    pub metrics_devices: usize,
+
+    /// Export per-location (kernel function) counts for the busiest N (0: none).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub metrics_locations: usize,
+
+    /// Export per-flow counts for the busiest N flows, without source ports (0: none).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub metrics_flows: usize,
+}
+
+impl MetricsLabels {
+    /// As renderer options.
+    pub fn options(&self) -> crate::output::metrics::MetricsOptions {
+        crate::output::metrics::MetricsOptions {
+            devices: self.metrics_devices,
+            locations: self.metrics_locations,
+            flows: self.metrics_flows,
+        }
+    }
+}
+
+/// Options for `stats`.
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    #[command(flatten)]
+    pub filter: FilterArgs,
+
+    #[command(flatten)]
+    pub kernel: KernelArgs,
+
+    /// Seconds between reports (or 500ms, 1m, ...).
+    #[arg(long, value_name = "SECS", default_value = "1", value_parser = parse_duration)]
+    pub interval: Duration,
+
+    /// Stop after this many reports.
+    #[arg(long, value_name = "N")]
+    pub count: Option<u64>,
+
+    /// How to group drops.
+    #[arg(long, value_enum, default_value_t = GroupBy::Reason)]
+    pub by: GroupBy,
+
+    /// One JSON object per report (schema in README.md).
+    #[arg(long)]
+    pub json: bool,
+
+    /// Show at most this many groups per report (0: all); the rest are summed.
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    pub top: usize,
+
+    /// Order groups by drops in the interval or since start.
+    #[arg(long, value_enum, default_value_t = SortBy::Rate)]
+    pub sort: SortBy,
+
+    /// Distinct flows counted in the kernel; drops of further flows are counted as not
+    /// attributed.
+    #[arg(long, value_name = "N", default_value_t = netdrop_common::MAX_FLOWS)]
+    pub max_flows: u32,
+
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
 }
 
 /// Options for `watch`.
@@ -89,6 +270,9 @@ pub struct WatchArgs {
     /// Stop after this long (e.g. 30s, 5m, 1h).
     #[arg(long, value_name = "TIME", value_parser = parse_duration)]
     pub duration: Option<Duration>,
+
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
 }
 
 /// Options for `reasons`.

@@ -177,6 +177,17 @@ impl Enricher {
         }
     }
 
+    /// The location record of a kernel address.
+    pub fn location(&mut self, addr: u64) -> Location {
+        let sym = self.symbols.as_mut().and_then(|s| s.resolve(addr));
+        Location {
+            address: format!("{addr:#x}"),
+            symbol: sym.as_ref().map(|s| s.name.clone()),
+            offset: sym.as_ref().map(|s| s.offset),
+            module: sym.as_ref().and_then(|s| s.module.clone()),
+        }
+    }
+
     /// `symbol+0xoff [module]`, or the hex address.
     pub fn symbolize(&mut self, addr: u64) -> String {
         match self.symbols.as_mut().and_then(|s| s.resolve(addr)) {
@@ -195,7 +206,6 @@ impl Enricher {
         show_stack: bool,
         conntrack_hook: bool,
     ) -> DropRecord {
-        let sym = self.symbols.as_mut().and_then(|s| s.resolve(ev.location));
         let reason = self.reasons.decode(ev.reason);
         let has = |f: u32| ev.flags & f != 0;
         let mut record = DropRecord {
@@ -207,12 +217,7 @@ impl Enricher {
                 code: reason.code,
                 subsystem: reason.subsystem,
             },
-            location: Location {
-                address: format!("{:#x}", ev.location),
-                symbol: sym.as_ref().map(|s| s.name.clone()),
-                offset: sym.as_ref().map(|s| s.offset),
-                module: sym.as_ref().and_then(|s| s.module.clone()),
-            },
+            location: self.location(ev.location),
             packet: packet(ev),
             device: has(flag::HAS_DEVICE).then(|| Device {
                 ifindex: ev.ifindex,
@@ -327,6 +332,30 @@ fn is_tracing_frame(name: &str) -> bool {
         ]
         .iter()
         .any(|p| name.starts_with(p))
+}
+
+/// The packet fields of a flow key (no TCP flags or length: flows aggregate packets).
+pub fn flow_packet(k: &netdrop_common::FlowKey) -> Packet {
+    let icmp = matches!(k.l4_proto, 1 | 58);
+    let ip = matches!(k.l3_proto, 0x0800 | 0x86dd);
+    // Zero ports on a ported protocol: the transport header was not readable.
+    let l4 = ip && (icmp || k.sport != 0 || k.dport != 0);
+    let ev = DropEvent {
+        l3_proto: k.l3_proto,
+        l4_proto: k.l4_proto,
+        sport: if icmp { 0 } else { k.sport },
+        dport: if icmp { 0 } else { k.dport },
+        icmp_type: if icmp { k.sport as u8 } else { 0 },
+        icmp_code: if icmp { k.dport as u8 } else { 0 },
+        saddr: k.saddr,
+        daddr: k.daddr,
+        flags: if ip { flag::HAS_L3 } else { 0 } | if l4 { flag::HAS_L4 } else { 0 },
+        ..Default::default()
+    };
+    Packet {
+        tcp_flags: None,
+        ..packet(&ev)
+    }
 }
 
 fn packet(ev: &DropEvent) -> Packet {

@@ -40,6 +40,9 @@ fn main() -> ExitCode {
     let res = rt.block_on(async {
         match &cli.command {
             Command::Watch(args) => commands::watch::run(args, cli.verbose).await,
+            Command::Stats(args) => commands::stats::run(args, cli.verbose).await,
+            Command::Top(args) => commands::top::run(args, cli.verbose).await,
+            Command::Exporter(args) => commands::exporter::run(args, cli.verbose).await,
             Command::Reasons(args) => commands::reasons::run(args),
         }
     });

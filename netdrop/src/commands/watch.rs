@@ -7,12 +7,13 @@ use std::{
 };
 
 use aya::maps::{MapData, RingBuf};
-use netdrop_common::{MAX_FLOWS, config};
+use netdrop_common::config;
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::{
-    aggregate,
+    aggregate::{self, GroupBy, SortBy, Totals},
     cli::WatchArgs,
+    commands,
     error::Error,
     event::{self, Enricher},
     kernel::{
@@ -20,7 +21,11 @@ use crate::{
         counters::{self, Change, CounterWatch},
         privileges,
     },
-    output::{CounterGrowth, CounterNotice, Format, JsonLine, LostNotice, Summary, json, text},
+    output::{
+        CounterGrowth, CounterNotice, Format, JsonLine, LostNotice, Summary, json,
+        stats::{self, StatsReport},
+        text,
+    },
     probe::{self, Conntrack, Counters, Probe, ProbeConfig},
     time::Clock,
 };
@@ -44,17 +49,18 @@ pub async fn run(args: &WatchArgs, verbose: u8) -> Result<(), Error> {
     let filter = spec.compile(&kernel.reasons)?;
     privileges::check()?;
     privileges::raise_memlock();
-    let mut flags = config::EVENTS | config::BY_REASON | config::HEADERS;
+    let mut flags = config::EVENTS | config::BY_REASON;
     if args.stack {
         flags |= config::STACKS;
     }
+    let opts = args.metrics.labels.options();
+    if args.metrics.metrics_addr.is_some() {
+        flags |= opts.config();
+    }
     let cfg = ProbeConfig {
-        attach: args.kernel.attach,
-        flags,
-        filter,
         ring_size: args.ring_size,
-        flow_capacity: MAX_FLOWS,
         kernel_log: verbose >= 2,
+        ..ProbeConfig::new(args.kernel.attach, flags, filter)
     };
     // Signal handlers first, so a Ctrl-C during loading still ends in a clean summary.
     let mut sigint =
@@ -94,7 +100,12 @@ pub async fn run(args: &WatchArgs, verbose: u8) -> Result<(), Error> {
         probe.hook
     );
 
+    let mut scrapes = commands::start_metrics(args.metrics.metrics_addr).await?;
     let started = Instant::now();
+    let start_totals = Totals {
+        mono_ns: Clock::monotonic_now(),
+        ..Default::default()
+    };
     let deadline = args.duration.map(|d| tokio::time::Instant::now() + d);
     let mut tick = tokio::time::interval(LOSS_CHECK);
     let mut reported = Counters::default();
@@ -105,6 +116,7 @@ pub async fn run(args: &WatchArgs, verbose: u8) -> Result<(), Error> {
                 sink.drain(guard.get_inner_mut(), &mut probe);
                 guard.clear_ready();
             }
+            s = commands::next_scrape(&mut scrapes) => commands::answer(s, &probe, &mut sink.enricher, &opts),
             _ = sigint.recv() => break Stop::Signal,
             _ = sigterm.recv() => break Stop::Signal,
             _ = tick.tick() => {
@@ -134,7 +146,8 @@ pub async fn run(args: &WatchArgs, verbose: u8) -> Result<(), Error> {
         return Ok(());
     }
     sink.report_loss(&probe, &mut reported)?;
-    let counters = probe.counters()?;
+    let end_totals = probe.totals()?;
+    let counters = end_totals.counters;
     let summary = Summary {
         duration_s: started.elapsed().as_secs_f64(),
         hook: probe.hook.to_string(),
@@ -146,7 +159,16 @@ pub async fn run(args: &WatchArgs, verbose: u8) -> Result<(), Error> {
         by_reason: aggregate::reason_histogram(&probe.by_reason()?, &kernel.reasons),
         counters: std::mem::take(&mut sink.counter_growth),
     };
-    sink.summary(&summary);
+    let histogram = stats::report(
+        &mut sink.enricher,
+        GroupBy::Reason,
+        &start_totals,
+        &end_totals,
+        SortBy::Total,
+        0,
+        sink.clock.rfc3339(end_totals.mono_ns),
+    );
+    sink.summary(&summary, &histogram);
     Ok(())
 }
 
@@ -269,10 +291,10 @@ impl<W: Write> Sink<W> {
         self.check(res);
     }
 
-    fn summary(&mut self, s: &Summary) {
+    fn summary(&mut self, s: &Summary, histogram: &StatsReport) {
         let res = match self.format {
             Format::Json => json::write_line(&mut self.out, &JsonLine::Summary(s.clone())),
-            Format::Text => text::write_summary(&mut self.out, s),
+            Format::Text => text::write_summary(&mut self.out, s, histogram),
         };
         self.check(res);
         let res = self.out.flush();

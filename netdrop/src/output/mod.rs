@@ -1,7 +1,10 @@
 //! Writing records: one readable line each, or one JSON object per line.
 
 pub mod json;
+pub mod metrics;
+pub mod stats;
 pub mod text;
+pub mod tui;
 
 use serde::{Deserialize, Serialize};
 

@@ -2,13 +2,58 @@
 
 use std::io::{self, Write};
 
-use super::{CounterNotice, LostNotice, Summary};
-use crate::event::DropRecord;
+use super::{
+    CounterNotice, LostNotice, Summary,
+    stats::{self, StatsReport},
+};
+use crate::event::{DropRecord, Location, Netns, Packet};
 
 /// `04:12:33.123456 NO_SOCKET  udp  127.0.0.1:41234 -> 127.0.0.1:9  dev lo  netns init ...`
 pub fn drop_line(r: &DropRecord, local_time: &str) -> String {
     let p = &r.packet;
     let proto = p.protocol.as_deref().or(p.family.as_deref()).unwrap_or("-");
+    let flow = flow(p);
+    let dev = r.device.as_ref().map_or("-", |d| d.name.as_str());
+    let netns = r.netns.as_ref().map_or_else(|| "-".to_owned(), netns_name);
+    let loc = location(&r.location);
+    let reason = match &r.netfilter {
+        Some(nf) => {
+            let what = if nf.conntrack == Some(true) {
+                ", conntrack"
+            } else {
+                ""
+            };
+            format!("{} ({} {}{what})", r.reason.name, nf.family, nf.hook)
+        }
+        None => r.reason.name.clone(),
+    };
+    let mut line = format!(
+        "{local_time} {:<20} {proto:<6} {flow:<47} dev {dev:<10} netns {netns:<10} at {loc}  len {} cpu {} task {}[{}]",
+        reason, p.length, r.cpu, r.running_task.comm, r.running_task.pid
+    );
+    if let Some(stack) = &r.stack {
+        for frame in stack {
+            line.push_str("\n        ");
+            line.push_str(frame);
+        }
+    }
+    line
+}
+
+/// `04:30:10.123456 COUNTER TcpExt.ListenOverflows +24 (total 24) netns xb: accept queue full ...`
+pub fn counter_line(c: &CounterNotice, local_time: &str) -> String {
+    let netns = c
+        .netns
+        .as_ref()
+        .map_or(String::new(), |n| format!(" netns {}", netns_name(n)));
+    format!(
+        "{local_time} COUNTER {} +{} (total {}){netns}: {}",
+        c.counter, c.delta, c.total, c.meaning
+    )
+}
+
+/// `10.0.0.1:5353 -> 10.0.0.2:53 [S]`, `[::1]:1 -> [::1]:2`, `a -> b type 8 code 0`, or `-`.
+pub fn flow(p: &Packet) -> String {
     let endpoint = |addr: &Option<String>, port: Option<u16>| match (addr, port) {
         (Some(a), Some(port)) if a.contains(':') => format!("[{a}]:{port}"),
         (Some(a), Some(port)) => format!("{a}:{port}"),
@@ -37,58 +82,23 @@ pub fn drop_line(r: &DropRecord, local_time: &str) -> String {
     if p.fragment {
         flow.push_str(" (fragment)");
     }
-    let dev = r.device.as_ref().map_or("-", |d| d.name.as_str());
-    let netns = match &r.netns {
-        Some(n) => match &n.name {
-            Some(name) => name.clone(),
-            None => n.inode.to_string(),
-        },
-        None => "-".to_owned(),
-    };
-    let loc = match (&r.location.symbol, r.location.offset) {
-        (Some(s), Some(o)) => match &r.location.module {
+    flow
+}
+
+/// `symbol+0xoff [module]`, or the address.
+pub fn location(l: &Location) -> String {
+    match (&l.symbol, l.offset) {
+        (Some(s), Some(o)) => match &l.module {
             Some(m) => format!("{s}+{o:#x} [{m}]"),
             None => format!("{s}+{o:#x}"),
         },
-        _ => r.location.address.clone(),
-    };
-    let reason = match &r.netfilter {
-        Some(nf) => {
-            let what = if nf.conntrack == Some(true) {
-                ", conntrack"
-            } else {
-                ""
-            };
-            format!("{} ({} {}{what})", r.reason.name, nf.family, nf.hook)
-        }
-        None => r.reason.name.clone(),
-    };
-    let mut line = format!(
-        "{local_time} {:<20} {proto:<6} {flow:<47} dev {dev:<10} netns {netns:<10} at {loc}  len {} cpu {} task {}[{}]",
-        reason, p.length, r.cpu, r.running_task.comm, r.running_task.pid
-    );
-    if let Some(stack) = &r.stack {
-        for frame in stack {
-            line.push_str("\n        ");
-            line.push_str(frame);
-        }
+        _ => l.address.clone(),
     }
-    line
 }
 
-/// `04:30:10.123456 COUNTER TcpExt.ListenOverflows +24 (total 24) netns xb: accept queue full ...`
-pub fn counter_line(c: &CounterNotice, local_time: &str) -> String {
-    let netns = match &c.netns {
-        Some(n) => format!(
-            " netns {}",
-            n.name.clone().unwrap_or_else(|| n.inode.to_string())
-        ),
-        None => String::new(),
-    };
-    format!(
-        "{local_time} COUNTER {} +{} (total {}){netns}: {}",
-        c.counter, c.delta, c.total, c.meaning
-    )
+/// The namespace's name, or its inode.
+pub fn netns_name(n: &Netns) -> String {
+    n.name.clone().unwrap_or_else(|| n.inode.to_string())
 }
 
 /// Written when events were lost since the last check.
@@ -109,24 +119,17 @@ pub fn lost_line(n: &LostNotice) -> String {
     format!("netdrop: {}", parts.join("; "))
 }
 
-/// The end-of-run table.
-pub fn write_summary(out: &mut impl Write, s: &Summary) -> io::Result<()> {
+/// The end-of-run report: what was seen, shown and lost, then the per-reason histogram
+/// (the same table `netdrop stats` prints) and the kernel counters that grew.
+pub fn write_summary(out: &mut impl Write, s: &Summary, histogram: &StatsReport) -> io::Result<()> {
     writeln!(out)?;
     writeln!(
         out,
         "netdrop: {} drops matched in {:.1}s ({} seen by the hook); {} events shown, {} lost, {} not traced (nested)",
         s.matched, s.duration_s, s.seen, s.delivered, s.lost, s.missed
     )?;
-    if !s.by_reason.is_empty() {
-        writeln!(out, "{:>12}  {:>6}  reason", "drops", "share")?;
-        for r in &s.by_reason {
-            let share = if s.matched > 0 {
-                100.0 * r.count as f64 / s.matched as f64
-            } else {
-                0.0
-            };
-            writeln!(out, "{:>12}  {:>5.1}%  {}", r.count, share, r.name)?;
-        }
+    if !histogram.groups.is_empty() {
+        stats::write_text(out, histogram, "whole run:")?;
     }
     if !s.counters.is_empty() {
         writeln!(
@@ -134,12 +137,10 @@ pub fn write_summary(out: &mut impl Write, s: &Summary) -> io::Result<()> {
             "kernel drop counters that grew (drops kfree_skb does not show):"
         )?;
         for c in &s.counters {
-            let ns = c.netns.as_ref().map_or(String::new(), |n| {
-                format!(
-                    "  netns {}",
-                    n.name.clone().unwrap_or_else(|| n.inode.to_string())
-                )
-            });
+            let ns = c
+                .netns
+                .as_ref()
+                .map_or(String::new(), |n| format!("  netns {}", netns_name(n)));
             writeln!(out, "{:>12}  {}{ns}", c.delta, c.counter)?;
         }
     }
@@ -151,7 +152,10 @@ mod tests {
     use super::*;
     use crate::{
         event::{Device, Location, Netns, Packet, ReasonInfo, Task},
-        output::{CounterGrowth, ReasonCount},
+        output::{
+            CounterGrowth, ReasonCount,
+            stats::{Count, GroupRow, Untracked},
+        },
     };
 
     fn record() -> DropRecord {
@@ -252,14 +256,55 @@ mod tests {
                 delta: 24,
             }],
         };
+        let row = |name: &str, n: u64| GroupRow {
+            label: name.into(),
+            reason: None,
+            location: None,
+            flow: None,
+            device: None,
+            netns: None,
+            interval: n,
+            total: n,
+            rate: n as f64 / 2.0,
+            reasons: vec![],
+        };
+        let hist = StatsReport {
+            time: String::new(),
+            interval_s: 2.0,
+            by: "reason".into(),
+            drops: Count {
+                interval: 10,
+                total: 10,
+                rate: 5.0,
+            },
+            seen: Count {
+                interval: 12,
+                total: 12,
+                rate: 6.0,
+            },
+            missed: 0,
+            untracked: Untracked::default(),
+            groups: vec![row("NO_SOCKET", 7), row("TCP_CSUM", 3)],
+            other: Count::default(),
+        };
         let mut out = Vec::new();
-        write_summary(&mut out, &s).unwrap();
+        write_summary(&mut out, &s, &hist).unwrap();
         let text = String::from_utf8(out).unwrap();
         assert!(
             text.contains("10 drops matched in 2.0s (12 seen by the hook); 8 events shown, 2 lost")
         );
-        assert!(text.contains("           7   70.0%  NO_SOCKET"), "{text}");
-        assert!(text.contains("           3   30.0%  TCP_CSUM"));
+        assert!(
+            text.contains("whole run:  5 drops/s (10 in 2.0s, 10 total) by reason"),
+            "{text}"
+        );
+        assert!(
+            text.contains("         3.5            7  70.0%  NO_SOCKET"),
+            "{text}"
+        );
+        assert!(
+            text.contains("         1.5            3  30.0%  TCP_CSUM"),
+            "{text}"
+        );
         assert!(
             text.contains("          24  TcpExt.ListenOverflows  netns blue"),
             "{text}"

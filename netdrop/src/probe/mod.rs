@@ -21,6 +21,7 @@ use netdrop_common::{
 };
 
 use crate::{
+    aggregate::Totals,
     cli::AttachMode,
     error::Error,
     filter::CompiledFilter,
@@ -43,6 +44,32 @@ pub struct ProbeConfig {
     pub flow_capacity: u32,
     /// Forward kernel-side debug messages (aya-log) to tracing.
     pub kernel_log: bool,
+}
+
+impl ProbeConfig {
+    /// A configuration with `flags` (outputs and counts wanted); adds the bits for the
+    /// reads they and the filters need (headers, device), so nothing else is read.
+    pub fn new(attach: AttachMode, flags: u32, filter: CompiledFilter) -> Self {
+        use netdrop_common::config as c;
+        let mut flags = flags;
+        if flags & (c::EVENTS | c::BY_FLOW) != 0 || filter.filter.needs_headers() {
+            flags |= c::HEADERS;
+        }
+        if flags & (c::EVENTS | c::BY_DEVICE | c::BY_FLOW) != 0
+            || filter.filter.netns != 0
+            || filter.filter.has_iface != 0
+        {
+            flags |= c::DEVICE;
+        }
+        Self {
+            attach,
+            flags,
+            filter,
+            ring_size: 1 << 12,
+            flow_capacity: netdrop_common::MAX_FLOWS,
+            kernel_log: false,
+        }
+    }
 }
 
 /// The hook that is attached.
@@ -112,6 +139,8 @@ pub enum Conntrack {
 /// Loaded and attached programs.
 pub struct Probe {
     ebpf: Ebpf,
+    /// `netdrop_common::config` bits the programs run with.
+    flags: u32,
     /// The attached hook.
     pub hook: Hook,
     /// State of the conntrack hook.
@@ -232,6 +261,7 @@ impl Probe {
         tracing::info!("attached {hook}");
         Ok(Self {
             ebpf,
+            flags: cfg.flags,
             hook,
             prog_name,
             prog_fd,
@@ -368,6 +398,31 @@ impl Probe {
     /// Exact drops per reason code, summed over CPUs.
     pub fn by_reason(&self) -> Result<Vec<(u32, u64)>, Error> {
         self.sum_per_cpu::<u32>(map::BY_REASON)
+    }
+
+    /// Everything counted so far: the counters and the enabled per-CPU maps, summed.
+    pub fn totals(&self) -> Result<Totals, Error> {
+        use netdrop_common::config as c;
+        Ok(Totals {
+            mono_ns: crate::time::Clock::monotonic_now(),
+            counters: self.counters()?,
+            by_reason: self.read_if(c::BY_REASON, map::BY_REASON)?,
+            by_location: self.read_if(c::BY_LOCATION, map::BY_LOCATION)?,
+            by_device: self.read_if(c::BY_DEVICE, map::BY_DEVICE)?,
+            by_flow: self.read_if(c::BY_FLOW, map::BY_FLOW)?,
+        })
+    }
+
+    /// A summed per-CPU map when its counting is enabled, else empty.
+    fn read_if<K: aya::Pod + Copy + Eq + std::hash::Hash>(
+        &self,
+        bit: u32,
+        name: &'static str,
+    ) -> Result<HashMap<K, u64>, Error> {
+        if self.flags & bit == 0 {
+            return Ok(HashMap::new());
+        }
+        Ok(self.sum_per_cpu(name)?.into_iter().collect())
     }
 
     /// Sums a per-CPU `key -> u64` map.

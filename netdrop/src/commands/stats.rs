@@ -1,0 +1,111 @@
+//! `netdrop stats`: periodic exact histograms from the in-kernel counts.
+
+use std::{
+    io::{self, BufWriter, Write},
+    path::Path,
+};
+
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::{
+    cli::StatsArgs,
+    commands,
+    error::Error,
+    event::Enricher,
+    kernel::{Kernel, privileges},
+    output::stats::{self, StatsReport},
+    probe::{Probe, ProbeConfig},
+    time::Clock,
+};
+
+pub async fn run(args: &StatsArgs, verbose: u8) -> Result<(), Error> {
+    let kernel = Kernel::inspect(args.kernel.btf.as_deref())?;
+    let filter = args.filter.spec(Path::new("/"))?.compile(&kernel.reasons)?;
+    privileges::check()?;
+    privileges::raise_memlock();
+    let opts = args.metrics.labels.options();
+    let mut flags = args.by.config();
+    if args.metrics.metrics_addr.is_some() {
+        flags |= opts.config();
+    }
+    let cfg = ProbeConfig {
+        flow_capacity: args.max_flows,
+        kernel_log: verbose >= 2,
+        ..ProbeConfig::new(args.kernel.attach, flags, filter)
+    };
+    let mut sigint =
+        signal(SignalKind::interrupt()).map_err(Error::io("installing a SIGINT handler"))?;
+    let mut sigterm =
+        signal(SignalKind::terminate()).map_err(Error::io("installing a SIGTERM handler"))?;
+    let probe = Probe::load(&kernel, &cfg)?;
+    let mut enricher = Enricher::new(
+        kernel.reasons.clone(),
+        Path::new("/proc/kallsyms"),
+        Path::new("/"),
+    );
+    let clock = Clock::now();
+    let mut scrapes = commands::start_metrics(args.metrics.metrics_addr).await?;
+    eprintln!(
+        "netdrop: counting drops by {} via {}, a report every {:?}; Ctrl-C to stop",
+        args.by.name(),
+        probe.hook,
+        args.interval
+    );
+    let mut out = BufWriter::new(io::stdout().lock());
+    let mut prev = probe.totals()?;
+    let start = tokio::time::Instant::now() + args.interval;
+    let mut tick = tokio::time::interval_at(start, args.interval);
+    let mut reports = 0;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            s = commands::next_scrape(&mut scrapes) => {
+                commands::answer(s, &probe, &mut enricher, &opts);
+                continue;
+            }
+            _ = sigint.recv() => break,
+            _ = sigterm.recv() => break,
+        }
+        let now = probe.totals()?;
+        let report = stats::report(
+            &mut enricher,
+            args.by,
+            &prev,
+            &now,
+            args.sort,
+            args.top,
+            clock.rfc3339(now.mono_ns),
+        );
+        if !write(&mut out, &report, args.json, &clock.local_hms(now.mono_ns))? {
+            break;
+        }
+        prev = now;
+        reports += 1;
+        if args.count.is_some_and(|n| reports >= n) {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Writes a report; false once stdout is closed.
+fn write(
+    out: &mut impl Write,
+    r: &StatsReport,
+    json: bool,
+    local_time: &str,
+) -> Result<bool, Error> {
+    let res = if json {
+        serde_json::to_writer(&mut *out, r)
+            .map_err(io::Error::from)
+            .and_then(|()| out.write_all(b"\n"))
+    } else {
+        stats::write_text(out, r, local_time)
+    }
+    .and_then(|()| out.flush());
+    match res {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(false),
+        Err(e) => Err(Error::io("writing to stdout")(e)),
+    }
+}

@@ -1,0 +1,183 @@
+//! `netdrop top`: the live view, refreshed every interval from the exact in-kernel counts.
+
+use std::{
+    collections::HashMap,
+    io::{IsTerminal, Write},
+    path::Path,
+    time::Duration,
+};
+
+use ratatui::crossterm::event::{self, Event, KeyEventKind};
+use tokio::{
+    signal::unix::{SignalKind, signal},
+    sync::mpsc,
+};
+
+use crate::{
+    aggregate::{GroupBy, SortBy, Totals},
+    cli::TopArgs,
+    commands,
+    error::Error,
+    event::Enricher,
+    kernel::{Kernel, privileges},
+    output::{
+        stats,
+        tui::{self, TopModel},
+    },
+    probe::{Probe, ProbeConfig},
+    time::Clock,
+};
+
+/// Groups shown: enough for 24 lines and then some on taller terminals.
+const ROWS: usize = 50;
+
+pub async fn run(args: &TopArgs, verbose: u8) -> Result<(), Error> {
+    let kernel = Kernel::inspect(args.kernel.btf.as_deref())?;
+    let filter = args.filter.spec(Path::new("/"))?.compile(&kernel.reasons)?;
+    privileges::check()?;
+    privileges::raise_memlock();
+    let opts = args.metrics.labels.options();
+    // Every grouping is counted, so switching is instant.
+    let flags = GroupBy::ALL
+        .iter()
+        .fold(opts.config(), |acc, g| acc | g.config());
+    let cfg = ProbeConfig {
+        flow_capacity: args.max_flows,
+        kernel_log: verbose >= 2,
+        ..ProbeConfig::new(args.kernel.attach, flags, filter)
+    };
+    let mut sigint =
+        signal(SignalKind::interrupt()).map_err(Error::io("installing a SIGINT handler"))?;
+    let mut sigterm =
+        signal(SignalKind::terminate()).map_err(Error::io("installing a SIGTERM handler"))?;
+    let probe = Probe::load(&kernel, &cfg)?;
+    let mut enricher = Enricher::new(
+        kernel.reasons.clone(),
+        Path::new("/proc/kallsyms"),
+        Path::new("/"),
+    );
+    let mut scrapes = commands::start_metrics(args.metrics.metrics_addr).await?;
+    let clock = Clock::now();
+    let interactive = std::io::stdout().is_terminal();
+
+    let mut model = TopModel {
+        by: args.by,
+        sort: SortBy::Rate,
+        paused: false,
+        hook: probe.hook.to_string(),
+        report: stats::report(
+            &mut enricher,
+            args.by,
+            &Totals::default(),
+            &Totals::default(),
+            SortBy::Rate,
+            ROWS,
+            String::new(),
+        ),
+        lost: 0,
+        history: HashMap::new(),
+    };
+    let (keys_tx, mut keys) = mpsc::channel(16);
+    let mut terminal = if interactive {
+        spawn_key_reader(keys_tx);
+        Some(ratatui::init())
+    } else {
+        eprintln!(
+            "netdrop: stdout is not a terminal: printing a report every {:?}",
+            args.interval
+        );
+        drop(keys_tx);
+        None
+    };
+    let mut prev = probe.totals()?;
+    let mut last = (prev.clone(), prev.clone());
+    let mut tick =
+        tokio::time::interval_at(tokio::time::Instant::now() + args.interval, args.interval);
+    let mut refreshes = 0;
+    let result = loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                let now = match probe.totals() {
+                    Ok(t) => t,
+                    Err(e) => break Err(e),
+                };
+                let per_reason: Vec<(String, u64)> = now
+                    .by_reason
+                    .iter()
+                    .map(|(code, n)| (enricher.reasons.decode(*code).name, n - prev.by_reason.get(code).copied().unwrap_or(0)))
+                    .collect();
+                model.record_history(&per_reason);
+                if !model.paused {
+                    last = (prev.clone(), now.clone());
+                    refresh(&mut model, &mut enricher, &last, &clock);
+                }
+                prev = now;
+                refreshes += 1;
+                match &mut terminal {
+                    Some(t) => {
+                        let _ = t.draw(|f| tui::draw(f, &model));
+                    }
+                    None => {
+                        let mut out = std::io::stdout().lock();
+                        let local = clock.local_hms(last.1.mono_ns);
+                        if stats::write_text(&mut out, &model.report, &local).and_then(|()| out.flush()).is_err() {
+                            break Ok(());
+                        }
+                    }
+                }
+                if args.count.is_some_and(|n| refreshes >= n) {
+                    break Ok(());
+                }
+            }
+            Some(k) = keys.recv() => {
+                if !tui::apply(&mut model, tui::key(k)) {
+                    break Ok(());
+                }
+                refresh(&mut model, &mut enricher, &last, &clock);
+                if let Some(t) = &mut terminal {
+                    let _ = t.draw(|f| tui::draw(f, &model));
+                }
+            }
+            s = commands::next_scrape(&mut scrapes) => commands::answer(s, &probe, &mut enricher, &opts),
+            _ = sigint.recv() => break Ok(()),
+            _ = sigterm.recv() => break Ok(()),
+        }
+    };
+    if terminal.is_some() {
+        ratatui::restore();
+    }
+    result
+}
+
+/// Rebuilds the report shown from the last interval.
+fn refresh(model: &mut TopModel, enricher: &mut Enricher, last: &(Totals, Totals), clock: &Clock) {
+    model.report = stats::report(
+        enricher,
+        model.by,
+        &last.0,
+        &last.1,
+        model.sort,
+        ROWS,
+        clock.rfc3339(last.1.mono_ns),
+    );
+}
+
+/// Reads key presses on a thread (crossterm blocks) and forwards them.
+fn spawn_key_reader(tx: mpsc::Sender<event::KeyEvent>) {
+    std::thread::spawn(move || {
+        while !tx.is_closed() {
+            match event::poll(Duration::from_millis(200)) {
+                Ok(true) => {
+                    if let Ok(Event::Key(k)) = event::read()
+                        && k.kind == KeyEventKind::Press
+                        && tx.blocking_send(k).is_err()
+                    {
+                        break;
+                    }
+                }
+                Ok(false) => {}
+                Err(_) => break,
+            }
+        }
+    });
+}

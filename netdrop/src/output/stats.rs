@@ -1,0 +1,411 @@
+//! `stats` reports: one per interval, as text (like vmstat) or one JSON object per line.
+
+use std::io::{self, Write};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    aggregate::{self, GroupBy, GroupKey, Row},
+    event::{self, Device, Enricher, Location, Netns, Packet, c_str},
+    output::{ReasonCount, text},
+    probe::Counters,
+};
+
+/// Growth over the interval and since start.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Count {
+    pub interval: u64,
+    pub total: u64,
+    /// Per second over the interval.
+    pub rate: f64,
+}
+
+/// One group in a report. Which identifying fields are present depends on the grouping:
+/// `reason` (reason, location, flow), `location`, `flow` + `netns`, `device` + `netns`,
+/// `netns`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GroupRow {
+    /// Human-readable name of the group.
+    pub label: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<ReasonRef>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<Location>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flow: Option<Packet>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<Device>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub netns: Option<Netns>,
+    pub interval: u64,
+    pub total: u64,
+    pub rate: f64,
+    /// For `dev` and `netns`: drops per reason since start, most first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reasons: Vec<ReasonCount>,
+}
+
+/// A reason name and this kernel's number for it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReasonRef {
+    pub name: String,
+    pub code: u32,
+}
+
+/// Drops that could not be attributed to a group (a map was full), since start.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Untracked {
+    pub reason: u64,
+    pub location: u64,
+    pub device: u64,
+    pub flow: u64,
+}
+
+/// One interval's report.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StatsReport {
+    pub time: String,
+    pub interval_s: f64,
+    /// The grouping: `reason`, `location`, `flow`, `dev` or `netns`.
+    pub by: String,
+    /// Drops that passed the filters (exact).
+    pub drops: Count,
+    /// Drops the hook saw before filtering.
+    pub seen: Count,
+    /// Drops the kernel skipped because netdrop's program was already running on that CPU.
+    pub missed: u64,
+    pub untracked: Untracked,
+    /// The groups, most first, at most `--top` of them.
+    pub groups: Vec<GroupRow>,
+    /// What the groups beyond `--top` add up to.
+    pub other: Count,
+}
+
+/// Builds the report for the interval from `prev` to `now`.
+pub fn report(
+    enricher: &mut Enricher,
+    by: GroupBy,
+    prev: &aggregate::Totals,
+    now: &aggregate::Totals,
+    sort: aggregate::SortBy,
+    top: usize,
+    time: String,
+) -> StatsReport {
+    let dt = now.mono_ns.saturating_sub(prev.mono_ns);
+    let count = |interval: u64, total: u64| Count {
+        interval,
+        total,
+        rate: aggregate::rate(interval, dt),
+    };
+    let mut rows = aggregate::rows(by, Some(prev), now);
+    aggregate::sort(&mut rows, sort);
+    let (kept, other_i, other_t) = aggregate::top_n(rows, if top == 0 { usize::MAX } else { top });
+    let groups = kept.iter().map(|r| label(enricher, r, dt)).collect();
+    let c: &Counters = &now.counters;
+    StatsReport {
+        time,
+        interval_s: dt as f64 / 1e9,
+        by: by.name().to_owned(),
+        drops: count(c.matched.saturating_sub(prev.counters.matched), c.matched),
+        seen: count(c.seen.saturating_sub(prev.counters.seen), c.seen),
+        missed: c.missed,
+        untracked: Untracked {
+            reason: c.reason_untracked,
+            location: c.location_untracked,
+            device: c.device_untracked,
+            flow: c.flow_untracked,
+        },
+        groups,
+        other: count(other_i, other_t),
+    }
+}
+
+/// Names a row.
+pub fn label(e: &mut Enricher, r: &Row, dt_ns: u64) -> GroupRow {
+    let reason_ref = |e: &mut Enricher, code: u32| ReasonRef {
+        name: e.reasons.decode(code).name,
+        code,
+    };
+    let mut g = GroupRow {
+        label: String::new(),
+        reason: None,
+        location: None,
+        flow: None,
+        device: None,
+        netns: None,
+        interval: r.interval,
+        total: r.total,
+        rate: aggregate::rate(r.interval, dt_ns),
+        reasons: Vec::new(),
+    };
+    let breakdown = |e: &mut Enricher| -> Vec<ReasonCount> {
+        r.reasons
+            .iter()
+            .map(|&(code, count)| {
+                let d = e.reasons.decode(code);
+                ReasonCount {
+                    name: d.name,
+                    code,
+                    subsystem: d.subsystem,
+                    count,
+                }
+            })
+            .collect()
+    };
+    match r.key {
+        GroupKey::Reason(code) => {
+            let rr = reason_ref(e, code);
+            g.label = rr.name.clone();
+            g.reason = Some(rr);
+        }
+        GroupKey::Location { reason, location } => {
+            let rr = reason_ref(e, reason);
+            let loc = e.location(location);
+            g.label = format!("{} ({})", text::location(&loc), rr.name);
+            g.reason = Some(rr);
+            g.location = Some(loc);
+        }
+        GroupKey::Flow(k) => {
+            let rr = reason_ref(e, k.reason);
+            let p = event::flow_packet(&k);
+            let ns = e.netns(k.netns, "device");
+            let proto = p.protocol.as_deref().or(p.family.as_deref()).unwrap_or("-");
+            let where_ = if k.netns == 0 {
+                String::new()
+            } else {
+                format!(" netns {}", text::netns_name(&ns))
+            };
+            g.label = format!("{proto} {}{where_} ({})", text::flow(&p), rr.name);
+            g.reason = Some(rr);
+            g.flow = Some(p);
+            g.netns = (k.netns != 0).then_some(ns);
+        }
+        GroupKey::Dev {
+            netns,
+            ifindex,
+            ifname,
+        } => {
+            let name = if ifindex == 0 {
+                "-".to_owned()
+            } else {
+                c_str(&ifname)
+            };
+            let ns = e.netns(netns, "device");
+            g.label = format!("{name} netns {}", text::netns_name(&ns));
+            g.device = (ifindex != 0).then_some(Device { ifindex, name });
+            g.netns = (netns != 0).then_some(ns);
+            g.reasons = breakdown(e);
+        }
+        GroupKey::Netns(netns) => {
+            let ns = e.netns(netns, "device");
+            g.label = if netns == 0 {
+                "(unknown)".to_owned()
+            } else {
+                text::netns_name(&ns)
+            };
+            g.netns = (netns != 0).then_some(ns);
+            g.reasons = breakdown(e);
+        }
+    }
+    g
+}
+
+/// Text form of a report.
+pub fn write_text(out: &mut impl Write, r: &StatsReport, local_time: &str) -> io::Result<()> {
+    writeln!(
+        out,
+        "{local_time}  {:.0} drops/s ({} in {:.1}s, {} total) by {}",
+        r.drops.rate, r.drops.interval, r.interval_s, r.drops.total, r.by
+    )?;
+    if !r.groups.is_empty() {
+        writeln!(
+            out,
+            "{:>12} {:>12} {:>6}  {}",
+            "drops/s", "total", "share", r.by
+        )?;
+    }
+    for g in &r.groups {
+        let share = if r.drops.interval > 0 {
+            format!(
+                "{:.1}%",
+                100.0 * g.interval as f64 / r.drops.interval as f64
+            )
+        } else {
+            "-".to_owned()
+        };
+        let mut label = g.label.clone();
+        if !g.reasons.is_empty() {
+            let top: Vec<String> = g
+                .reasons
+                .iter()
+                .take(3)
+                .map(|x| format!("{} {}", x.name, x.count))
+                .collect();
+            label.push_str(&format!("  [{}]", top.join(", ")));
+        }
+        writeln!(out, "{:>12.1} {:>12} {share:>6}  {label}", g.rate, g.total)?;
+    }
+    if r.other.total > 0 {
+        writeln!(
+            out,
+            "{:>12.1} {:>12} {:>6}  (other)",
+            r.other.rate, r.other.total, ""
+        )?;
+    }
+    let u = &r.untracked;
+    if u.location + u.device + u.flow + u.reason + r.missed > 0 {
+        writeln!(
+            out,
+            "  not attributed (map full): {} to locations, {} to devices, {} to flows, {} to reasons; not traced (nested): {}",
+            u.location, u.device, u.flow, u.reason, r.missed
+        )?;
+    }
+    writeln!(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use netdrop_common::FlowKey;
+
+    use super::*;
+    use crate::{
+        aggregate::Totals,
+        kernel::{reasons::Reasons, tracefs::Format},
+        testdata,
+    };
+
+    fn enricher() -> Enricher {
+        let f = Format::parse(&testdata::read("tracefs/kfree_skb-6.18.format")).unwrap();
+        let reasons = Reasons::from_symbolic(&f.symbolic_values()).unwrap();
+        Enricher::new(
+            reasons,
+            &testdata::path("kallsyms/6.1-with-veth"),
+            &testdata::path(""),
+        )
+    }
+
+    fn flow(reason: u32, dport: u16) -> FlowKey {
+        let mut k = FlowKey {
+            reason,
+            netns: 0,
+            l3_proto: 0x0800,
+            l4_proto: 17,
+            _pad: 0,
+            sport: 40000,
+            dport,
+            saddr: [0; 16],
+            daddr: [0; 16],
+        };
+        k.saddr[..4].copy_from_slice(&[10, 0, 0, 1]);
+        k.daddr[..4].copy_from_slice(&[10, 0, 0, 2]);
+        k
+    }
+
+    fn totals(mono_ns: u64, n: u64) -> Totals {
+        let mut t = Totals {
+            mono_ns,
+            ..Default::default()
+        };
+        t.counters.matched = 3 * n;
+        t.counters.seen = 3 * n + 1;
+        t.counters.flow_untracked = 2;
+        t.by_reason.insert(3, 2 * n);
+        t.by_reason.insert(12, n);
+        t.by_flow.insert(flow(3, 53), 2 * n);
+        t.by_flow.insert(flow(12, 443), n);
+        t.by_location.insert(
+            netdrop_common::LocationKey {
+                reason: 3,
+                _pad: 0,
+                location: 0xffffffffaa48bc60 + 0x4bc,
+            },
+            2 * n,
+        );
+        t
+    }
+
+    #[test]
+    fn reasons_report_shape_and_json() {
+        let mut e = enricher();
+        let r = report(
+            &mut e,
+            GroupBy::Reason,
+            &totals(0, 10),
+            &totals(2_000_000_000, 30),
+            aggregate::SortBy::Rate,
+            1,
+            "t".into(),
+        );
+        assert_eq!(
+            r.drops,
+            Count {
+                interval: 60,
+                total: 90,
+                rate: 30.0
+            }
+        );
+        assert_eq!(r.groups.len(), 1);
+        assert_eq!(r.groups[0].label, "NO_SOCKET");
+        assert_eq!((r.groups[0].interval, r.groups[0].total), (40, 60));
+        assert_eq!(
+            r.other,
+            Count {
+                interval: 20,
+                total: 30,
+                rate: 10.0
+            }
+        );
+        assert_eq!(r.untracked.flow, 2);
+        let v: serde_json::Value = serde_json::to_value(&r).unwrap();
+        assert_eq!(v["by"], "reason");
+        assert_eq!(v["groups"][0]["reason"]["name"], "NO_SOCKET");
+        assert_eq!(v["groups"][0]["interval"], 40);
+        assert!(
+            v["groups"][0].get("flow").is_none(),
+            "absent fields are left out"
+        );
+        let back: StatsReport = serde_json::from_value(v).unwrap();
+        assert_eq!(back, r);
+    }
+
+    #[test]
+    fn flows_and_locations_are_labelled() {
+        let mut e = enricher();
+        let r = report(
+            &mut e,
+            GroupBy::Flow,
+            &totals(0, 0),
+            &totals(1_000_000_000, 5),
+            aggregate::SortBy::Total,
+            10,
+            "t".into(),
+        );
+        assert_eq!(
+            r.groups[0].label,
+            "udp 10.0.0.1:40000 -> 10.0.0.2:53 (NO_SOCKET)"
+        );
+        assert_eq!(r.groups[0].flow.as_ref().unwrap().dport, Some(53));
+        let r = report(
+            &mut e,
+            GroupBy::Location,
+            &totals(0, 0),
+            &totals(1_000_000_000, 5),
+            aggregate::SortBy::Total,
+            10,
+            "t".into(),
+        );
+        assert_eq!(r.groups[0].label, "__udp4_lib_rcv+0x4bc (NO_SOCKET)");
+        let mut out = Vec::new();
+        write_text(&mut out, &r, "04:50:01").unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.starts_with("04:50:01  15 drops/s (15 in 1.0s, 15 total) by location\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("        10.0           10  66.7%  __udp4_lib_rcv+0x4bc (NO_SOCKET)"),
+            "{text}"
+        );
+        assert!(text.contains("2 to flows"));
+    }
+}
