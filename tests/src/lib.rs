@@ -48,7 +48,8 @@ pub fn run(args: &[&str]) -> std::process::Output {
         .expect("run netdrop")
 }
 
-/// A running `netdrop watch --json`.
+/// A running netdrop command whose stdout is JSON lines (`watch --json`, `stats --json`,
+/// `exporter`, whose stdout stays empty).
 pub struct Watch {
     child: Child,
     lines: Arc<Mutex<Vec<Value>>>,
@@ -56,10 +57,12 @@ pub struct Watch {
     readers: Vec<thread::JoinHandle<()>>,
 }
 
-/// What a finished `watch` printed.
+/// What a finished command printed.
 #[derive(Debug)]
 pub struct Report {
     pub status: ExitStatus,
+    /// Every JSON line, in order.
+    pub lines: Vec<Value>,
     pub drops: Vec<Value>,
     pub lost: Vec<Value>,
     pub counters: Vec<Value>,
@@ -70,6 +73,13 @@ pub struct Report {
 impl Watch {
     /// Starts `netdrop watch --json ARGS` and waits until it says it is attached.
     pub fn start(args: &[&str]) -> Self {
+        let mut full = vec!["watch", "--json"];
+        full.extend_from_slice(args);
+        Self::spawn(&full, "netdrop: watching")
+    }
+
+    /// Starts `netdrop ARGS` and waits until its stderr shows `ready`.
+    pub fn spawn(args: &[&str], ready: &str) -> Self {
         let mut cmd = Command::new(netdrop_bin());
         // SAFETY: prctl in the forked child before exec; async-signal-safe.
         unsafe {
@@ -80,7 +90,6 @@ impl Watch {
             });
         }
         let mut child = cmd
-            .args(["watch", "--json"])
             .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -114,16 +123,16 @@ impl Watch {
             readers: vec![r1, r2],
         };
         let deadline = Instant::now() + Duration::from_secs(60);
-        while !w.stderr.lock().unwrap().contains("netdrop: watching") {
+        while !w.stderr.lock().unwrap().contains(ready) {
             if let Ok(Some(status)) = w.child.try_wait() {
                 panic!(
-                    "netdrop watch exited early ({status}): {}",
+                    "netdrop {args:?} exited early ({status}): {}",
                     w.stderr.lock().unwrap()
                 );
             }
             assert!(
                 Instant::now() < deadline,
-                "netdrop watch did not attach: {}",
+                "netdrop {args:?} did not start: {}",
                 w.stderr.lock().unwrap()
             );
             thread::sleep(Duration::from_millis(20));
@@ -151,6 +160,11 @@ impl Watch {
             );
             thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// How many JSON lines have been printed so far.
+    pub fn lines_so_far(&self) -> usize {
+        self.lines.lock().unwrap().len()
     }
 
     /// Sends `sig` to netdrop.
@@ -191,6 +205,7 @@ impl Watch {
         };
         Report {
             status,
+            lines: lines.clone(),
             drops: of("drop"),
             lost: of("lost"),
             counters: of("counter"),
@@ -325,6 +340,53 @@ pub fn sockaddr(a: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
         }
     };
     (ss, len as libc::socklen_t)
+}
+
+/// `GET path` on 127.0.0.1:`port`; returns (status line, headers, body).
+pub fn http_get(port: u16, path: &str, accept: Option<&str>) -> (String, String, String) {
+    use std::io::{Read, Write};
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", port))
+        .unwrap_or_else(|e| panic!("connect :{port}: {e}"));
+    conn.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let accept = accept
+        .map(|a| format!("Accept: {a}\r\n"))
+        .unwrap_or_default();
+    write!(
+        conn,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{accept}Connection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = String::new();
+    conn.read_to_string(&mut raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    let (status, headers) = head.split_once("\r\n").unwrap_or((head, ""));
+    (status.to_owned(), headers.to_owned(), body.to_owned())
+}
+
+/// A TCP port nobody listens on right now.
+pub fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A value from `/proc/net/snmp` (e.g. `Udp`, `NoPorts`) of the current thread's namespace.
+pub fn snmp(table: &str, field: &str) -> u64 {
+    let text = std::fs::read_to_string("/proc/thread-self/net/snmp").unwrap();
+    let mut lines = text.lines();
+    while let (Some(names), Some(values)) = (lines.next(), lines.next()) {
+        if names.starts_with(&format!("{table}:")) {
+            let i = names
+                .split_whitespace()
+                .position(|n| n == field)
+                .expect("field in snmp");
+            return values.split_whitespace().nth(i).unwrap().parse().unwrap();
+        }
+    }
+    panic!("no {table} in /proc/net/snmp")
 }
 
 /// Inode of a network namespace file (what netdrop reports as `netns.inode`).

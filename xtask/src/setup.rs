@@ -132,6 +132,8 @@ const TEST_TOOLS: &[(&str, &str)] = &[
     ("nft", "nftables"),
     ("setpriv", "util-linux"),
     ("bpftool", "bpftool"),
+    ("tmux", "tmux"),
+    ("promtool", "prometheus"),
 ];
 
 /// Installs missing system tools the integration tests use.
