@@ -360,8 +360,14 @@ pub struct Config {
     /// This kernel's value of `SKB_DROP_REASON_NETFILTER_DROP`, or [`OFFSET_NONE`]:
     /// events with it always carry a stack, from which user space names the netfilter hook.
     pub netfilter_reason: u32,
+    /// Wake the reader only once this many bytes of events wait in the ring buffer; it
+    /// also drains on a short timer. One wakeup per event would cost the dropping CPU more
+    /// than writing the event.
+    pub wakeup_bytes: u32,
+    /// Explicit padding.
+    pub _pad: u32,
 }
-const _: () = assert!(core::mem::size_of::<Config>() == 8);
+const _: () = assert!(core::mem::size_of::<Config>() == 16);
 
 /// Key of [`map::BY_LOCATION`].
 #[repr(C)]

@@ -62,6 +62,8 @@ static FILTER: Filter = Filter {
 static CONFIG: Config = Config {
     flags: 0,
     netfilter_reason: netdrop_common::OFFSET_NONE,
+    wakeup_bytes: 0,
+    _pad: 0,
 };
 
 /// Reads a field of one of the globals above.

@@ -8,6 +8,7 @@
 
 use aya_ebpf::{
     EbpfContext,
+    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     helpers::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_ktime_get_ns,
     },
@@ -117,6 +118,13 @@ fn try_handle<C: EbpfContext + StackIdContext>(ctx: &C, drop: DropArgs) -> Resul
     if !filter::reason(reason) {
         return Ok(());
     }
+        let cfg = global!(CONFIG.flags);
+    if cfg & (config::DEVICE | config::HEADERS | config::EVENTS) == 0 {
+        // Counting by reason or location only: no record to assemble.
+        count::stat(stat::MATCHED);
+        count_reason_location(cfg, reason, drop.location);
+        return Ok(());
+    }
     let Some(ev) = SCRATCH.get_ptr_mut(0) else {
         return Ok(());
     };
@@ -126,9 +134,8 @@ fn try_handle<C: EbpfContext + StackIdContext>(ctx: &C, drop: DropArgs) -> Resul
         core::ptr::write_bytes(ev, 0, 1);
         &mut *ev
     };
-    ev.reason = reason;
+        ev.reason = reason;
     ev.location = drop.location;
-    let cfg = global!(CONFIG.flags);
     if cfg & config::DEVICE != 0 {
         device(drop.skb, drop.rx_sk, ev);
         let has_dev = ev.flags & flag::HAS_DEVICE != 0;
@@ -178,28 +185,39 @@ fn try_handle<C: EbpfContext + StackIdContext>(ctx: &C, drop: DropArgs) -> Resul
     ev.tid = pid_tgid as u32;
     ev.skb_len = kread::at(drop.skb, global!(OFFSETS.skb_len)).unwrap_or(0);
     ev.comm = bpf_get_current_comm().unwrap_or([0; 16]);
-    if EVENTS.output::<DropEvent>(&*ev, 0).is_err() {
+    let wakeup = if EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= global!(CONFIG.wakeup_bytes) as u64 {
+        BPF_RB_FORCE_WAKEUP
+    } else {
+        BPF_RB_NO_WAKEUP
+    };
+    if EVENTS.output::<DropEvent>(&*ev, wakeup as u64).is_err() {
         count::stat(stat::LOST);
     }
     Ok(())
 }
 
-/// Adds the drop to the enabled per-CPU histograms.
+/// Counts per reason and per (reason, location), when enabled.
 #[inline(always)]
-fn aggregate(cfg: u32, ev: &DropEvent) {
-    if cfg & config::BY_REASON != 0 && !count::bump(&BY_REASON, &ev.reason) {
+fn count_reason_location(cfg: u32, reason: u32, location: u64) {
+    if cfg & config::BY_REASON != 0 && !count::bump(&BY_REASON, &reason) {
         count::stat(stat::REASON_UNTRACKED);
     }
     if cfg & config::BY_LOCATION != 0 {
         let key = LocationKey {
-            reason: ev.reason,
+            reason,
             _pad: 0,
-            location: ev.location,
+            location,
         };
         if !count::bump(&BY_LOCATION, &key) {
             count::stat(stat::LOCATION_UNTRACKED);
         }
     }
+}
+
+/// Adds the drop to the enabled per-CPU histograms.
+#[inline(always)]
+fn aggregate(cfg: u32, ev: &DropEvent) {
+    count_reason_location(cfg, ev.reason, ev.location);
     if cfg & config::BY_DEVICE != 0 {
         let key = DeviceKey {
             reason: ev.reason,

@@ -168,6 +168,11 @@ impl Enricher {
         }
     }
 
+    /// The clock records are stamped with.
+    pub fn clock(&self) -> Clock {
+        self.clock
+    }
+
     /// The namespace `inode`, named when possible.
     pub fn netns(&mut self, inode: u32, source: &str) -> Netns {
         Netns {
@@ -400,7 +405,15 @@ pub fn family_name(ethertype: u16) -> Option<String> {
 
 /// Name of an IP protocol number.
 pub fn protocol_name(proto: u8) -> String {
-    match proto {
+    match protocol_str(proto) {
+        Some(s) => s.to_owned(),
+        None => proto.to_string(),
+    }
+}
+
+/// Name of a well-known IP protocol number.
+pub fn protocol_str(proto: u8) -> Option<&'static str> {
+    Some(match proto {
         1 => "icmp",
         2 => "igmp",
         6 => "tcp",
@@ -411,13 +424,17 @@ pub fn protocol_name(proto: u8) -> String {
         58 => "icmpv6",
         112 => "vrrp",
         132 => "sctp",
-        n => return n.to_string(),
-    }
-    .to_owned()
+        _ => return None,
+    })
 }
 
 /// TCP flag names, most significant last (as tcpdump lists them).
 pub fn tcp_flags(bits: u8) -> Vec<String> {
+    tcp_flag_names(bits).map(str::to_owned).collect()
+}
+
+/// The names of the TCP flags set in `bits`.
+pub fn tcp_flag_names(bits: u8) -> impl Iterator<Item = &'static str> {
     const NAMES: [(u8, &str); 8] = [
         (0x02, "SYN"),
         (0x01, "FIN"),
@@ -430,9 +447,8 @@ pub fn tcp_flags(bits: u8) -> Vec<String> {
     ];
     NAMES
         .iter()
-        .filter(|(b, _)| bits & b != 0)
-        .map(|(_, n)| (*n).to_owned())
-        .collect()
+        .filter(move |(b, _)| bits & b != 0)
+        .map(|(_, n)| *n)
 }
 
 /// A NUL-padded kernel string.

@@ -37,7 +37,8 @@ impl Clock {
         now(libc::CLOCK_MONOTONIC) as u64
     }
 
-    fn unix_ns(&self, mono_ns: u64) -> i128 {
+    /// Nanoseconds since the Unix epoch for a CLOCK_MONOTONIC timestamp.
+    pub fn unix_ns(&self, mono_ns: u64) -> i128 {
         mono_ns as i128 + self.offset_ns
     }
 

@@ -84,6 +84,62 @@ fn one(drops: &[Value], port: u16) -> Result<&Value, String> {
     }
 }
 
+/// Starts `netdrop stats --json --by flow` on `ns` beside the watch.
+fn flow_stats(ns: &NetnsPair) -> Watch {
+    Watch::spawn(
+        &[
+            "stats",
+            "--json",
+            "--interval",
+            "1",
+            "--by",
+            "flow",
+            "--top",
+            "0",
+            "--netns",
+            &ns.name,
+        ],
+        "netdrop: counting drops",
+    )
+}
+
+/// Checks that `stats --by flow` counted `n` drops with `reason` for exactly this flow in `ns`.
+fn flow_counted(
+    stats: Watch,
+    reason: &str,
+    src: SocketAddr,
+    dst: SocketAddr,
+    n: u64,
+    ns: &NetnsPair,
+) -> Outcome {
+    let matches = |g: &Value| {
+        g["reason"]["name"] == reason
+            && g["flow"]["src"] == src.ip().to_string().as_str()
+            && g["flow"]["sport"] == src.port()
+            && g["flow"]["dst"] == dst.ip().to_string().as_str()
+            && g["flow"]["dport"] == dst.port()
+            && g["netns"]["inode"] == ns.inode()
+    };
+    stats.wait_for_line("stats counting the flow", |r| {
+        r["groups"].as_array().is_some_and(|gs| {
+            gs.iter()
+                .any(|g| matches(g) && g["total"].as_u64() >= Some(n))
+        })
+    });
+    let r = stats.stop();
+    let last = r.lines.last().ok_or("stats printed nothing")?;
+    let g = last["groups"]
+        .as_array()
+        .and_then(|gs| gs.iter().find(|g| matches(g)))
+        .ok_or_else(|| format!("stats has no {reason} group for {src} -> {dst}: {last}"))?;
+    ensure!(
+        g["total"] == n,
+        "stats counted {} drops for the flow, expected {n}: {g}",
+        g["total"]
+    );
+    Ok(())
+}
+
 fn addr(ip: &str, port: u16) -> SocketAddr {
     SocketAddr::new(ip.parse().expect("address"), port)
 }
@@ -92,6 +148,7 @@ fn addr(ip: &str, port: u16) -> SocketAddr {
 fn closed_port() -> Outcome {
     let ns = NetnsPair::new("s1", 101);
     let w = Watch::start(&["--netns", &ns.name, "--port", "9001"]);
+    let stats = flow_stats(&ns);
     let dst = addr(&ns.ns_addr, 9001);
     let usrc = udp_send(&format!("{}:0", ns.host_addr), dst);
     let tsrc = tcp_refused(ns.host_addr.parse().unwrap(), dst);
@@ -120,7 +177,8 @@ fn closed_port() -> Outcome {
         eq(d, "location.symbol", sym)?;
         flow(d, proto, src, dst, &ns.ns_if, &ns)?;
     }
-    eq(tcp[0], "packet.tcp_flags", serde_json::json!(["SYN"]))
+    eq(tcp[0], "packet.tcp_flags", serde_json::json!(["SYN"]))?;
+    flow_counted(stats, "NO_SOCKET", usrc, dst, 1, &ns)
 }
 
 /// Scenario 2: An nftables rule dropping a flow: NETFILTER_DROP, with the netfilter hook named.
@@ -130,6 +188,7 @@ fn nftables_drop() -> Outcome {
     ns.nft("add chain inet ndvm input { type filter hook input priority 0 ; }");
     ns.nft("add rule inet ndvm input udp dport 9002 drop");
     let w = Watch::start(&["--netns", &ns.name, "--port", "9002"]);
+    let stats = flow_stats(&ns);
     let dst = addr(&ns.ns_addr, 9002);
     let src = udp_send(&format!("{}:0", ns.host_addr), dst);
     w.wait_for("nftables drop", |d| d["packet"]["dport"] == 9002);
@@ -140,7 +199,8 @@ fn nftables_drop() -> Outcome {
     eq(d, "netfilter.family", "ipv4")?;
     // The guest kernels have kprobes, so the conntrack hook is attached: a rule, not conntrack.
     eq(d, "netfilter.conntrack", false)?;
-    flow(d, "udp", src, dst, &ns.ns_if, &ns)
+    flow(d, "udp", src, dst, &ns.ns_if, &ns)?;
+    flow_counted(stats, "NETFILTER_DROP", src, dst, 1, &ns)
 }
 
 /// Scenario 3: Reverse-path filter (rp_filter=1, source routed via another device): IP_RPFILTER.
@@ -166,13 +226,15 @@ fn rp_filter() -> Outcome {
         "permanent",
     ]);
     let w = Watch::start(&["--netns", &ns.name, "--port", "9003"]);
+    let stats = flow_stats(&ns);
     let dst = addr(&ns.ns_addr, 9003);
     let src = udp_send("192.0.2.1:0", dst);
     w.wait_for("rp_filter drop", |d| d["packet"]["dport"] == 9003);
     let r = w.stop();
     let d = one(&r.drops, 9003)?;
     eq(d, "reason.name", "IP_RPFILTER")?;
-    flow(d, "udp", src, dst, &ns.ns_if, &ns)
+    flow(d, "udp", src, dst, &ns.ns_if, &ns)?;
+    flow_counted(stats, "IP_RPFILTER", src, dst, 1, &ns)
 }
 
 /// Scenario 4: No route to the destination on a router: IP_INNOROUTES (or IP_OUTNOROUTES).
@@ -205,6 +267,7 @@ fn udp_rcvbuf() -> Outcome {
         s
     });
     let w = Watch::start(&["--netns", &ns.name, "--port", "9005"]);
+    let stats = flow_stats(&ns);
     let sender = UdpSocket::bind(format!("{}:0", ns.host_addr)).unwrap();
     for _ in 0..64 {
         sender.send_to(&[0u8; 200], listen).unwrap();
@@ -222,14 +285,9 @@ fn udp_rcvbuf() -> Outcome {
         "only {} of 64 datagrams dropped for a full buffer",
         full.len()
     );
-    flow(
-        full[0],
-        "udp",
-        sender.local_addr().unwrap(),
-        listen,
-        &ns.ns_if,
-        &ns,
-    )
+    let src = sender.local_addr().unwrap();
+    flow(full[0], "udp", src, listen, &ns.ns_if, &ns)?;
+    flow_counted(stats, "SOCKET_RCVBUFF", src, listen, full.len() as u64, &ns)
 }
 
 fn set_rcvbuf(s: &UdpSocket, bytes: i32) {

@@ -2,6 +2,7 @@
 //! what it needs first (idempotently), says what it is doing, and fails with one sentence
 //! naming what is missing.
 
+mod bench;
 mod cmd;
 mod setup;
 mod test;
@@ -55,6 +56,18 @@ enum Task {
     },
     /// rustfmt (nightly, for the import options in rustfmt.toml) and clippy -D warnings.
     Lint,
+    /// Measure what tracing costs: a sender on one core makes drops as fast as it can while
+    /// netdrop (stats; watch --json > /dev/null) or bpftrace traces on the other; prints
+    /// each mode's drop rate as a share of the untraced one, events delivered and lost,
+    /// CPU per million drops and peak RSS. Needs root.
+    Bench {
+        /// Rounds of all modes, each traced run between two untraced ones.
+        #[arg(long, default_value_t = 8)]
+        rounds: usize,
+        /// Seconds each run sends drops.
+        #[arg(long, default_value_t = 2.0)]
+        seconds: f64,
+    },
     /// Run the drop scenarios inside qemu on Debian distribution kernels (6.1, 6.12):
     /// downloads the kernels through apt (cached under target/vm), builds static netdrop
     /// and the scenario runner, boots each kernel and prints a kernel x scenario table.
@@ -100,6 +113,7 @@ fn main() -> Result<()> {
             })
         }
         Task::VmTest { kernels, scenarios } => vm::run(vm::VmArgs { kernels, scenarios }),
+        Task::Bench { rounds, seconds } => bench::run(bench::BenchArgs { rounds, seconds }),
         Task::Lint => {
             setup::toolchain()?;
             lint()

@@ -23,12 +23,16 @@ use crate::{
     },
     output::{
         CounterGrowth, CounterNotice, Format, JsonLine, LostNotice, Summary, json,
+        json::fast::DropWriter,
         stats::{self, StatsReport},
         text,
     },
     probe::{self, Conntrack, Counters, Probe, ProbeConfig},
     time::Clock,
 };
+
+/// JSON lines are written to stdout in chunks of about this size.
+const BATCH_BYTES: usize = 64 << 10;
 
 /// How often lost-event counters are checked.
 const LOSS_CHECK: Duration = Duration::from_secs(1);
@@ -77,21 +81,25 @@ pub async fn run(args: &WatchArgs, verbose: u8) -> Result<(), Error> {
     } else {
         Format::Text
     };
+    let enricher = Enricher::new(
+        kernel.reasons.clone(),
+        Path::new("/proc/kallsyms"),
+        Path::new("/"),
+    );
+    let clock = enricher.clock();
     let mut sink = Sink {
         out: BufWriter::with_capacity(1 << 16, io::stdout().lock()),
         format,
-        enricher: Enricher::new(
-            kernel.reasons.clone(),
-            Path::new("/proc/kallsyms"),
-            Path::new("/"),
-        ),
-        clock: Clock::now(),
+        enricher,
+        clock,
         delivered: 0,
         limit: args.count,
         closed: false,
         show_stack: args.stack,
         conntrack_hook: false,
         counter_growth: Vec::new(),
+        fast: DropWriter::new(kernel.reasons.lookup("NETFILTER_DROP").ok()),
+        batch: Vec::with_capacity(BATCH_BYTES + 4096),
     };
     let mut counter_watch =
         (!args.no_counters && !spec.selects_packets()).then(|| CounterWatch::new(spec.netns));
@@ -108,14 +116,17 @@ pub async fn run(args: &WatchArgs, verbose: u8) -> Result<(), Error> {
     };
     let deadline = args.duration.map(|d| tokio::time::Instant::now() + d);
     let mut tick = tokio::time::interval(LOSS_CHECK);
+    let mut drain = tokio::time::interval(probe::DRAIN_INTERVAL);
+    drain.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut reported = Counters::default();
     let stop = loop {
         tokio::select! {
             guard = ring.readable_mut() => {
                 let mut guard = guard.map_err(Error::io("polling the ring buffer"))?;
-                sink.drain(guard.get_inner_mut(), &mut probe);
+                                sink.drain(guard.get_inner_mut(), &mut probe);
                 guard.clear_ready();
             }
+            _ = drain.tick() => sink.drain(ring.get_mut(), &mut probe),
             s = commands::next_scrape(&mut scrapes) => commands::answer(s, &probe, &mut sink.enricher, &opts),
             _ = sigint.recv() => break Stop::Signal,
             _ = sigterm.recv() => break Stop::Signal,
@@ -169,6 +180,10 @@ pub async fn run(args: &WatchArgs, verbose: u8) -> Result<(), Error> {
         sink.clock.rfc3339(end_totals.mono_ns),
     );
     sink.summary(&summary, &histogram);
+    // Output redirected to a file or a pipe: say how it went where the operator looks.
+    if !std::io::IsTerminal::is_terminal(&io::stdout()) {
+        eprintln!("{}", text::summary_line(&summary));
+    }
     Ok(())
 }
 
@@ -193,15 +208,29 @@ struct Sink<W: Write> {
     conntrack_hook: bool,
     /// Counter growth over the run, in order of first appearance.
     counter_growth: Vec<CounterGrowth>,
+    /// JSON writer for the common events, and the lines it wrote not yet on stdout.
+    fast: DropWriter,
+    batch: Vec<u8>,
 }
 
 impl<W: Write> Sink<W> {
+    /// Writes the batched JSON lines to stdout.
+    fn flush_batch(&mut self) -> io::Result<()> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let res = self.out.write_all(&self.batch);
+        self.batch.clear();
+        res
+    }
+
     fn limit_reached(&self) -> bool {
         self.limit.is_some_and(|n| self.delivered >= n)
     }
 
     /// Writes every record waiting in the ring buffer.
     fn drain(&mut self, ring: &mut RingBuf<MapData>, probe: &mut Probe) {
+        self.fast.expire();
         while !self.closed && !self.limit_reached() {
             let Some(item) = ring.next() else { break };
             let Some(ev) = event::decode(&item) else {
@@ -209,22 +238,37 @@ impl<W: Write> Sink<W> {
                 continue;
             };
             drop(item);
-            let stack = (ev.flags & netdrop_common::flag::HAS_STACK != 0)
-                .then(|| probe.stack(ev.stack_id as u32))
-                .flatten();
-            let record = self
-                .enricher
-                .record(&ev, stack, self.show_stack, self.conntrack_hook);
-            let res = match self.format {
-                Format::Json => json::write_line(&mut self.out, &JsonLine::Drop(record)),
-                Format::Text => {
-                    let t = self.clock.local_hms(ev.timestamp_ns);
-                    writeln!(self.out, "{}", text::drop_line(&record, &t))
+            let res = if self.format == Format::Json && self.fast.handles(&ev, self.show_stack) {
+                // Lines gather in `batch` and reach stdout in large writes.
+                self.fast
+                    .write(&mut self.batch, &ev, &mut self.enricher, &self.clock);
+                if self.batch.len() >= BATCH_BYTES {
+                    self.flush_batch()
+                } else {
+                    Ok(())
+                }
+            } else {
+                let flushed = self.flush_batch();
+                self.check(flushed);
+                let stack = (ev.flags & netdrop_common::flag::HAS_STACK != 0)
+                    .then(|| probe.stack(ev.stack_id as u32))
+                    .flatten();
+                let record = self
+                    .enricher
+                    .record(&ev, stack, self.show_stack, self.conntrack_hook);
+                match self.format {
+                    Format::Json => json::write_line(&mut self.out, &JsonLine::Drop(record)),
+                    Format::Text => {
+                        let t = self.clock.local_hms(ev.timestamp_ns);
+                        writeln!(self.out, "{}", text::drop_line(&record, &t))
+                    }
                 }
             };
             self.delivered += 1;
             self.check(res);
         }
+        let res = self.flush_batch();
+        self.check(res);
         let res = self.out.flush();
         self.check(res);
     }

@@ -119,15 +119,19 @@ pub fn lost_line(n: &LostNotice) -> String {
     format!("netdrop: {}", parts.join("; "))
 }
 
+/// `netdrop: 5 drops matched in 2.0s (7 seen by the hook); 5 events shown, 0 lost, ...`
+pub fn summary_line(s: &Summary) -> String {
+    format!(
+        "netdrop: {} drops matched in {:.1}s ({} seen by the hook); {} events shown, {} lost, {} not traced (nested)",
+        s.matched, s.duration_s, s.seen, s.delivered, s.lost, s.missed
+    )
+}
+
 /// The end-of-run report: what was seen, shown and lost, then the per-reason histogram
 /// (the same table `netdrop stats` prints) and the kernel counters that grew.
 pub fn write_summary(out: &mut impl Write, s: &Summary, histogram: &StatsReport) -> io::Result<()> {
     writeln!(out)?;
-    writeln!(
-        out,
-        "netdrop: {} drops matched in {:.1}s ({} seen by the hook); {} events shown, {} lost, {} not traced (nested)",
-        s.matched, s.duration_s, s.seen, s.delivered, s.lost, s.missed
-    )?;
+    writeln!(out, "{}", summary_line(s))?;
     if !histogram.groups.is_empty() {
         stats::write_text(out, histogram, "whole run:")?;
     }

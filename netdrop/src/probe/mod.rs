@@ -28,6 +28,13 @@ use crate::{
     kernel::{Kernel, offsets::HookArity},
 };
 
+/// Upper bound for [`Config::wakeup_bytes`]: about 2000 events per wakeup.
+const WAKEUP_BYTES_MAX: u32 = 256 << 10;
+
+/// How often readers drain the ring buffer without a wakeup: the latency of an event when
+/// drops are too few to reach the wakeup threshold.
+pub const DRAIN_INTERVAL: std::time::Duration = std::time::Duration::from_millis(20);
+
 /// The compiled eBPF object.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/netdrop"));
 
@@ -468,6 +475,8 @@ fn load_object(
             .reasons
             .lookup("NETFILTER_DROP")
             .unwrap_or(OFFSET_NONE),
+        wakeup_bytes: (cfg.ring_size / 8).min(WAKEUP_BYTES_MAX),
+        _pad: 0,
     };
     // 0 disables every kernel log statement, which the verifier then prunes.
     let log_level: u8 = if cfg.kernel_log { 5 } else { 0 };
