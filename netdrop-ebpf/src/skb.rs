@@ -118,7 +118,7 @@ fn try_handle<C: EbpfContext + StackIdContext>(ctx: &C, drop: DropArgs) -> Resul
     if !filter::reason(reason) {
         return Ok(());
     }
-        let cfg = global!(CONFIG.flags);
+    let cfg = global!(CONFIG.flags);
     if cfg & (config::DEVICE | config::HEADERS | config::EVENTS) == 0 {
         // Counting by reason or location only: no record to assemble.
         count::stat(stat::MATCHED);
@@ -134,7 +134,7 @@ fn try_handle<C: EbpfContext + StackIdContext>(ctx: &C, drop: DropArgs) -> Resul
         core::ptr::write_bytes(ev, 0, 1);
         &mut *ev
     };
-        ev.reason = reason;
+    ev.reason = reason;
     ev.location = drop.location;
     if cfg & config::DEVICE != 0 {
         device(drop.skb, drop.rx_sk, ev);

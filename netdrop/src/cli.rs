@@ -33,7 +33,7 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
-#[expect(clippy::large_enum_variant, reason = "parsed once at start")]
+
 pub enum Command {
     /// Stream every packet the kernel drops, live, until Ctrl-C; then print a per-reason
     /// summary.

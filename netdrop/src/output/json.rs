@@ -252,11 +252,11 @@ pub mod fast {
         }
     }
 
-    fn cached<'a, K: std::hash::Hash + Eq + Copy>(
-        map: &'a mut Map<K>,
+    fn cached<K: std::hash::Hash + Eq + Copy>(
+        map: &mut Map<K>,
         key: K,
         make: impl FnOnce() -> Vec<u8>,
-    ) -> &'a [u8] {
+    ) -> &[u8] {
         if map.len() >= MAX_ENTRIES && !map.contains_key(&key) {
             map.clear();
         }
