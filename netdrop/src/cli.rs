@@ -259,7 +259,7 @@ pub struct WatchArgs {
 
     /// Do not report kernel drop counters. They are reported, once a second as they grow,
     /// for drops that never reach kfree_skb (full accept or SYN queue, NIC ring, netdev
-    /// backlog, conntrack table), unless a packet filter (other than --netns) is given.
+    /// backlog, conntrack table), unless --proto, --host, --src, --dst, --port or --iface narrows the traffic.
     #[arg(long)]
     pub no_counters: bool,
 

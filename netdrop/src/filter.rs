@@ -128,12 +128,11 @@ pub struct FilterSpec {
 }
 
 impl FilterSpec {
-    /// True when a filter about packets (not just the namespace) is set: kernel counters
-    /// cannot be narrowed that way.
+        /// True when a filter narrows the traffic looked at (protocol, address, port, device):
+    /// kernel counters cannot be narrowed that way, so they are not shown. Reason and
+    /// namespace filters do not hide them.
     pub fn selects_packets(&self) -> bool {
-        !self.reasons.is_empty()
-            || !self.exclude_reasons.is_empty()
-            || self.proto.is_some()
+        self.proto.is_some()
             || self.host.is_some()
             || self.src.is_some()
             || self.dst.is_some()
