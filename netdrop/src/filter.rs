@@ -128,7 +128,7 @@ pub struct FilterSpec {
 }
 
 impl FilterSpec {
-        /// True when a filter narrows the traffic looked at (protocol, address, port, device):
+    /// True when a filter narrows the traffic looked at (protocol, address, port, device):
     /// kernel counters cannot be narrowed that way, so they are not shown. Reason and
     /// namespace filters do not hide them.
     pub fn selects_packets(&self) -> bool {

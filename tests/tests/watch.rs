@@ -229,15 +229,27 @@ fn sigterm_also_ends_with_a_summary_and_nothing_stays_attached() {
     let r = w.stop_with(libc::SIGTERM);
     assert!(r.status.success(), "{}", r.stderr);
     assert!(r.summary.is_some());
-    let progs = std::process::Command::new("bpftool")
-        .args(["prog", "show"])
-        .output()
-        .expect("bpftool");
-    let progs = String::from_utf8_lossy(&progs.stdout);
-    assert!(
-        !progs.contains("drop_btf") && !progs.contains("drop_tp"),
-        "programs left loaded:\n{progs}"
-    );
+    // The kernel frees programs asynchronously once their last fd is closed: allow it a
+    // few seconds.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let progs = std::process::Command::new("bpftool")
+            .args(["prog", "show"])
+            .output()
+            .expect("bpftool");
+        let progs = String::from_utf8_lossy(&progs.stdout).into_owned();
+        let ours = ["drop_btf", "drop_tp", "ct_in"]
+            .iter()
+            .any(|p| progs.contains(p));
+        if !ours {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "programs left loaded:\n{progs}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
     let pinned = std::fs::read_dir("/sys/fs/bpf")
         .map(|d| d.count())
         .unwrap_or(0);

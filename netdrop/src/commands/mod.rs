@@ -6,16 +6,71 @@ pub mod stats;
 pub mod top;
 pub mod watch;
 
-use std::net::SocketAddr;
+use std::{net::SocketAddr, path::Path};
 
-use tokio::sync::mpsc;
+use tokio::{
+    signal::unix::{Signal, SignalKind, signal},
+    sync::mpsc,
+};
 
 use crate::{
+    cli::{FilterArgs, KernelArgs},
     error::Error,
     event::Enricher,
+    filter::{CompiledFilter, FilterSpec},
+    kernel::{Kernel, privileges},
     output::metrics::{self, MetricsOptions, Scrape},
     probe::Probe,
 };
+
+/// What every tracing command does first: read the kernel and check the filters (no
+/// privileges needed, so a typo is reported as such), then check privileges.
+pub fn prepare(
+    kernel: &KernelArgs,
+    filter: &FilterArgs,
+) -> Result<(Kernel, FilterSpec, CompiledFilter), Error> {
+    let k = Kernel::inspect(kernel.btf.as_deref())?;
+    let spec = filter.spec(Path::new("/"))?;
+    let compiled = spec.compile(&k.reasons)?;
+    privileges::check()?;
+    privileges::raise_memlock();
+    Ok((k, spec, compiled))
+}
+
+/// The enricher for this host: its kallsyms and namespaces.
+pub fn host_enricher(kernel: &Kernel) -> Enricher {
+    Enricher::new(
+        kernel.reasons.clone(),
+        Path::new("/proc/kallsyms"),
+        Path::new("/"),
+    )
+}
+
+/// SIGINT and SIGTERM, installed before loading so that a Ctrl-C during loading still ends
+/// cleanly.
+pub struct StopSignals {
+    int: Signal,
+    term: Signal,
+}
+
+impl StopSignals {
+    pub fn install() -> Result<Self, Error> {
+        Ok(Self {
+            int: signal(SignalKind::interrupt())
+                .map_err(Error::io("installing a SIGINT handler"))?,
+            term: signal(SignalKind::terminate())
+                .map_err(Error::io("installing a SIGTERM handler"))?,
+        })
+    }
+
+    /// Resolves on the first SIGINT or SIGTERM.
+    pub async fn recv(&mut self) {
+        tokio::select! {
+            _ = self.int.recv() => {}
+            _ = self.term.recv() => {}
+        }
+    }
+}
 
 /// Starts serving metrics when an address was given.
 pub async fn start_metrics(

@@ -1,28 +1,18 @@
 //! `netdrop stats`: periodic exact histograms from the in-kernel counts.
 
-use std::{
-    io::{self, BufWriter, Write},
-    path::Path,
-};
-
-use tokio::signal::unix::{SignalKind, signal};
+use std::io::{self, BufWriter, Write};
 
 use crate::{
     cli::StatsArgs,
     commands,
     error::Error,
-    event::Enricher,
-    kernel::{Kernel, privileges},
     output::stats::{self, StatsReport},
     probe::{Probe, ProbeConfig},
     time::Clock,
 };
 
 pub async fn run(args: &StatsArgs, verbose: u8) -> Result<(), Error> {
-    let kernel = Kernel::inspect(args.kernel.btf.as_deref())?;
-    let filter = args.filter.spec(Path::new("/"))?.compile(&kernel.reasons)?;
-    privileges::check()?;
-    privileges::raise_memlock();
+    let (kernel, _, filter) = commands::prepare(&args.kernel, &args.filter)?;
     let opts = args.metrics.labels.options();
     let mut flags = args.by.config();
     if args.metrics.metrics_addr.is_some() {
@@ -33,16 +23,9 @@ pub async fn run(args: &StatsArgs, verbose: u8) -> Result<(), Error> {
         kernel_log: verbose >= 2,
         ..ProbeConfig::new(args.kernel.attach, flags, filter)
     };
-    let mut sigint =
-        signal(SignalKind::interrupt()).map_err(Error::io("installing a SIGINT handler"))?;
-    let mut sigterm =
-        signal(SignalKind::terminate()).map_err(Error::io("installing a SIGTERM handler"))?;
+    let mut stop = commands::StopSignals::install()?;
     let probe = Probe::load(&kernel, &cfg)?;
-    let mut enricher = Enricher::new(
-        kernel.reasons.clone(),
-        Path::new("/proc/kallsyms"),
-        Path::new("/"),
-    );
+    let mut enricher = commands::host_enricher(&kernel);
     let clock = Clock::now();
     let mut scrapes = commands::start_metrics(args.metrics.metrics_addr).await?;
     eprintln!(
@@ -63,8 +46,7 @@ pub async fn run(args: &StatsArgs, verbose: u8) -> Result<(), Error> {
                 commands::answer(s, &probe, &mut enricher, &opts);
                 continue;
             }
-            _ = sigint.recv() => break,
-            _ = sigterm.recv() => break,
+            _ = stop.recv() => break,
         }
         let now = probe.totals()?;
         let report = stats::report(

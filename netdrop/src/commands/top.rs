@@ -3,15 +3,11 @@
 use std::{
     collections::HashMap,
     io::{IsTerminal, Write},
-    path::Path,
     time::Duration,
 };
 
 use ratatui::crossterm::event::{self, Event, KeyEventKind};
-use tokio::{
-    signal::unix::{SignalKind, signal},
-    sync::mpsc,
-};
+use tokio::sync::mpsc;
 
 use crate::{
     aggregate::{GroupBy, SortBy, Totals},
@@ -19,7 +15,6 @@ use crate::{
     commands,
     error::Error,
     event::Enricher,
-    kernel::{Kernel, privileges},
     output::{
         stats,
         tui::{self, TopModel},
@@ -32,10 +27,7 @@ use crate::{
 const ROWS: usize = 50;
 
 pub async fn run(args: &TopArgs, verbose: u8) -> Result<(), Error> {
-    let kernel = Kernel::inspect(args.kernel.btf.as_deref())?;
-    let filter = args.filter.spec(Path::new("/"))?.compile(&kernel.reasons)?;
-    privileges::check()?;
-    privileges::raise_memlock();
+    let (kernel, _, filter) = commands::prepare(&args.kernel, &args.filter)?;
     let opts = args.metrics.labels.options();
     // Every grouping is counted, so switching is instant.
     let flags = GroupBy::ALL
@@ -46,16 +38,9 @@ pub async fn run(args: &TopArgs, verbose: u8) -> Result<(), Error> {
         kernel_log: verbose >= 2,
         ..ProbeConfig::new(args.kernel.attach, flags, filter)
     };
-    let mut sigint =
-        signal(SignalKind::interrupt()).map_err(Error::io("installing a SIGINT handler"))?;
-    let mut sigterm =
-        signal(SignalKind::terminate()).map_err(Error::io("installing a SIGTERM handler"))?;
+    let mut stop = commands::StopSignals::install()?;
     let probe = Probe::load(&kernel, &cfg)?;
-    let mut enricher = Enricher::new(
-        kernel.reasons.clone(),
-        Path::new("/proc/kallsyms"),
-        Path::new("/"),
-    );
+    let mut enricher = commands::host_enricher(&kernel);
     let mut scrapes = commands::start_metrics(args.metrics.metrics_addr).await?;
     let clock = Clock::now();
     let interactive = std::io::stdout().is_terminal();
@@ -139,8 +124,7 @@ pub async fn run(args: &TopArgs, verbose: u8) -> Result<(), Error> {
                 }
             }
             s = commands::next_scrape(&mut scrapes) => commands::answer(s, &probe, &mut enricher, &opts),
-            _ = sigint.recv() => break Ok(()),
-            _ = sigterm.recv() => break Ok(()),
+            _ = stop.recv() => break Ok(()),
         }
     };
     if terminal.is_some() {

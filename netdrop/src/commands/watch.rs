@@ -2,13 +2,11 @@
 
 use std::{
     io::{self, BufWriter, Write},
-    path::Path,
     time::{Duration, Instant},
 };
 
 use aya::maps::{MapData, RingBuf};
 use netdrop_common::config;
-use tokio::signal::unix::{SignalKind, signal};
 
 use crate::{
     aggregate::{self, GroupBy, SortBy, Totals},
@@ -16,11 +14,7 @@ use crate::{
     commands,
     error::Error,
     event::{self, Enricher},
-    kernel::{
-        Kernel,
-        counters::{self, Change, CounterWatch},
-        privileges,
-    },
+    kernel::counters::{self, Change, CounterWatch},
     output::{
         CounterGrowth, CounterNotice, Format, JsonLine, LostNotice, Summary, json,
         json::fast::DropWriter,
@@ -47,12 +41,7 @@ enum Stop {
 }
 
 pub async fn run(args: &WatchArgs, verbose: u8) -> Result<(), Error> {
-    // Arguments first: reading BTF needs no privileges, so a typo is reported as such.
-    let kernel = Kernel::inspect(args.kernel.btf.as_deref())?;
-    let spec = args.filter.spec(Path::new("/"))?;
-    let filter = spec.compile(&kernel.reasons)?;
-    privileges::check()?;
-    privileges::raise_memlock();
+    let (kernel, spec, filter) = commands::prepare(&args.kernel, &args.filter)?;
     let mut flags = config::EVENTS | config::BY_REASON;
     if args.stack {
         flags |= config::STACKS;
@@ -66,11 +55,7 @@ pub async fn run(args: &WatchArgs, verbose: u8) -> Result<(), Error> {
         kernel_log: verbose >= 2,
         ..ProbeConfig::new(args.kernel.attach, flags, filter)
     };
-    // Signal handlers first, so a Ctrl-C during loading still ends in a clean summary.
-    let mut sigint =
-        signal(SignalKind::interrupt()).map_err(Error::io("installing a SIGINT handler"))?;
-    let mut sigterm =
-        signal(SignalKind::terminate()).map_err(Error::io("installing a SIGTERM handler"))?;
+    let mut stop = commands::StopSignals::install()?;
 
     let mut probe = Probe::load(&kernel, &cfg)?;
     probe.attach_conntrack();
@@ -81,11 +66,7 @@ pub async fn run(args: &WatchArgs, verbose: u8) -> Result<(), Error> {
     } else {
         Format::Text
     };
-    let enricher = Enricher::new(
-        kernel.reasons.clone(),
-        Path::new("/proc/kallsyms"),
-        Path::new("/"),
-    );
+    let enricher = commands::host_enricher(&kernel);
     let clock = enricher.clock();
     let mut sink = Sink {
         out: BufWriter::with_capacity(1 << 16, io::stdout().lock()),
@@ -128,8 +109,7 @@ pub async fn run(args: &WatchArgs, verbose: u8) -> Result<(), Error> {
             }
             _ = drain.tick() => sink.drain(ring.get_mut(), &mut probe),
             s = commands::next_scrape(&mut scrapes) => commands::answer(s, &probe, &mut sink.enricher, &opts),
-            _ = sigint.recv() => break Stop::Signal,
-            _ = sigterm.recv() => break Stop::Signal,
+            _ = stop.recv() => break Stop::Signal,
             _ = tick.tick() => {
                 probe.attach_conntrack();
                 sink.conntrack_hook = probe.conntrack == Conntrack::Attached;
