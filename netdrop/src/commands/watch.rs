@@ -147,6 +147,7 @@ pub async fn run(args: &WatchArgs, verbose: u8) -> Result<(), Error> {
         delivered: sink.delivered,
         lost: counters.lost,
         missed: counters.missed,
+        stack_errors: counters.stack_errors,
         by_reason: aggregate::reason_histogram(&probe.by_reason()?, &kernel.reasons),
         counters: std::mem::take(&mut sink.counter_growth),
     };

@@ -32,6 +32,7 @@ mod tests {
             delivered: 2,
             lost: 7,
             missed: 1,
+            stack_errors: 3,
             by_reason: vec![ReasonCount {
                 name: "NO_SOCKET".into(),
                 code: 3,

@@ -65,6 +65,10 @@ pub struct Summary {
     pub lost: u64,
     /// Drops the kernel did not run netdrop's program for (nested on one CPU).
     pub missed: u64,
+    /// Events shown without their kernel stack because it could not be captured (the
+    /// stack map was full).
+    #[serde(default)]
+    pub stack_errors: u64,
     /// Exact matched drops per reason, most first.
     pub by_reason: Vec<ReasonCount>,
     /// Kernel drop counters that grew while netdrop ran (drops `kfree_skb` does not show).

@@ -121,10 +121,17 @@ pub fn lost_line(n: &LostNotice) -> String {
 
 /// `netdrop: 5 drops matched in 2.0s (7 seen by the hook); 5 events shown, 0 lost, ...`
 pub fn summary_line(s: &Summary) -> String {
-    format!(
+    let mut line = format!(
         "netdrop: {} drops matched in {:.1}s ({} seen by the hook); {} events shown, {} lost, {} not traced (nested)",
         s.matched, s.duration_s, s.seen, s.delivered, s.lost, s.missed
-    )
+    );
+    if s.stack_errors > 0 {
+        line.push_str(&format!(
+            "; {} stacks not captured (stack map full)",
+            s.stack_errors
+        ));
+    }
+    line
 }
 
 /// The end-of-run report: what was seen, shown and lost, then the per-reason histogram
@@ -236,6 +243,7 @@ mod tests {
             delivered: 8,
             lost: 2,
             missed: 0,
+            stack_errors: 0,
             by_reason: vec![
                 ReasonCount {
                     name: "NO_SOCKET".into(),
