@@ -12,7 +12,9 @@ fn main() {
                 .unwrap_or_else(|_| "/root/.cargo".to_owned());
             println!("cargo:rerun-if-changed={cargo_home}/bin");
             println!("cargo:rerun-if-env-changed=PATH");
-            println!("cargo:warning=bpf-linker is not on PATH: run `cargo xtask setup` to install it");
+            println!(
+                "cargo:warning=bpf-linker is not on PATH: run `cargo xtask setup` to install it"
+            );
         }
     }
 }

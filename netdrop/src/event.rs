@@ -460,37 +460,7 @@ pub fn c_str(b: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{kernel::tracefs::Format, testdata};
-
-    fn udp_event() -> DropEvent {
-        let mut ev = DropEvent {
-            timestamp_ns: 1_000,
-            location: 0xffffffffaa48bc60 + 0x2d1,
-            reason: 3,
-            cpu: 1,
-            pid: 42,
-            tid: 43,
-            netns: 4026531840,
-            ifindex: 1,
-            skb_len: 33,
-            stack_id: -1,
-            flags: flag::HAS_REASON
-                | flag::HAS_DEVICE
-                | flag::HAS_NETNS
-                | flag::HAS_L3
-                | flag::HAS_L4,
-            l3_proto: 0x0800,
-            l4_proto: 17,
-            sport: 41234,
-            dport: 9,
-            ..Default::default()
-        };
-        ev.saddr[..4].copy_from_slice(&[127, 0, 0, 1]);
-        ev.daddr[..4].copy_from_slice(&[127, 0, 0, 1]);
-        ev.comm[..2].copy_from_slice(b"nc");
-        ev.ifname[..2].copy_from_slice(b"lo");
-        ev
-    }
+    use crate::{kernel::tracefs::Format, testdata, testdata::udp_event};
 
     fn enricher() -> Enricher {
         let f = Format::parse(&testdata::read("tracefs/kfree_skb-6.18.format")).unwrap();

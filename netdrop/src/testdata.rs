@@ -14,3 +14,32 @@ pub fn read(rel: &str) -> String {
     let p = path(rel);
     std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("fixture {}: {e}", p.display()))
 }
+
+/// A UDP NO_SOCKET drop from 127.0.0.1:41234 to 127.0.0.1:9 on lo, as the kernel side
+/// writes it (reason 3 as on 6.18; location inside `__udp4_lib_rcv` of the kallsyms fixture).
+pub fn udp_event() -> netdrop_common::DropEvent {
+    use netdrop_common::{DropEvent, flag};
+    let mut ev = DropEvent {
+        timestamp_ns: 1_000,
+        location: 0xffffffffaa48bc60 + 0x2d1,
+        reason: 3,
+        cpu: 1,
+        pid: 42,
+        tid: 43,
+        netns: 4026531840,
+        ifindex: 1,
+        skb_len: 33,
+        stack_id: -1,
+        flags: flag::HAS_REASON | flag::HAS_DEVICE | flag::HAS_NETNS | flag::HAS_L3 | flag::HAS_L4,
+        l3_proto: 0x0800,
+        l4_proto: 17,
+        sport: 41234,
+        dport: 9,
+        ..Default::default()
+    };
+    ev.saddr[..4].copy_from_slice(&[127, 0, 0, 1]);
+    ev.daddr[..4].copy_from_slice(&[127, 0, 0, 1]);
+    ev.comm[..2].copy_from_slice(b"nc");
+    ev.ifname[..2].copy_from_slice(b"lo");
+    ev
+}

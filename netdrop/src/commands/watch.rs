@@ -148,7 +148,14 @@ pub async fn run(args: &WatchArgs, verbose: u8) -> Result<(), Error> {
         lost: counters.lost,
         missed: counters.missed,
         stack_errors: counters.stack_errors,
-        by_reason: aggregate::reason_histogram(&probe.by_reason()?, &kernel.reasons),
+        by_reason: aggregate::reason_histogram(
+            &end_totals
+                .by_reason
+                .iter()
+                .map(|(r, n)| (*r, *n))
+                .collect::<Vec<_>>(),
+            &kernel.reasons,
+        ),
         counters: std::mem::take(&mut sink.counter_growth),
     };
     let histogram = stats::report(

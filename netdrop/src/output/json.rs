@@ -386,29 +386,9 @@ mod fast_tests {
     };
 
     fn events() -> Vec<DropEvent> {
-        let base = DropEvent {
-            timestamp_ns: 1_234_567_890,
-            location: 0xffffffffaa48bc60 + 0x4bc,
-            reason: 3,
-            cpu: 1,
-            pid: 42,
-            tid: 43,
-            netns: 7,
-            ifindex: 1,
-            skb_len: 33,
-            stack_id: -1,
-            flags: flag::HAS_REASON
-                | flag::HAS_DEVICE
-                | flag::HAS_NETNS
-                | flag::HAS_L3
-                | flag::HAS_L4,
-            l3_proto: 0x0800,
-            l4_proto: 17,
-            sport: 41234,
-            dport: 9,
-            ..Default::default()
-        };
+        let base = crate::testdata::udp_event();
         let mut v4 = base;
+        v4.netns = 7;
         v4.saddr[..4].copy_from_slice(&[10, 0, 0, 1]);
         v4.daddr[..4].copy_from_slice(&[192, 168, 1, 200]);
         v4.comm[..6].copy_from_slice(b"nc\"q\x01x");

@@ -402,11 +402,6 @@ impl Probe {
             .unwrap_or(0)
     }
 
-    /// Exact drops per reason code, summed over CPUs.
-    pub fn by_reason(&self) -> Result<Vec<(u32, u64)>, Error> {
-        self.sum_per_cpu::<u32>(map::BY_REASON)
-    }
-
     /// Everything counted so far: the counters and the enabled per-CPU maps, summed.
     pub fn totals(&self) -> Result<Totals, Error> {
         use netdrop_common::config as c;
