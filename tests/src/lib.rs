@@ -266,6 +266,16 @@ pub fn udp_send(src: &str, dst: SocketAddr) -> SocketAddr {
     s.local_addr().unwrap()
 }
 
+/// Sends `n` datagrams, each from a new socket (a new flow), to `port` on 127.0.0.1.
+pub fn udp_to_loopback(port: u16, n: usize) {
+    for _ in 0..n {
+        udp_send(
+            "127.0.0.1:0",
+            SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), port),
+        );
+    }
+}
+
 /// Connects from `src_ip` to `dst`, expecting a refusal (a SYN to a closed port); returns
 /// the exact source address the kernel used.
 pub fn tcp_refused(src_ip: IpAddr, dst: SocketAddr) -> SocketAddr {

@@ -4,22 +4,12 @@
 #![cfg(feature = "privileged")]
 
 use std::{
-    net::SocketAddr,
     process::{Command, Stdio},
     thread,
     time::{Duration, Instant},
 };
 
-use netdrop_tests::{Watch, closed_udp_port, free_tcp_port, http_get, udp_send};
-
-fn drops(port: u16, n: usize) {
-    for _ in 0..n {
-        udp_send(
-            "127.0.0.1:0",
-            SocketAddr::new("127.0.0.1".parse().unwrap(), port),
-        );
-    }
-}
+use netdrop_tests::{Watch, closed_udp_port, free_tcp_port, http_get, udp_to_loopback};
 
 fn promtool(body: &str) -> (bool, String) {
     use std::io::Write;
@@ -61,7 +51,7 @@ fn exporter_passes_promtool_and_counts_exactly() {
         ],
         "netdrop: counting drops",
     );
-    drops(udp, 7);
+    udp_to_loopback(udp, 7);
     let (status, headers, body) = http_get(port, "/metrics", None);
     assert_eq!(status, "HTTP/1.1 200 OK");
     assert!(headers.contains("text/plain; version=0.0.4"), "{headers}");
@@ -123,7 +113,7 @@ fn a_real_prometheus_scrapes_it() {
         ],
         "netdrop: counting drops",
     );
-    drops(udp, 5);
+    udp_to_loopback(udp, 5);
 
     let dir = std::env::temp_dir().join(format!("netdrop-prom-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

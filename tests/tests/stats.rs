@@ -4,7 +4,7 @@
 
 use std::{net::SocketAddr, thread, time::Duration};
 
-use netdrop_tests::{NetnsPair, Report, Watch, closed_udp_port, snmp, udp_send};
+use netdrop_tests::{NetnsPair, Report, Watch, closed_udp_port, snmp, udp_send, udp_to_loopback};
 use serde_json::Value;
 
 fn stats(args: &[&str]) -> Watch {
@@ -140,12 +140,7 @@ fn groupings_name_what_they_group() {
         }),
     ] {
         let s = stats(&["--interval", "1", "--by", by, "--port", &p]);
-        for _ in 0..4 {
-            udp_send(
-                "127.0.0.1:0",
-                SocketAddr::new("127.0.0.1".parse().unwrap(), port),
-            );
-        }
+        udp_to_loopback(port, 4);
         s.wait_for_line(by, |r| r["drops"]["total"] == 4);
         let r = s.stop();
         let report = r.lines.iter().rfind(|r| r["drops"]["total"] == 4).unwrap();
@@ -178,12 +173,7 @@ fn flows_beyond_the_bound_are_counted_not_lost() {
         &port.to_string(),
     ]);
     // Ten flows: ten source sockets.
-    for _ in 0..10 {
-        udp_send(
-            "127.0.0.1:0",
-            SocketAddr::new("127.0.0.1".parse().unwrap(), port),
-        );
-    }
+    udp_to_loopback(port, 10);
     s.wait_for_line("ten drops", |r| r["drops"]["total"] == 10);
     let r = s.stop();
     let report = r.lines.iter().rfind(|r| r["drops"]["total"] == 10).unwrap();
@@ -204,12 +194,7 @@ fn top_n_and_other() {
         "--port",
         &port.to_string(),
     ]);
-    for _ in 0..5 {
-        udp_send(
-            "127.0.0.1:0",
-            SocketAddr::new("127.0.0.1".parse().unwrap(), port),
-        );
-    }
+    udp_to_loopback(port, 5);
     s.wait_for_line("five drops", |r| r["drops"]["total"] == 5);
     let r = s.stop();
     let report = r.lines.iter().rfind(|r| r["drops"]["total"] == 5).unwrap();

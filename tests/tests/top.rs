@@ -3,13 +3,12 @@
 #![cfg(feature = "privileged")]
 
 use std::{
-    net::SocketAddr,
     process::Command,
     thread,
     time::{Duration, Instant},
 };
 
-use netdrop_tests::{closed_udp_port, netdrop_bin, udp_send};
+use netdrop_tests::{closed_udp_port, netdrop_bin, udp_to_loopback};
 
 fn tmux(args: &[&str]) -> String {
     let out = Command::new("tmux").args(args).output().expect("tmux");
@@ -53,12 +52,7 @@ fn interactive_screen_and_keys() {
         &cmd,
     ]);
     wait_screen(&session, "the header", |s| s.contains("netdrop top:"));
-    for _ in 0..6 {
-        udp_send(
-            "127.0.0.1:0",
-            SocketAddr::new("127.0.0.1".parse().unwrap(), port),
-        );
-    }
+    udp_to_loopback(port, 6);
     let s = wait_screen(&session, "six NO_SOCKET drops", |s| {
         s.lines()
             .any(|l| l.contains("NO_SOCKET") && l.split_whitespace().nth(1) == Some("6"))
@@ -103,12 +97,7 @@ fn plain_reports_when_not_a_terminal() {
         .spawn()
         .unwrap();
     thread::sleep(Duration::from_millis(1500));
-    for _ in 0..2 {
-        udp_send(
-            "127.0.0.1:0",
-            SocketAddr::new("127.0.0.1".parse().unwrap(), port),
-        );
-    }
+    udp_to_loopback(port, 2);
     let out = child.wait_with_output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
