@@ -270,7 +270,7 @@ impl Enricher {
     /// the packet.
     fn stack(&mut self, frames: &[u64]) -> Vec<String> {
         let names: Vec<String> = frames.iter().map(|&a| self.symbolize(a)).collect();
-        let skip = names.iter().take_while(|n| is_tracing_frame(n)).count();
+        let skip = tracing_frames(&names);
         names.into_iter().skip(skip).collect()
     }
 }
@@ -321,6 +321,22 @@ fn netfilter_hook(frames: &[String]) -> Option<(&'static str, &'static str, Stri
         .iter()
         .find(|(c, _, _)| *c == caller)
         .map(|&(_, family, hook)| (family, hook, caller.clone()))
+}
+
+/// How many leading frames belong to netdrop's program and the tracepoint dispatch that ran
+/// it. A frame kallsyms cannot name (a bare address: a JIT-ed program whose image has no
+/// known end, or one loaded after the symbols were read) counts as tracing only when a
+/// dispatch frame follows it, so a stack of bare addresses (hidden symbols) is kept whole.
+fn tracing_frames(names: &[String]) -> usize {
+    let mut skip = 0;
+    for (i, name) in names.iter().enumerate() {
+        if is_tracing_frame(name) {
+            skip = i + 1;
+        } else if !name.starts_with("0x") {
+            break;
+        }
+    }
+    skip
 }
 
 /// Frames of BPF programs and of the tracepoint dispatch code.
@@ -502,6 +518,38 @@ mod tests {
         );
         assert_eq!(r.netns.as_ref().unwrap().source, "device");
         assert_eq!(r.running_task.comm, "nc");
+    }
+
+    #[test]
+    fn stacks_start_after_the_tracer_even_when_its_program_is_unnamed() {
+        let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        // The program is the last kallsyms symbol: a bare address before the dispatch frame.
+        let s = names(&[
+            "0xffffffffc00018b0",
+            "bpf_trace_run4+0x10d",
+            "sk_skb_reason_drop+0x90",
+            "__udp4_lib_rcv+0x4bc",
+        ]);
+        assert_eq!(tracing_frames(&s), 2);
+        // The classic tracepoint's dispatch, program named.
+        let s = names(&[
+            "bpf_prog_79ab2eaac6fb668e_drop_tp+0x1f2 [bpf]",
+            "trace_call_bpf+0xe6",
+            "perf_trace_run_bpf_submit+0x4b",
+            "perf_trace_kfree_skb+0x11a",
+            "kfree_skb_reason+0x90",
+        ]);
+        assert_eq!(tracing_frames(&s), 4);
+        // Symbols hidden: every frame bare, none of them known to be the tracer's.
+        let s = names(&[
+            "0xffffffffc00018b0",
+            "0xffffffff8137a3ed",
+            "0xffffffff81c1e180",
+        ]);
+        assert_eq!(tracing_frames(&s), 0);
+        // A bare address after the kernel's first frame is the kernel's.
+        let s = names(&["bpf_trace_run4+0x10d", "0xffffffff81c1e180", "udp_rcv+0x10"]);
+        assert_eq!(tracing_frames(&s), 1);
     }
 
     #[test]

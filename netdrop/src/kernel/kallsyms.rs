@@ -35,6 +35,11 @@ pub struct Table {
     /// (address, name, module index), sorted by address.
     syms: Vec<(u64, Box<str>, Option<u16>)>,
     modules: Vec<String>,
+    /// Sizes of JIT-ed BPF program images, by program tag. kallsyms gives a BPF program
+    /// (`bpf_prog_<tag>_<name> [bpf]`) a start address only, and the JIT places programs
+    /// above everything else when no module is loaded, so without its size the last program
+    /// would own no address past its first byte.
+    bpf_sizes: HashMap<u64, u64>,
 }
 
 /// Largest distance from a symbol still attributed to it; beyond is a gap.
@@ -73,6 +78,22 @@ impl Table {
         table
     }
 
+    /// Adds the JIT-ed sizes of BPF programs, by program tag (see [`bpf_program_sizes`]).
+    pub fn with_bpf_sizes(mut self, sizes: HashMap<u64, u64>) -> Self {
+        self.bpf_sizes = sizes;
+        self
+    }
+
+    /// The size of a symbol when the kernel tells it: only BPF programs, by their tag.
+    fn known_size(&self, name: &str, module: Option<u16>) -> Option<u64> {
+        if module.map(|m| self.modules[m as usize].as_str()) != Some("bpf") {
+            return None;
+        }
+        let tag = name.strip_prefix("bpf_prog_")?.get(..16)?;
+        let tag = u64::from_str_radix(tag, 16).ok()?;
+        self.bpf_sizes.get(&tag).copied()
+    }
+
     /// True when every address is zero: kptr_restrict hides them from this process.
     pub fn addresses_hidden(&self) -> bool {
         self.syms.iter().all(|s| s.0 == 0)
@@ -84,9 +105,18 @@ impl Table {
         // Aliases share an address (`_stext`/`_text`): report the last one, the function name.
         let (start, name, module) = &self.syms[idx];
         let offset = addr - start;
-        let next = self.syms.get(idx + 1).map(|s| s.0);
-        if offset >= MAX_SYMBOL_SIZE || *start == 0 || next.is_none() && offset > 0 {
+        if *start == 0 {
             return None;
+        }
+        match self.known_size(name, *module) {
+            Some(size) if offset >= size => return None,
+            Some(_) => {}
+            None => {
+                let last = idx + 1 == self.syms.len();
+                if offset >= MAX_SYMBOL_SIZE || last && offset > 0 {
+                    return None;
+                }
+            }
         }
         Some(Symbol {
             name: name.to_string(),
@@ -122,7 +152,7 @@ impl Symbolizer {
 
     fn read(path: &Path) -> std::io::Result<Table> {
         let f = std::fs::File::open(path)?;
-        Ok(Table::parse(std::io::BufReader::new(f)))
+        Ok(Table::parse(std::io::BufReader::new(f)).with_bpf_sizes(bpf_program_sizes()))
     }
 
     /// True when kallsyms shows only zero addresses to us.
@@ -151,6 +181,17 @@ impl Symbolizer {
         self.cache.insert(addr, sym.clone());
         sym
     }
+}
+
+/// JIT-ed image sizes of the loaded BPF programs, by tag, from the kernel's program info.
+/// Empty when the kernel refuses to list programs (no privileges): lookups then fall back to
+/// the next symbol as the end of a program.
+pub fn bpf_program_sizes() -> HashMap<u64, u64> {
+    aya::programs::loaded_programs()
+        .flatten()
+        .filter(|p| p.size_jitted() > 0)
+        .map(|p| (p.tag(), u64::from(p.size_jitted())))
+        .collect()
 }
 
 #[cfg(test)]
@@ -195,6 +236,38 @@ mod tests {
         assert_eq!(t.lookup(0x1000), None);
         // Far past the end of the kernel text and before the modules.
         assert_eq!(t.lookup(0xffffffffb0000000), None);
+    }
+
+    #[test]
+    fn a_bpf_program_placed_last_is_bounded_by_its_jited_size() {
+        let text = testdata::read("kallsyms/6.18-bpf-last");
+        let prog = 0xffffffffc00010d0;
+        // Without the program's size, the last symbol owns only its first byte.
+        let t = Table::parse(text.as_bytes());
+        assert_eq!(t.lookup(prog + 0x7e0), None);
+        assert_eq!(
+            t.lookup(prog).unwrap().to_string(),
+            "bpf_prog_8f3d5c2ab1e4f607_drop_btf_4arg+0x0 [bpf]"
+        );
+        // With it, addresses inside the image resolve and the first byte past it does not.
+        let sizes = HashMap::from([(0x8f3d5c2ab1e4f607, 0x900)]);
+        let t = Table::parse(text.as_bytes()).with_bpf_sizes(sizes);
+        assert_eq!(
+            t.lookup(prog + 0x7e0).unwrap().to_string(),
+            "bpf_prog_8f3d5c2ab1e4f607_drop_btf_4arg+0x7e0 [bpf]"
+        );
+        assert_eq!(t.lookup(prog + 0x900), None);
+        // A program before the last one ends at its own size, not at the next program.
+        let earlier = 0xffffffffc0000b40;
+        let sizes = HashMap::from([(0x0123456789abcdef, 0x100)]);
+        let t = Table::parse(text.as_bytes()).with_bpf_sizes(sizes);
+        assert_eq!(t.lookup(earlier + 0xff).unwrap().offset, 0xff);
+        assert_eq!(t.lookup(earlier + 0x100), None);
+        // Kernel symbols are untouched.
+        assert_eq!(
+            t.lookup(0xffffffff81d2c1f0 + 0x4bc).unwrap().to_string(),
+            "__udp4_lib_rcv+0x4bc"
+        );
     }
 
     #[test]
