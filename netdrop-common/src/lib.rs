@@ -95,6 +95,36 @@ pub const MAX_REASON_FILTER: u32 = 1024;
 /// Capacity of the stack trace map.
 pub const MAX_STACKS: u32 = 16384;
 
+/// Ethertypes and IP protocol numbers, as the kernel side parses them and user space names
+/// and filters them.
+pub mod proto {
+    pub const ETH_P_IP: u16 = 0x0800;
+    pub const ETH_P_ARP: u16 = 0x0806;
+    pub const ETH_P_IPV6: u16 = 0x86dd;
+
+    pub const IPPROTO_ICMP: u8 = 1;
+    pub const IPPROTO_TCP: u8 = 6;
+    pub const IPPROTO_UDP: u8 = 17;
+    pub const IPPROTO_DCCP: u8 = 33;
+    pub const IPPROTO_ICMPV6: u8 = 58;
+    pub const IPPROTO_SCTP: u8 = 132;
+    pub const IPPROTO_UDPLITE: u8 = 136;
+
+    /// True for transport protocols whose header starts with 16-bit source and destination
+    /// ports: TCP, UDP, UDP-Lite, SCTP, DCCP.
+    pub const fn has_ports(l4_proto: u8) -> bool {
+        matches!(
+            l4_proto,
+            IPPROTO_TCP | IPPROTO_UDP | IPPROTO_UDPLITE | IPPROTO_SCTP | IPPROTO_DCCP
+        )
+    }
+
+    /// True for ICMP and ICMPv6, whose "ports" are type and code.
+    pub const fn is_icmp(l4_proto: u8) -> bool {
+        matches!(l4_proto, IPPROTO_ICMP | IPPROTO_ICMPV6)
+    }
+}
+
 /// Marks an offset the running kernel does not have.
 pub const OFFSET_NONE: u32 = u32::MAX;
 /// `transport_header` / `network_header` / `mac_header` value when unset (`(u16)~0U`).
@@ -344,6 +374,7 @@ impl Filter {
     /// True when the filter needs packet headers to decide.
     pub const fn needs_headers(&self) -> bool {
         self.has_port != 0
+            || self.l3_proto != 0
             || self.l4_proto != 0
             || self.host.family != 0
             || self.src.family != 0

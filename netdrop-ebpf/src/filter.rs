@@ -1,11 +1,12 @@
 //! Filters, evaluated before anything is counted or written, cheapest first.
 
-use netdrop_common::{AddrMatch, DropEvent, flag, reason_mode};
+use netdrop_common::{
+    AddrMatch, DropEvent, flag,
+    proto::{ETH_P_IP, ETH_P_IPV6, has_ports},
+    reason_mode,
+};
 
-use crate::{FILTER, global, maps::REASON_FILTER, packet::is_icmp};
-
-const ETH_P_IP: u16 = 0x0800;
-const ETH_P_IPV6: u16 = 0x86dd;
+use crate::{FILTER, global, maps::REASON_FILTER};
 
 /// `--reason` / `--exclude-reason`.
 #[inline(always)]
@@ -50,7 +51,7 @@ pub fn packet(pkt: &DropEvent) -> bool {
     if global!(FILTER.has_port) != 0 {
         let port = global!(FILTER.port);
         if pkt.flags & flag::HAS_L4 == 0
-            || is_icmp(pkt.l4_proto)
+            || !has_ports(pkt.l4_proto)
             || (pkt.sport != port && pkt.dport != port)
         {
             return false;

@@ -4,24 +4,21 @@
 //! a MAC header, some have none); whatever cannot be read is left zero and unflagged, and
 //! the drop is still reported.
 
-use netdrop_common::{DropEvent, HEADER_UNSET, flag};
+use netdrop_common::{
+    DropEvent, HEADER_UNSET, flag,
+    proto::{ETH_P_IP, ETH_P_IPV6, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, has_ports},
+};
 
 use crate::{
     OFFSETS, global,
     kread::{self, ReadError},
 };
 
-const ETH_P_IP: u16 = 0x0800;
-const ETH_P_IPV6: u16 = 0x86dd;
 const ETH_HLEN: u16 = 14;
 
 const IPPROTO_HOPOPTS: u8 = 0;
-const IPPROTO_ICMP: u8 = 1;
-const IPPROTO_TCP: u8 = 6;
-const IPPROTO_UDP: u8 = 17;
 const IPPROTO_ROUTING: u8 = 43;
 const IPPROTO_FRAGMENT: u8 = 44;
-const IPPROTO_ICMPV6: u8 = 58;
 const IPPROTO_DSTOPTS: u8 = 60;
 
 /// IPv6 extension headers walked before giving up on finding the transport header.
@@ -167,7 +164,8 @@ fn transport(buf: &Buffer, th: u32, ev: &mut DropEvent) -> Result<(), ReadError>
             ev.dport = u16::from_be_bytes([hdr[2], hdr[3]]);
             ev.tcp_flags = hdr[13];
         }
-        IPPROTO_UDP => {
+        // UDP, UDP-Lite, SCTP, DCCP: the ports are the first four bytes.
+        p if has_ports(p) => {
             let hdr: [u8; 4] = buf.read(th)?;
             ev.sport = u16::from_be_bytes([hdr[0], hdr[1]]);
             ev.dport = u16::from_be_bytes([hdr[2], hdr[3]]);
@@ -181,10 +179,4 @@ fn transport(buf: &Buffer, th: u32, ev: &mut DropEvent) -> Result<(), ReadError>
     }
     ev.flags |= flag::HAS_L4;
     Ok(())
-}
-
-/// True for ICMP and ICMPv6, whose "ports" are type and code.
-#[inline(always)]
-pub fn is_icmp(l4_proto: u8) -> bool {
-    l4_proto == IPPROTO_ICMP || l4_proto == IPPROTO_ICMPV6
 }

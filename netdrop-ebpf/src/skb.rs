@@ -231,7 +231,7 @@ fn aggregate(cfg: u32, ev: &DropEvent) {
         }
     }
     if cfg & config::BY_FLOW != 0 {
-        let icmp = packet::is_icmp(ev.l4_proto);
+        let icmp = netdrop_common::proto::is_icmp(ev.l4_proto);
         let key = FlowKey {
             reason: ev.reason,
             netns: ev.netns,

@@ -121,12 +121,11 @@ pub struct TopArgs {
     pub by: GroupBy,
 
     /// Stop after this many refreshes.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = parse_count)]
     pub count: Option<u64>,
 
-    /// Distinct flows counted in the kernel; further flows are counted as not attributed.
-    #[arg(long, value_name = "N", default_value_t = netdrop_common::MAX_FLOWS)]
-    pub max_flows: u32,
+    #[command(flatten)]
+    pub flows: FlowArgs,
 
     #[command(flatten)]
     pub metrics: MetricsArgs,
@@ -147,6 +146,9 @@ pub struct ExporterArgs {
 
     #[command(flatten)]
     pub metrics: MetricsLabels,
+
+    #[command(flatten)]
+    pub flows: FlowArgs,
 }
 
 /// Default exporter address: loopback; exposing it further is a deliberate choice.
@@ -164,6 +166,19 @@ pub struct MetricsArgs {
     #[command(flatten)]
     pub labels: MetricsLabels,
 }
+
+/// Capacity of the kernel's flow table.
+#[derive(Debug, Args, Clone, Copy)]
+pub struct FlowArgs {
+    /// Distinct flows counted in the kernel (1 to 1048576); drops of further flows are
+    /// counted as not attributed.
+    #[arg(long, value_name = "N", default_value_t = netdrop_common::MAX_FLOWS,
+          value_parser = clap::value_parser!(u32).range(1..=MAX_FLOW_CAPACITY))]
+    pub max_flows: u32,
+}
+
+/// Largest `--max-flows`: about 100 MiB of per-CPU counters on a 16-CPU machine.
+const MAX_FLOW_CAPACITY: i64 = 1 << 20;
 
 /// Which label sets metrics carry; each is bounded.
 #[derive(Debug, Args, Clone, Copy)]
@@ -207,7 +222,7 @@ pub struct StatsArgs {
     pub interval: Duration,
 
     /// Stop after this many reports.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = parse_count)]
     pub count: Option<u64>,
 
     /// How to group drops.
@@ -226,10 +241,8 @@ pub struct StatsArgs {
     #[arg(long, value_enum, default_value_t = SortBy::Rate)]
     pub sort: SortBy,
 
-    /// Distinct flows counted in the kernel; drops of further flows are counted as not
-    /// attributed.
-    #[arg(long, value_name = "N", default_value_t = netdrop_common::MAX_FLOWS)]
-    pub max_flows: u32,
+    #[command(flatten)]
+    pub flows: FlowArgs,
 
     #[command(flatten)]
     pub metrics: MetricsArgs,
@@ -264,7 +277,7 @@ pub struct WatchArgs {
     pub no_counters: bool,
 
     /// Stop after this many drops.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = parse_count)]
     pub count: Option<u64>,
 
     /// Stop after this long (e.g. 30s, 5m, 1h).
@@ -414,10 +427,26 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "h" => n * 3600.0,
         _ => return Err(format!("`{s}` has an unknown unit: use ms, s, m or h")),
     };
-    if !(secs > 0.0 && secs.is_finite()) {
-        return Err(format!("`{s}` must be positive"));
+    // Checked before converting: Duration::from_secs_f64 panics on huge values.
+    if !(MIN_DURATION_S..=MAX_DURATION_S).contains(&secs) {
+        return Err(format!(
+            "`{s}` is out of range: use 1ms to 365 days (e.g. 500ms, 30s, 5m, 1h)"
+        ));
     }
     Ok(Duration::from_secs_f64(secs))
+}
+
+/// Shortest interval or duration: a timer period must not round to zero.
+const MIN_DURATION_S: f64 = 0.001;
+/// Longest: a year.
+const MAX_DURATION_S: f64 = 365.0 * 86400.0;
+
+/// Parses `--count`: a positive whole number.
+pub fn parse_count(s: &str) -> Result<u64, String> {
+    match s.trim().parse::<u64>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!("`{s}` is not a count: use a whole number from 1")),
+    }
 }
 
 #[cfg(test)]
@@ -429,6 +458,21 @@ mod tests {
     #[test]
     fn cli_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn counts_and_flow_capacities_are_bounded() {
+        assert_eq!(parse_count("3"), Ok(3));
+        for bad in ["0", "-1", "1.5", "x", "99999999999999999999"] {
+            assert!(parse_count(bad).is_err(), "{bad}");
+        }
+        for bad in ["0", "-5", "1048577", "99999999999"] {
+            assert!(
+                Cli::try_parse_from(["netdrop", "stats", "--max-flows", bad]).is_err(),
+                "{bad}"
+            );
+        }
+        assert!(Cli::try_parse_from(["netdrop", "exporter", "--max-flows", "64"]).is_ok());
     }
 
     #[test]
@@ -448,6 +492,20 @@ mod tests {
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
         assert!(parse_duration("0").is_err());
+        // Zero after rounding, negative, not a number, infinite, overflowing: one sentence each.
+        for bad in [
+            "0.0000000001",
+            "-1",
+            "NaN",
+            "inf",
+            "1e300h",
+            "99999999999999999999d",
+            "1.5.2",
+            "",
+        ] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+        assert_eq!(parse_duration("1ms"), Ok(Duration::from_millis(1)));
         assert!(parse_duration("3 days").is_err());
     }
 

@@ -9,7 +9,7 @@ use std::{
     path::Path,
 };
 
-use netdrop_common::{DropEvent, flag};
+use netdrop_common::{DropEvent, flag, proto};
 use serde::{Deserialize, Serialize};
 
 use crate::{
@@ -357,8 +357,8 @@ fn is_tracing_frame(name: &str) -> bool {
 
 /// The packet fields of a flow key (no TCP flags or length: flows aggregate packets).
 pub fn flow_packet(k: &netdrop_common::FlowKey) -> Packet {
-    let icmp = matches!(k.l4_proto, 1 | 58);
-    let ip = matches!(k.l3_proto, 0x0800 | 0x86dd);
+    let icmp = proto::is_icmp(k.l4_proto);
+    let ip = matches!(k.l3_proto, proto::ETH_P_IP | proto::ETH_P_IPV6);
     // Zero ports on a ported protocol: the transport header was not readable.
     let l4 = ip && (icmp || k.sport != 0 || k.dport != 0);
     let ev = DropEvent {
@@ -383,7 +383,7 @@ fn packet(ev: &DropEvent) -> Packet {
     let has = |f: u32| ev.flags & f != 0;
     let l3 = has(flag::HAS_L3);
     let l4 = has(flag::HAS_L4);
-    let v4 = ev.l3_proto == 0x0800;
+    let v4 = ev.l3_proto == proto::ETH_P_IP;
     let addr = |a: &[u8; 16]| {
         if v4 {
             Ipv4Addr::new(a[0], a[1], a[2], a[3]).to_string()
@@ -391,8 +391,8 @@ fn packet(ev: &DropEvent) -> Packet {
             Ipv6Addr::from(*a).to_string()
         }
     };
-    let ported = matches!(ev.l4_proto, 6 | 17 | 132);
-    let icmp = matches!(ev.l4_proto, 1 | 58);
+    let ported = proto::has_ports(ev.l4_proto);
+    let icmp = proto::is_icmp(ev.l4_proto);
     Packet {
         length: ev.skb_len,
         family: family_name(ev.l3_proto),
@@ -412,9 +412,9 @@ fn packet(ev: &DropEvent) -> Packet {
 pub fn family_name(ethertype: u16) -> Option<String> {
     Some(match ethertype {
         0 => return None,
-        0x0800 => "ipv4".to_owned(),
-        0x86dd => "ipv6".to_owned(),
-        0x0806 => "arp".to_owned(),
+        proto::ETH_P_IP => "ipv4".to_owned(),
+        proto::ETH_P_IPV6 => "ipv6".to_owned(),
+        proto::ETH_P_ARP => "arp".to_owned(),
         other => format!("{other:#06x}"),
     })
 }
@@ -434,12 +434,14 @@ pub fn protocol_str(proto: u8) -> Option<&'static str> {
         2 => "igmp",
         6 => "tcp",
         17 => "udp",
+        33 => "dccp",
         47 => "gre",
         50 => "esp",
         51 => "ah",
         58 => "icmpv6",
         112 => "vrrp",
         132 => "sctp",
+        136 => "udplite",
         _ => return None,
     })
 }

@@ -2,7 +2,7 @@
 
 use std::{net::IpAddr, path::Path};
 
-use netdrop_common::{AddrMatch, Filter, reason_mode};
+use netdrop_common::{AddrMatch, Filter, proto, reason_mode};
 
 use crate::{
     error::Error,
@@ -26,14 +26,14 @@ pub const PROTO_NAMES: &str =
 pub fn parse_proto(s: &str) -> Result<Proto, String> {
     let p = |l3, l4| Ok(Proto { l3, l4 });
     match s.to_ascii_lowercase().as_str() {
-        "tcp" => p(0, 6),
-        "udp" => p(0, 17),
-        "icmp" => p(0x0800, 1),
-        "icmpv6" | "icmp6" => p(0x86dd, 58),
-        "sctp" => p(0, 132),
-        "ipv4" | "ip" | "ip4" => p(0x0800, 0),
-        "ipv6" | "ip6" => p(0x86dd, 0),
-        "arp" => p(0x0806, 0),
+        "tcp" => p(0, proto::IPPROTO_TCP),
+        "udp" => p(0, proto::IPPROTO_UDP),
+        "icmp" => p(proto::ETH_P_IP, proto::IPPROTO_ICMP),
+        "icmpv6" | "icmp6" => p(proto::ETH_P_IPV6, proto::IPPROTO_ICMPV6),
+        "sctp" => p(0, proto::IPPROTO_SCTP),
+        "ipv4" | "ip" | "ip4" => p(proto::ETH_P_IP, 0),
+        "ipv6" | "ip6" => p(proto::ETH_P_IPV6, 0),
+        "arp" => p(proto::ETH_P_ARP, 0),
         other => match other.parse::<u8>() {
             Ok(n) if n > 0 => p(0, n),
             _ => Err(format!("unknown protocol `{s}`: use {PROTO_NAMES}")),
@@ -186,10 +186,10 @@ impl FilterSpec {
         };
         if let (Some(p), Some(_)) = (self.proto, self.port)
             && p.l4 != 0
-            && !matches!(p.l4, 6 | 17 | 132)
+            && !proto::has_ports(p.l4)
         {
             return Err(Error::BadArgument(
-                "--port only applies to TCP, UDP and SCTP, not to the protocol given with --proto"
+                "--port only applies to TCP, UDP, UDP-Lite, SCTP and DCCP, not to the protocol given with --proto"
                     .to_owned(),
             ));
         }

@@ -57,7 +57,7 @@ fn malformed_filters() {
     fails_with(&["watch", "--ring-size", "3M"], "power of two");
     fails_with(
         &["watch", "--proto", "icmp", "--port", "53"],
-        "--port only applies to TCP, UDP and SCTP",
+        "--port only applies to TCP, UDP, UDP-Lite, SCTP and DCCP",
     );
     fails_with(
         &[
@@ -69,6 +69,22 @@ fn malformed_filters() {
         ],
         "nothing would match",
     );
+}
+
+#[test]
+fn numbers_out_of_range() {
+    // Each once panicked or overflowed (`top --interval 0.0000000001`: a zero timer period).
+    for cmd in ["top", "stats"] {
+        for bad in ["0.0000000001", "0", "-1", "NaN", "inf", "1e300"] {
+            fails_with(&[cmd, "--interval", bad], bad);
+        }
+        fails_with(&[cmd, "--count", "0"], "is not a count");
+        fails_with(&[cmd, "--max-flows", "0"], "--max-flows");
+    }
+    fails_with(&["watch", "--duration", "0.00001ms"], "out of range");
+    fails_with(&["watch", "--duration", "99999999999999h"], "out of range");
+    fails_with(&["watch", "--count", "-3"], "-3");
+    fails_with(&["exporter", "--max-flows", "99999999"], "--max-flows");
 }
 
 #[test]

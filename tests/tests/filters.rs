@@ -196,3 +196,45 @@ fn netns_and_iface() {
         field(d, "device.name") == ns.ns_if.as_str()
     });
 }
+
+/// Sends one SCTP common header (ports, verification tag, checksum) from a raw socket.
+fn sctp_send(dst: Ipv4Addr, sport: u16, dport: u16) {
+    // SAFETY: plain socket calls on a descriptor this function owns and closes.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_SCTP);
+        assert!(
+            fd >= 0,
+            "raw SCTP socket: {}",
+            std::io::Error::last_os_error()
+        );
+        let mut hdr = [0u8; 12];
+        hdr[..2].copy_from_slice(&sport.to_be_bytes());
+        hdr[2..4].copy_from_slice(&dport.to_be_bytes());
+        let (sa, len) = netdrop_tests::sockaddr(SocketAddr::new(dst.into(), 0));
+        let n = libc::sendto(
+            fd,
+            hdr.as_ptr().cast(),
+            hdr.len(),
+            0,
+            (&raw const sa).cast(),
+            len,
+        );
+        assert_eq!(n, 12, "sendto: {}", std::io::Error::last_os_error());
+        libc::close(fd);
+    }
+}
+
+#[test]
+fn sctp_ports_are_parsed_and_port_matches_them() {
+    // Whatever drops it (no SCTP socket, or no SCTP module: protocol unreachable), the
+    // record carries both ports, and --port selects on them.
+    let r = watch(&["--proto", "sctp", "--port", "47031"], 47031, || {
+        sctp_send(Ipv4Addr::LOCALHOST, 47030, 47032);
+        sctp_send(Ipv4Addr::LOCALHOST, 47030, 47031);
+    });
+    assert_eq!(ports(&r), vec![47031], "{:#?}", r.drops);
+    let d = &r.drops[0];
+    assert_eq!(d["packet"]["protocol"], "sctp");
+    assert_eq!(d["packet"]["sport"], 47030);
+    assert_eq!(d["packet"]["dport"], 47031);
+}

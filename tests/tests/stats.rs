@@ -201,3 +201,36 @@ fn top_n_and_other() {
     assert_eq!(report["groups"].as_array().unwrap().len(), 2);
     assert_eq!(report["other"]["total"], 3);
 }
+
+#[test]
+fn proto_ipv4_and_ipv6_select_the_family_without_other_filters() {
+    // Both families dropped in a fresh namespace: each --proto counts exactly its own.
+    let ns = NetnsPair::new("x2", 222);
+    let v4 = stats(&["--interval", "1", "--netns", &ns.name, "--proto", "ipv4"]);
+    let v6 = stats(&["--interval", "1", "--netns", &ns.name, "--proto", "ipv6"]);
+    ns.inside(|| {
+        let s4 = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let s6 = std::net::UdpSocket::bind("[::1]:0").unwrap();
+        for _ in 0..10 {
+            s4.send_to(b"x", "127.0.0.1:47120").unwrap();
+        }
+        for _ in 0..7 {
+            s6.send_to(b"x", "[::1]:47120").unwrap();
+        }
+    });
+    // NO_SOCKET counts the datagrams alone (the ICMP errors they cause may be dropped too,
+    // with other reasons, each in its own family).
+    let no_socket = |r: &Value| {
+        r["groups"]
+            .as_array()
+            .and_then(|g| g.iter().find(|g| g["label"] == "NO_SOCKET"))
+            .map_or(0, |g| g["total"].as_u64().unwrap())
+    };
+    v4.wait_for_line("ten IPv4 drops", |r| no_socket(r) >= 10);
+    v6.wait_for_line("seven IPv6 drops", |r| no_socket(r) >= 7);
+    // One more report, so late drops of the wrong family would show.
+    thread::sleep(Duration::from_millis(1500));
+    let (r4, r6) = (v4.stop(), v6.stop());
+    assert_eq!(no_socket(last(&r4)), 10, "{:#}", last(&r4));
+    assert_eq!(no_socket(last(&r6)), 7, "{:#}", last(&r6));
+}

@@ -289,3 +289,56 @@ fn netfilter_drops_in_a_namespace() {
         "--netns let other namespaces through"
     );
 }
+
+#[test]
+fn names_with_escape_sequences_reach_the_terminal_escaped() {
+    // A device and a sending thread whose names hold ESC sequences (the kernel allows both).
+    let ns = NetnsPair::new("esc", 231);
+    let dev = "n\u{1b}[7m";
+    for args in [
+        &["link", "set", &ns.ns_if, "down"][..],
+        &["link", "set", &ns.ns_if, "name", dev],
+        &["link", "set", dev, "up"],
+    ] {
+        let mut full = vec!["-n", ns.name.as_str()];
+        full.extend_from_slice(args);
+        netdrop_tests::ip(&full);
+    }
+    let mut child = std::process::Command::new(netdrop_tests::netdrop_bin())
+        .args([
+            "watch", "--netns", &ns.name, "--port", "47140", "--count", "1",
+        ])
+        .args(["--duration", "30s", "--no-counters"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("netdrop: watching") {
+        line.clear();
+        assert!(
+            std::io::BufRead::read_line(&mut err, &mut line).unwrap() > 0,
+            "netdrop exited before attaching"
+        );
+    }
+    let dst = SocketAddr::new(ns.ns_addr.parse().unwrap(), 47140);
+    let src = format!("{}:0", ns.host_addr);
+    std::thread::spawn(move || {
+        let name = c"ev\x1b]0;x\x07";
+        // SAFETY: names the calling thread; the string is NUL-terminated and short.
+        unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr()) };
+        udp_send(&src, dst);
+    })
+    .join()
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !out.stdout.iter().any(|&b| b == 0x1b || b == 0x07),
+        "raw control bytes reached the terminal: {text:?}"
+    );
+    assert!(text.contains("dev n\\x1b[7m"), "{text}");
+    assert!(text.contains("47140"), "{text}");
+}

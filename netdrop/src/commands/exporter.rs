@@ -11,6 +11,7 @@ pub async fn run(args: &ExporterArgs, verbose: u8) -> Result<(), Error> {
     let (kernel, _, filter) = commands::prepare(&args.kernel, &args.filter)?;
     let opts = args.metrics.options();
     let cfg = ProbeConfig {
+        flow_capacity: args.flows.max_flows,
         kernel_log: verbose >= 2,
         ..ProbeConfig::new(args.kernel.attach, opts.config(), filter)
     };

@@ -19,7 +19,7 @@ pub async fn run(args: &StatsArgs, verbose: u8) -> Result<(), Error> {
         flags |= opts.config();
     }
     let cfg = ProbeConfig {
-        flow_capacity: args.max_flows,
+        flow_capacity: args.flows.max_flows,
         kernel_log: verbose >= 2,
         ..ProbeConfig::new(args.kernel.attach, flags, filter)
     };

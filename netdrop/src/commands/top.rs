@@ -34,7 +34,7 @@ pub async fn run(args: &TopArgs, verbose: u8) -> Result<(), Error> {
         .iter()
         .fold(opts.config(), |acc, g| acc | g.config());
     let cfg = ProbeConfig {
-        flow_capacity: args.max_flows,
+        flow_capacity: args.flows.max_flows,
         kernel_log: verbose >= 2,
         ..ProbeConfig::new(args.kernel.attach, flags, filter)
     };

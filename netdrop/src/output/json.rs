@@ -272,8 +272,8 @@ pub mod fast {
     fn packet(out: &mut Vec<u8>, ev: &DropEvent, num: &mut itoa::Buffer) {
         let has = |f: u32| ev.flags & f != 0;
         let (l3, l4) = (has(flag::HAS_L3), has(flag::HAS_L4));
-        let ported = matches!(ev.l4_proto, 6 | 17 | 132);
-        let icmp = matches!(ev.l4_proto, 1 | 58);
+        let ported = netdrop_common::proto::has_ports(ev.l4_proto);
+        let icmp = netdrop_common::proto::is_icmp(ev.l4_proto);
         out.extend_from_slice(b"{\"length\":");
         out.extend_from_slice(num.format(ev.skb_len).as_bytes());
         out.extend_from_slice(b",\"family\":");
@@ -298,7 +298,7 @@ pub mod fast {
             out.extend_from_slice(key);
             if !l3 {
                 out.extend_from_slice(b"null");
-            } else if ev.l3_proto == 0x0800 {
+            } else if ev.l3_proto == netdrop_common::proto::ETH_P_IP {
                 out.push(b'"');
                 for (i, octet) in a[..4].iter().enumerate() {
                     if i > 0 {

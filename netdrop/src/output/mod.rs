@@ -2,6 +2,7 @@
 
 pub mod json;
 pub mod metrics;
+pub mod printable;
 pub mod stats;
 pub mod text;
 pub mod tui;

@@ -207,6 +207,10 @@ pub fn label(e: &mut Enricher, r: &Row, dt_ns: u64) -> GroupRow {
             g.reasons = breakdown(e);
         }
     }
+    // Labels are shown in terminals (stats, top): device and namespace names escaped.
+    if let std::borrow::Cow::Owned(safe) = super::printable::printable(&g.label) {
+        g.label = safe;
+    }
     g
 }
 

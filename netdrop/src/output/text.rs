@@ -4,6 +4,7 @@ use std::io::{self, Write};
 
 use super::{
     CounterNotice, LostNotice, Summary,
+    printable::printable,
     stats::{self, StatsReport},
 };
 use crate::event::{DropRecord, Location, Netns, Packet};
@@ -13,7 +14,7 @@ pub fn drop_line(r: &DropRecord, local_time: &str) -> String {
     let p = &r.packet;
     let proto = p.protocol.as_deref().or(p.family.as_deref()).unwrap_or("-");
     let flow = flow(p);
-    let dev = r.device.as_ref().map_or("-", |d| d.name.as_str());
+    let dev = printable(r.device.as_ref().map_or("-", |d| d.name.as_str()));
     let netns = r.netns.as_ref().map_or_else(|| "-".to_owned(), netns_name);
     let loc = location(&r.location);
     let reason = match &r.netfilter {
@@ -27,14 +28,15 @@ pub fn drop_line(r: &DropRecord, local_time: &str) -> String {
         }
         None => r.reason.name.clone(),
     };
+    let comm = printable(&r.running_task.comm);
     let mut line = format!(
         "{local_time} {:<20} {proto:<6} {flow:<47} dev {dev:<10} netns {netns:<10} at {loc}  len {} cpu {} task {}[{}]",
-        reason, p.length, r.cpu, r.running_task.comm, r.running_task.pid
+        reason, p.length, r.cpu, comm, r.running_task.pid
     );
     if let Some(stack) = &r.stack {
         for frame in stack {
             line.push_str("\n        ");
-            line.push_str(frame);
+            line.push_str(&printable(frame));
         }
     }
     line
@@ -48,7 +50,10 @@ pub fn counter_line(c: &CounterNotice, local_time: &str) -> String {
         .map_or(String::new(), |n| format!(" netns {}", netns_name(n)));
     format!(
         "{local_time} COUNTER {} +{} (total {}){netns}: {}",
-        c.counter, c.delta, c.total, c.meaning
+        printable(&c.counter),
+        c.delta,
+        c.total,
+        c.meaning
     )
 }
 
@@ -89,16 +94,18 @@ pub fn flow(p: &Packet) -> String {
 pub fn location(l: &Location) -> String {
     match (&l.symbol, l.offset) {
         (Some(s), Some(o)) => match &l.module {
-            Some(m) => format!("{s}+{o:#x} [{m}]"),
-            None => format!("{s}+{o:#x}"),
+            Some(m) => format!("{}+{o:#x} [{}]", printable(s), printable(m)),
+            None => format!("{}+{o:#x}", printable(s)),
         },
         _ => l.address.clone(),
     }
 }
 
-/// The namespace's name, or its inode.
+/// The namespace's name (terminal-safe), or its inode.
 pub fn netns_name(n: &Netns) -> String {
-    n.name.clone().unwrap_or_else(|| n.inode.to_string())
+    n.name
+        .as_deref()
+        .map_or_else(|| n.inode.to_string(), |s| printable(s).into_owned())
 }
 
 /// Written when events were lost since the last check.
@@ -152,7 +159,7 @@ pub fn write_summary(out: &mut impl Write, s: &Summary, histogram: &StatsReport)
                 .netns
                 .as_ref()
                 .map_or(String::new(), |n| format!("  netns {}", netns_name(n)));
-            writeln!(out, "{:>12}  {}{ns}", c.delta, c.counter)?;
+            writeln!(out, "{:>12}  {}{ns}", c.delta, printable(&c.counter))?;
         }
     }
     Ok(())
@@ -213,6 +220,31 @@ mod tests {
             stack: Some(vec!["a+0x1".into(), "b+0x2".into()]),
             netfilter: None,
         }
+    }
+
+    #[test]
+    fn names_from_the_kernel_cannot_drive_the_terminal() {
+        let mut r = record();
+        r.running_task.comm = "ev\u{1b}[2Jil".into();
+        r.device.as_mut().unwrap().name = "e\u{1b}]0;x\u{7}".into();
+        r.netns.as_mut().unwrap().name = Some("n\r".into());
+        let line = drop_line(&r, "04:12:33.000001");
+        assert!(
+            !line.chars().any(|c| c.is_control() && c != '\n'),
+            "{line:?}"
+        );
+        assert!(line.contains("task ev\\x1b[2Jil[7]"), "{line}");
+        assert!(line.contains("dev e\\x1b]0;x\\x07"), "{line}");
+        assert!(line.contains("netns n\\x0d"), "{line}");
+        let c = CounterNotice {
+            time: String::new(),
+            counter: "dev.e\u{1b}[1m.rx_dropped".into(),
+            delta: 1,
+            total: 2,
+            netns: None,
+            meaning: String::new(),
+        };
+        assert!(counter_line(&c, "t").contains("dev.e\\x1b[1m.rx_dropped +1"));
     }
 
     #[test]
