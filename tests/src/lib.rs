@@ -504,9 +504,13 @@ impl Drop for NetnsPair {
     }
 }
 
-/// Field access with a readable panic.
+/// Field access with a readable panic: a missing key fails the test (a `null` that is
+/// present is returned), so an assert on a misspelled or vanished path cannot pass.
 pub fn field<'a>(v: &'a Value, path: &str) -> &'a Value {
-    path.split('.').fold(v, |v, k| &v[k])
+    path.split('.').fold(v, |cur, k| {
+        cur.get(k)
+            .unwrap_or_else(|| panic!("no `{k}` (of `{path}`) in {v:#}"))
+    })
 }
 
 /// All drop records for traffic to `dport`.

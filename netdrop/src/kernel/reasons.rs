@@ -296,6 +296,11 @@ mod tests {
         assert_eq!(near[0], "NO_SOCKET");
         let near = r.lookup("rcvbuf").unwrap_err();
         assert!(near.contains(&"SOCKET_RCVBUFF".to_owned()), "{near:?}");
-        assert!(r.lookup("completely-unrelated-words").unwrap_err().len() <= 5);
+        // Nothing is close to unrelated words: no suggestions rather than five random names.
+        assert_eq!(r.lookup("qqqqqqqqqqqqzzzz"), Err(vec![]));
+        // At most five, the closest first.
+        let near = r.lookup("IP_").unwrap_err();
+        assert!(!near.is_empty() && near.len() <= 5, "{near:?}");
+        assert!(near.iter().all(|n| n.contains("IP")), "{near:?}");
     }
 }
