@@ -32,12 +32,17 @@ pub mod map {
     pub const STATS: &str = "STATS";
     /// Per-CPU hash: reason code (`u32`) -> drops.
     pub const BY_REASON: &str = "BY_REASON";
-    /// Per-CPU hash: [`crate::LocationKey`] -> drops.
-    pub const BY_LOCATION: &str = "BY_LOCATION";
-    /// Per-CPU hash: [`crate::DeviceKey`] -> drops.
-    pub const BY_DEVICE: &str = "BY_DEVICE";
-    /// Per-CPU hash: [`crate::FlowKey`] -> drops, bounded.
-    pub const BY_FLOW: &str = "BY_FLOW";
+    /// Per-CPU hashes: [`crate::LocationKey`] -> drops, one per [`GENERATION`].
+    pub const BY_LOCATION: [&str; 2] = ["BY_LOCATION_0", "BY_LOCATION_1"];
+    /// Per-CPU hashes: [`crate::DeviceKey`] -> drops, one per [`GENERATION`].
+    pub const BY_DEVICE: [&str; 2] = ["BY_DEVICE_0", "BY_DEVICE_1"];
+    /// Per-CPU hashes: [`crate::FlowKey`] -> drops, one per [`GENERATION`].
+    pub const BY_FLOW: [&str; 2] = ["BY_FLOW_0", "BY_FLOW_1"];
+    /// Array of one `u32`: which of the two attribution maps of each kind (location,
+    /// device, flow) the kernel counts into. User space switches it and then drains the
+    /// other map, so the kernel's tables never stay full: a flow that is busy now finds
+    /// room whatever happened hours ago.
+    pub const GENERATION: &str = "GENERATION";
     /// Kernel stack traces referenced by [`crate::DropEvent::stack_id`].
     pub const STACKS: &str = "STACKS";
     /// Hash: reason code (`u32`) -> 1, used by [`crate::Filter::reason_mode`].

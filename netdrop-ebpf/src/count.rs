@@ -37,3 +37,19 @@ pub fn bump<K>(map: &PerCpuHashMap<K, u64>, key: &K) -> bool {
         Err(_) => false,
     }
 }
+
+/// [`bump`] into `first` or `second`, as `generation` says. Each branch names its map, so
+/// the verifier never sees a map pointer that could be either.
+#[inline(always)]
+pub fn bump_in<K>(
+    generation: u32,
+    first: &PerCpuHashMap<K, u64>,
+    second: &PerCpuHashMap<K, u64>,
+    key: &K,
+) -> bool {
+    if generation == 0 {
+        bump(first, key)
+    } else {
+        bump(second, key)
+    }
+}

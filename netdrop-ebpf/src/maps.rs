@@ -1,8 +1,9 @@
-//! Maps shared by every hook. User space resizes `EVENTS` and `BY_FLOW` at load time.
+//! Maps shared by every hook. User space resizes `EVENTS` and the `BY_FLOW` maps at load
+//! time.
 
 use aya_ebpf::{
     macros::map,
-    maps::{HashMap, PerCpuArray, PerCpuHashMap, RingBuf, StackTrace},
+    maps::{Array, HashMap, PerCpuArray, PerCpuHashMap, RingBuf, StackTrace},
 };
 use netdrop_common::{
     DeviceKey, DropEvent, FlowKey, LocationKey, MAX_DEVICES, MAX_FLOWS, MAX_LOCATIONS,
@@ -18,16 +19,30 @@ pub static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(stat::COUNT, 
 #[map]
 pub static BY_REASON: PerCpuHashMap<u32, u64> = PerCpuHashMap::with_max_entries(MAX_REASONS, 0);
 
+// Two maps of each attribution kind: the kernel counts into the one [`GENERATION`] names
+// while user space drains the other (see `netdrop_common::map::GENERATION`).
+
 #[map]
-pub static BY_LOCATION: PerCpuHashMap<LocationKey, u64> =
+pub static BY_LOCATION_0: PerCpuHashMap<LocationKey, u64> =
+    PerCpuHashMap::with_max_entries(MAX_LOCATIONS, 0);
+#[map]
+pub static BY_LOCATION_1: PerCpuHashMap<LocationKey, u64> =
     PerCpuHashMap::with_max_entries(MAX_LOCATIONS, 0);
 
 #[map]
-pub static BY_DEVICE: PerCpuHashMap<DeviceKey, u64> =
+pub static BY_DEVICE_0: PerCpuHashMap<DeviceKey, u64> =
+    PerCpuHashMap::with_max_entries(MAX_DEVICES, 0);
+#[map]
+pub static BY_DEVICE_1: PerCpuHashMap<DeviceKey, u64> =
     PerCpuHashMap::with_max_entries(MAX_DEVICES, 0);
 
 #[map]
-pub static BY_FLOW: PerCpuHashMap<FlowKey, u64> = PerCpuHashMap::with_max_entries(MAX_FLOWS, 0);
+pub static BY_FLOW_0: PerCpuHashMap<FlowKey, u64> = PerCpuHashMap::with_max_entries(MAX_FLOWS, 0);
+#[map]
+pub static BY_FLOW_1: PerCpuHashMap<FlowKey, u64> = PerCpuHashMap::with_max_entries(MAX_FLOWS, 0);
+
+#[map]
+pub static GENERATION: Array<u32> = Array::with_max_entries(1, 0);
 
 #[map]
 pub static STACKS: StackTrace = StackTrace::with_max_entries(MAX_STACKS, 0);

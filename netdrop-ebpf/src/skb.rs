@@ -21,7 +21,10 @@ use netdrop_common::{DeviceKey, DropEvent, FlowKey, LocationKey, OFFSET_NONE, co
 use crate::{
     CONFIG, OFFSETS, TP_LAYOUT, conntrack, count, filter, global,
     kread::{self, ReadError},
-    maps::{BY_DEVICE, BY_FLOW, BY_LOCATION, BY_REASON, EVENTS, SCRATCH, STACKS},
+    maps::{
+        BY_DEVICE_0, BY_DEVICE_1, BY_FLOW_0, BY_FLOW_1, BY_LOCATION_0, BY_LOCATION_1, BY_REASON,
+        EVENTS, GENERATION, SCRATCH, STACKS,
+    },
     packet,
 };
 
@@ -196,6 +199,12 @@ fn try_handle<C: EbpfContext + StackIdContext>(ctx: &C, drop: DropArgs) -> Resul
     Ok(())
 }
 
+/// Which map of each attribution pair counts now (0 or 1), as user space set it.
+#[inline(always)]
+fn generation() -> u32 {
+    GENERATION.get(0).map_or(0, |g| *g & 1)
+}
+
 /// Counts per reason and per (reason, location), when enabled.
 #[inline(always)]
 fn count_reason_location(cfg: u32, reason: u32, location: u64) {
@@ -208,7 +217,7 @@ fn count_reason_location(cfg: u32, reason: u32, location: u64) {
             _pad: 0,
             location,
         };
-        if !count::bump(&BY_LOCATION, &key) {
+        if !count::bump_in(generation(), &BY_LOCATION_0, &BY_LOCATION_1, &key) {
             count::stat(stat::LOCATION_UNTRACKED);
         }
     }
@@ -226,7 +235,7 @@ fn aggregate(cfg: u32, ev: &DropEvent) {
             _pad: 0,
             ifname: ev.ifname,
         };
-        if !count::bump(&BY_DEVICE, &key) {
+        if !count::bump_in(generation(), &BY_DEVICE_0, &BY_DEVICE_1, &key) {
             count::stat(stat::DEVICE_UNTRACKED);
         }
     }
@@ -243,7 +252,7 @@ fn aggregate(cfg: u32, ev: &DropEvent) {
             saddr: ev.saddr,
             daddr: ev.daddr,
         };
-        if !count::bump(&BY_FLOW, &key) {
+        if !count::bump_in(generation(), &BY_FLOW_0, &BY_FLOW_1, &key) {
             count::stat(stat::FLOW_UNTRACKED);
         }
     }

@@ -179,3 +179,64 @@ fn a_real_prometheus_scrapes_it() {
     let _ = std::fs::remove_dir_all(&dir);
     assert!(s.stop().status.success());
 }
+
+#[test]
+fn a_busy_flow_is_attributed_after_the_flow_table_filled() {
+    // The kernel's flow table holds 64 flows; 300 come and go first. Once they are drained,
+    // a new flow dropping 50 datagrams gets its own series (it used to go to
+    // netdrop_drops_unattributed_total for good once the table was full).
+    let udp = closed_udp_port("127.0.0.1");
+    let port = free_tcp_port();
+    let addr = format!("127.0.0.1:{port}");
+    let ex = Watch::spawn(
+        &[
+            "exporter",
+            "--metrics-addr",
+            &addr,
+            "--metrics-flows",
+            "5",
+            "--max-flows",
+            "64",
+            "--port",
+            &udp.to_string(),
+        ],
+        "netdrop: counting drops",
+    );
+    let send_from = |src: &str, n: usize| {
+        let s = std::net::UdpSocket::bind(format!("{src}:0")).unwrap();
+        for _ in 0..n {
+            s.send_to(b"x", ("127.0.0.1", udp)).unwrap();
+        }
+    };
+    for i in 0..300u32 {
+        send_from(&format!("127.0.{}.{}", 1 + i / 200, 1 + i % 200), 1);
+    }
+    // Two drains: the old flows leave the kernel's table.
+    thread::sleep(Duration::from_millis(2500));
+    send_from("127.0.9.9", 50);
+    let want = |body: &str| {
+        body.lines().any(|l| {
+            l.starts_with("netdrop_flow_drops_total{")
+                && l.contains("src=\"127.0.9.9\"")
+                && l.ends_with(" 50")
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, _, body) = http_get(port, "/metrics", None);
+        if want(&body) {
+            // Every drop is counted per reason, attributed or not.
+            assert!(
+                body.contains("netdrop_drops_total{reason=\"NO_SOCKET\"} 350"),
+                "{body}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the busy flow has no series of 50:\n{body}"
+        );
+        thread::sleep(Duration::from_millis(300));
+    }
+    assert!(ex.stop_with(libc::SIGTERM).status.success());
+}

@@ -10,14 +10,18 @@ use std::{
     os::fd::{AsFd, AsRawFd},
 };
 
+pub mod attribution;
+
+use std::sync::{Arc, Mutex};
+
 use aya::{
     Btf as AyaBtf, Ebpf, EbpfLoader,
     maps::{HashMap as BpfHashMap, MapData, PerCpuArray, PerCpuHashMap, RingBuf, StackTraceMap},
     programs::{BtfTracePoint, KProbe, Program, TracePoint},
 };
 use netdrop_common::{
-    CONNTRACK_FUNCTION, Config, KernelOffsets, MAX_STACKS, OFFSET_NONE, TracepointLayout, global,
-    map, program, stat,
+    CONNTRACK_FUNCTION, Config, KernelOffsets, MAX_DEVICES, MAX_LOCATIONS, MAX_STACKS, OFFSET_NONE,
+    TracepointLayout, global, map, program, stat,
 };
 
 use crate::{
@@ -157,6 +161,9 @@ pub struct Probe {
     /// Recursion misses read just before [`Probe::detach`] closed the program.
     final_missed: Option<u64>,
     stack_cache: HashMap<u32, Vec<u64>>,
+    /// Per-location, per-device and per-flow counts, drained every second by a thread of
+    /// their own so the kernel's maps never stay full.
+    attribution: Arc<Mutex<attribution::Attribution>>,
 }
 
 impl Probe {
@@ -265,8 +272,15 @@ impl Probe {
         if cfg.kernel_log {
             start_kernel_log(&mut ebpf);
         }
+        let attribution = Arc::new(Mutex::new(attribution::Attribution::take(
+            &mut ebpf,
+            cfg.flags,
+            cfg.flow_capacity,
+        )?));
+        attribution::start_draining(&attribution);
         tracing::info!("attached {hook}");
         Ok(Self {
+            attribution,
             ebpf,
             flags: cfg.flags,
             hook,
@@ -403,28 +417,32 @@ impl Probe {
     }
 
     /// Everything counted so far: the counters and the enabled per-CPU maps, summed.
+    /// Drops let go from the bounded per-location, per-device and per-flow tables count as
+    /// not attributed.
     pub fn totals(&self) -> Result<Totals, Error> {
         use netdrop_common::config as c;
+        let mut counters = self.counters()?;
+        let a = self
+            .attribution
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .totals()?;
+        counters.location_untracked += a.evicted.0;
+        counters.device_untracked += a.evicted.1;
+        counters.flow_untracked += a.evicted.2;
+        let by_reason = if self.flags & c::BY_REASON != 0 {
+            self.sum_per_cpu(map::BY_REASON)?.into_iter().collect()
+        } else {
+            HashMap::new()
+        };
         Ok(Totals {
             mono_ns: crate::time::Clock::monotonic_now(),
-            counters: self.counters()?,
-            by_reason: self.read_if(c::BY_REASON, map::BY_REASON)?,
-            by_location: self.read_if(c::BY_LOCATION, map::BY_LOCATION)?,
-            by_device: self.read_if(c::BY_DEVICE, map::BY_DEVICE)?,
-            by_flow: self.read_if(c::BY_FLOW, map::BY_FLOW)?,
+            counters,
+            by_reason,
+            by_location: a.by_location,
+            by_device: a.by_device,
+            by_flow: a.by_flow,
         })
-    }
-
-    /// A summed per-CPU map when its counting is enabled, else empty.
-    fn read_if<K: aya::Pod + Copy + Eq + std::hash::Hash>(
-        &self,
-        bit: u32,
-        name: &'static str,
-    ) -> Result<HashMap<K, u64>, Error> {
-        if self.flags & bit == 0 {
-            return Ok(HashMap::new());
-        }
-        Ok(self.sum_per_cpu(name)?.into_iter().collect())
     }
 
     /// Sums a per-CPU `key -> u64` map.
@@ -475,6 +493,9 @@ fn load_object(
     };
     // 0 disables every kernel log statement, which the verifier then prunes.
     let log_level: u8 = if cfg.kernel_log { 5 } else { 0 };
+    // Per-CPU hash maps are preallocated: those this run does not count into get one entry.
+    use netdrop_common::config as c;
+    let sized = |bit: u32, capacity: u32| if cfg.flags & bit != 0 { capacity } else { 1 };
     // NETFILTER_DROP events carry a stack (to name the hook) even without --stack; the map
     // is preallocated (about 1 KiB per entry), so it is only large when --stack asks.
     let stacks = if cfg.flags & netdrop_common::config::STACKS != 0 {
@@ -492,7 +513,12 @@ fn load_object(
         .override_global(global::CONFIG, &config, true)
         .override_global("AYA_LOG_LEVEL", &log_level, false)
         .map_max_entries(map::EVENTS, cfg.ring_size)
-        .map_max_entries(map::BY_FLOW, cfg.flow_capacity)
+        .map_max_entries(map::BY_FLOW[0], sized(c::BY_FLOW, cfg.flow_capacity))
+        .map_max_entries(map::BY_FLOW[1], sized(c::BY_FLOW, cfg.flow_capacity))
+        .map_max_entries(map::BY_LOCATION[0], sized(c::BY_LOCATION, MAX_LOCATIONS))
+        .map_max_entries(map::BY_LOCATION[1], sized(c::BY_LOCATION, MAX_LOCATIONS))
+        .map_max_entries(map::BY_DEVICE[0], sized(c::BY_DEVICE, MAX_DEVICES))
+        .map_max_entries(map::BY_DEVICE[1], sized(c::BY_DEVICE, MAX_DEVICES))
         .map_max_entries(map::STACKS, stacks)
         .load(OBJECT)
         .map_err(Error::Load)
@@ -504,7 +530,7 @@ fn program_mut<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut Pro
     })
 }
 
-fn missing_map(name: &'static str) -> Error {
+pub(crate) fn missing_map(name: &'static str) -> Error {
     Error::Io {
         what: format!("map {name}"),
         source: std::io::Error::other("missing from the eBPF object"),
