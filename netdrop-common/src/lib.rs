@@ -47,8 +47,8 @@ pub mod map {
     pub const STACKS: &str = "STACKS";
     /// Hash: reason code (`u32`) -> 1, used by [`crate::Filter::reason_mode`].
     pub const REASON_FILTER: &str = "REASON_FILTER";
-    /// Per-CPU: the skb `nf_conntrack_in` is running for.
-    pub const CT_SKB: &str = "CT_SKB";
+    /// Per-CPU: the `nf_conntrack_in` calls in progress.
+    pub const CT_CALLS: &str = "CT_CALLS";
     /// Per-CPU: the last skb `nf_conntrack_in` returned NF_DROP for.
     pub const CT_DROPPED: &str = "CT_DROPPED";
 }

@@ -12,36 +12,90 @@
 //! shows such drops per namespace.
 
 use aya_ebpf::{
+    helpers::{bpf_get_current_task, bpf_ktime_get_ns},
     macros::{kprobe, kretprobe},
     programs::{ProbeContext, RetProbeContext},
 };
 
-use crate::maps::{CT_DROPPED, CT_SKB};
+use crate::maps::{CT_CALLS, CT_DEPTH, CT_DROPPED, CtCall};
 
 /// `NF_DROP`; the low byte of a verdict (`NF_VERDICT_MASK`) holds it.
 const NF_DROP: u32 = 0;
 const NF_VERDICT_MASK: u32 = 0xff;
 
+/// How long after conntrack's NF_DROP the kfree_skb of that skb may come. `nf_hook_slow`
+/// frees it right away (microseconds); the bound keeps a later packet that reuses the
+/// address from being taken for conntrack's.
+const DROP_TO_FREE_NS: u64 = 1_000_000;
+
+/// Entry: pushes (skb, task) on this CPU's stack of calls in progress. Calls nest when a
+/// softirq runs conntrack on top of a task that was in conntrack itself; they return in
+/// reverse order on this CPU.
 #[kprobe]
 pub fn ct_in(ctx: ProbeContext) -> u32 {
     let skb: u64 = ctx.arg(0).unwrap_or(0);
-    set(&CT_SKB, skb);
-    0
-}
-
-#[kretprobe]
-pub fn ct_in_ret(ctx: RetProbeContext) -> u32 {
-    let verdict: u32 = ctx.ret();
-    if verdict & NF_VERDICT_MASK == NF_DROP
-        && let Some(skb) = CT_SKB.get_ptr(0)
-    {
-        // SAFETY: this CPU's slot.
-        set(&CT_DROPPED, unsafe { *skb });
+    let Some(depth) = CT_CALLS.get_ptr_mut(CT_DEPTH) else {
+        return 0;
+    };
+    // SAFETY: this CPU's slots; programs on one CPU do not run concurrently.
+    unsafe {
+        let d = (*depth).skb;
+        if d < CT_DEPTH as u64
+            && let Some(slot) = CT_CALLS.get_ptr_mut(d as u32)
+        {
+            *slot = CtCall {
+                skb,
+                task: bpf_get_current_task(),
+                time_ns: bpf_ktime_get_ns(),
+            };
+        }
+        // Deeper than tracked: counted, so the returns still pair up.
+        (*depth).skb = d + 1;
     }
     0
 }
 
-/// True (once) when conntrack refused `skb` on this CPU.
+/// Return: pops this CPU's innermost call; with NF_DROP remembers its skb. A call that
+/// does not belong to the returning task (it moved to another CPU while in conntrack, on a
+/// preemptible kernel) resets the stack: a drop may then go unmarked, never mismarked.
+#[kretprobe]
+pub fn ct_in_ret(ctx: RetProbeContext) -> u32 {
+    let verdict: u32 = ctx.ret();
+    let Some(depth) = CT_CALLS.get_ptr_mut(CT_DEPTH) else {
+        return 0;
+    };
+    // SAFETY: as in `ct_in`.
+    unsafe {
+        let d = (*depth).skb;
+        if d == 0 {
+            return 0;
+        }
+        let top = d - 1;
+        (*depth).skb = top;
+        if top >= CT_DEPTH as u64 {
+            return 0;
+        }
+        let Some(call) = CT_CALLS.get_ptr(top as u32) else {
+            return 0;
+        };
+        let call = *call;
+        if call.task != bpf_get_current_task() {
+            (*depth).skb = 0;
+            return 0;
+        }
+        if verdict & NF_VERDICT_MASK == NF_DROP
+            && let Some(dropped) = CT_DROPPED.get_ptr_mut(0)
+        {
+            *dropped = CtCall {
+                time_ns: bpf_ktime_get_ns(),
+                ..call
+            };
+        }
+    }
+    0
+}
+
+/// True (once) when conntrack refused `skb` on this CPU just before.
 #[inline(always)]
 pub fn refused(skb: *const u8) -> bool {
     let Some(slot) = CT_DROPPED.get_ptr_mut(0) else {
@@ -49,18 +103,10 @@ pub fn refused(skb: *const u8) -> bool {
     };
     // SAFETY: this CPU's slot.
     unsafe {
-        if *slot != 0 && *slot == skb as u64 {
-            *slot = 0;
-            return true;
+        if (*slot).skb == 0 || (*slot).skb != skb as u64 {
+            return false;
         }
-    }
-    false
-}
-
-#[inline(always)]
-fn set(map: &aya_ebpf::maps::PerCpuArray<u64>, value: u64) {
-    if let Some(slot) = map.get_ptr_mut(0) {
-        // SAFETY: this CPU's slot.
-        unsafe { *slot = value };
+        (*slot).skb = 0;
+        bpf_ktime_get_ns().wrapping_sub((*slot).time_ns) < DROP_TO_FREE_NS
     }
 }

@@ -54,8 +54,24 @@ pub static REASON_FILTER: HashMap<u32, u8> = HashMap::with_max_entries(MAX_REASO
 #[map]
 pub static SCRATCH: PerCpuArray<DropEvent> = PerCpuArray::with_max_entries(1, 0);
 
+/// Per-CPU stack of `nf_conntrack_in` calls in progress: [`CT_DEPTH`] slots of
+/// [`CtCall`] and, in slot [`CT_DEPTH`], the depth.
 #[map]
-pub static CT_SKB: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+pub static CT_CALLS: PerCpuArray<CtCall> = PerCpuArray::with_max_entries(CT_DEPTH + 1, 0);
 
+/// Per-CPU: the last skb `nf_conntrack_in` returned NF_DROP for, and when.
 #[map]
-pub static CT_DROPPED: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+pub static CT_DROPPED: PerCpuArray<CtCall> = PerCpuArray::with_max_entries(1, 0);
+
+/// Nested `nf_conntrack_in` calls tracked on one CPU (a softirq interrupting a task that
+/// was itself in conntrack): deeper calls are not tracked.
+pub const CT_DEPTH: u32 = 4;
+
+/// One `nf_conntrack_in` call: the skb, the task it ran for, when.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct CtCall {
+    pub skb: u64,
+    pub task: u64,
+    pub time_ns: u64,
+}

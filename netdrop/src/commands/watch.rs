@@ -31,6 +31,19 @@ const BATCH_BYTES: usize = 64 << 10;
 /// How often lost-event counters are checked.
 const LOSS_CHECK: Duration = Duration::from_secs(1);
 
+/// Records written per [`Sink::drain`] call, so a flood cannot hold off signals, counter
+/// polls and scrapes: about 10 ms of work.
+const DRAIN_BATCH: usize = 16 << 10;
+
+/// What [`Sink::drain`] left in the ring buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Drained {
+    /// Nothing (or output is closed, or --count reached).
+    All,
+    /// A full batch was written; more may wait.
+    Batch,
+}
+
 /// Why the event loop ended.
 enum Stop {
     Signal,
@@ -104,10 +117,15 @@ pub async fn run(args: &WatchArgs, verbose: u8) -> Result<(), Error> {
         tokio::select! {
             guard = ring.readable_mut() => {
                 let mut guard = guard.map_err(Error::io("polling the ring buffer"))?;
-                                sink.drain(guard.get_inner_mut(), &mut probe);
-                guard.clear_ready();
+                // A full batch leaves the fd ready: the loop comes back at once, after
+                // signals, ticks and scrapes had their turn.
+                if sink.drain(guard.get_inner_mut(), &mut probe) == Drained::All {
+                    guard.clear_ready();
+                }
             }
-            _ = drain.tick() => sink.drain(ring.get_mut(), &mut probe),
+            _ = drain.tick() => {
+                sink.drain(ring.get_mut(), &mut probe);
+            }
             s = commands::next_scrape(&mut scrapes) => commands::answer(s, &probe, &mut sink.enricher, &opts),
             _ = stop.recv() => break Stop::Signal,
             _ = tick.tick() => {
@@ -131,7 +149,7 @@ pub async fn run(args: &WatchArgs, verbose: u8) -> Result<(), Error> {
     // accounts for every matched drop.
     probe.detach();
     if matches!(stop, Stop::Signal | Stop::Duration) {
-        sink.drain(ring.get_mut(), &mut probe);
+        while sink.drain(ring.get_mut(), &mut probe) == Drained::Batch {}
     }
     if let Stop::OutputClosed = stop {
         return Ok(());
@@ -175,6 +193,46 @@ pub async fn run(args: &WatchArgs, verbose: u8) -> Result<(), Error> {
     Ok(())
 }
 
+/// Counter growth entries kept for the summary; beyond, growth in further namespaces is
+/// summed per counter under `(other namespaces)`. Namespaces come and go with containers.
+const MAX_GROWTH_ENTRIES: usize = 1024;
+
+/// Adds `delta` to the growth of `counter` in `netns`, within [`MAX_GROWTH_ENTRIES`].
+fn add_growth(
+    growth: &mut Vec<CounterGrowth>,
+    counter: &str,
+    netns: Option<&crate::event::Netns>,
+    delta: u64,
+) {
+    let inode = netns.map(|n| n.inode);
+    if let Some(g) = growth
+        .iter_mut()
+        .find(|g| g.counter == counter && g.netns.as_ref().map(|n| n.inode) == inode)
+    {
+        g.delta += delta;
+        return;
+    }
+    // Global counters (softnet) are few: always their own entry.
+    if growth.len() < MAX_GROWTH_ENTRIES || inode.is_none() {
+        growth.push(CounterGrowth {
+            counter: counter.to_owned(),
+            netns: netns.cloned(),
+            delta,
+        });
+        return;
+    }
+    let other = format!("{counter} (other namespaces)");
+    match growth.iter_mut().find(|g| g.counter == other) {
+        Some(g) => g.delta += delta,
+        // One slot per counter name past the bound: a few dozen at most.
+        None => growth.push(CounterGrowth {
+            counter: other,
+            netns: None,
+            delta,
+        }),
+    }
+}
+
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d).await,
@@ -216,11 +274,17 @@ impl<W: Write> Sink<W> {
         self.limit.is_some_and(|n| self.delivered >= n)
     }
 
-    /// Writes every record waiting in the ring buffer.
-    fn drain(&mut self, ring: &mut RingBuf<MapData>, probe: &mut Probe) {
+    /// Writes the records waiting in the ring buffer, at most [`DRAIN_BATCH`].
+    fn drain(&mut self, ring: &mut RingBuf<MapData>, probe: &mut Probe) -> Drained {
         self.fast.expire();
-        while !self.closed && !self.limit_reached() {
+        let mut left = Drained::All;
+        for _ in 0..DRAIN_BATCH {
+            if self.closed || self.limit_reached() {
+                break;
+            }
+            left = Drained::All;
             let Some(item) = ring.next() else { break };
+            left = Drained::Batch;
             let Some(ev) = event::decode(&item) else {
                 tracing::warn!("skipping a malformed record of {} bytes", item.len());
                 continue;
@@ -259,6 +323,7 @@ impl<W: Write> Sink<W> {
         self.check(res);
         let res = self.out.flush();
         self.check(res);
+        left
     }
 
     /// Writes a notice when the kernel counted lost or skipped events since the last one.
@@ -290,18 +355,7 @@ impl<W: Write> Sink<W> {
         for c in changes {
             let meaning = counters::info(&c.name).map_or("", |i| i.meaning);
             let netns = c.netns.map(|n| self.enricher.netns(n, "procfs"));
-            match self
-                .counter_growth
-                .iter_mut()
-                .find(|g| g.counter == c.name && g.netns.as_ref().map(|n| n.inode) == c.netns)
-            {
-                Some(g) => g.delta += c.delta,
-                None => self.counter_growth.push(CounterGrowth {
-                    counter: c.name.clone(),
-                    netns: netns.clone(),
-                    delta: c.delta,
-                }),
-            }
+            add_growth(&mut self.counter_growth, &c.name, netns.as_ref(), c.delta);
             let notice = CounterNotice {
                 time: self.clock.rfc3339(Clock::monotonic_now()),
                 counter: c.name,
@@ -340,5 +394,44 @@ impl<W: Write> Sink<W> {
             }
             self.closed = true;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Netns;
+
+    #[test]
+    fn counter_growth_stays_bounded_and_adds_up() {
+        let ns = |inode| Netns {
+            inode,
+            name: None,
+            source: "procfs".into(),
+        };
+        let mut g = Vec::new();
+        for round in 0..3 {
+            for inode in 0..5000u32 {
+                add_growth(&mut g, "TcpExt.ListenOverflows", Some(&ns(inode)), 1);
+            }
+            add_growth(&mut g, "softnet.dropped", None, 2);
+            assert!(
+                g.len() <= MAX_GROWTH_ENTRIES + 2,
+                "round {round}: {}",
+                g.len()
+            );
+        }
+        let total = |name: &str| -> u64 {
+            g.iter()
+                .filter(|e| e.counter.starts_with(name))
+                .map(|e| e.delta)
+                .sum()
+        };
+        assert_eq!(total("TcpExt.ListenOverflows"), 15000);
+        assert_eq!(total("softnet.dropped"), 6);
+        assert!(
+            g.iter()
+                .any(|e| e.counter == "softnet.dropped" && e.delta == 6)
+        );
     }
 }

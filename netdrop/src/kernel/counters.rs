@@ -510,6 +510,23 @@ mod tests {
         let s = read_net_dir(Path::new("/proc/self/net"));
         assert!(s.contains_key("Udp.NoPorts"), "{s:?}");
     }
+
+    #[test]
+    fn namespaces_that_are_gone_are_forgotten() {
+        let handle = |inode| NetnsHandle {
+            inode,
+            path: PathBuf::from("/nonexistent"),
+        };
+        let mut w = CounterWatch {
+            only: None,
+            targets: Vec::new(),
+            last: (1..=1000).map(|i| (i, Snapshot::new())).collect(),
+            last_global: None,
+            polls: 0,
+        };
+        w.set_targets(vec![handle(7), handle(5000)]);
+        assert_eq!(w.last.keys().copied().collect::<Vec<_>>(), vec![7]);
+    }
 }
 
 /// A drop counter that grew.
@@ -562,11 +579,17 @@ impl CounterWatch {
     }
 
     fn discover(&mut self) {
-        let all = all_netns(Path::new("/proc"));
+        self.set_targets(all_netns(Path::new("/proc")));
+    }
+
+    fn set_targets(&mut self, all: Vec<NetnsHandle>) {
         self.targets = match self.only {
             Some(inode) => all.into_iter().filter(|t| t.inode == inode).collect(),
             None => all,
         };
+        // Namespaces come and go with containers: forget those that are gone.
+        let alive: std::collections::BTreeSet<u32> = self.targets.iter().map(|t| t.inode).collect();
+        self.last.retain(|inode, _| alive.contains(inode));
     }
 
     /// Counters of drops `kfree_skb` does not show that grew since the last poll.

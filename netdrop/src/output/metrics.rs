@@ -302,19 +302,36 @@ pub async fn serve(addr: SocketAddr) -> Result<mpsc::Receiver<Scrape>, Error> {
         .await
         .map_err(Error::io(format!("listening for metrics on {addr}")))?;
     let (tx, rx) = mpsc::channel(16);
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     tokio::spawn(async move {
         loop {
-            let Ok((mut conn, _)) = listener.accept().await else {
+            let (mut conn, _) = match listener.accept().await {
+                Ok(c) => c,
+                Err(e) => {
+                    // Out of descriptors, for instance: do not spin.
+                    tracing::debug!("metrics: accept: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            // Over the cap, a connection is closed at once rather than queued.
+            let Ok(slot) = slots.clone().try_acquire_owned() else {
                 continue;
             };
             let tx = tx.clone();
             tokio::spawn(async move {
-                let _ = handle(&mut conn, &tx).await;
+                let _ = tokio::time::timeout(REQUEST_DEADLINE, handle(&mut conn, &tx)).await;
+                drop(slot);
             });
         }
     });
     Ok(rx)
 }
+
+/// Connections served at once; more are closed on accept.
+pub const MAX_CONNECTIONS: usize = 32;
+/// The whole exchange (request read, scrape, response written) must fit in this.
+pub const REQUEST_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
 
 async fn handle(
     conn: &mut tokio::net::TcpStream,
@@ -434,6 +451,52 @@ mod tests {
             &testdata::path("kallsyms/6.1-with-veth"),
             &testdata::path(""),
         )
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn idle_connections_are_capped_and_scrapes_still_answered() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let mut rx = serve(addr).await.unwrap();
+        tokio::spawn(async move {
+            while let Some(s) = rx.recv().await {
+                let _ = s.reply.send("netdrop_up 1\n".to_owned());
+            }
+        });
+        // Fill every slot with connections that never send a request.
+        let mut idle = Vec::new();
+        for _ in 0..MAX_CONNECTIONS {
+            idle.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        // One more is closed at once instead of waiting in a queue.
+        let mut extra = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let mut buf = Vec::new();
+        let n = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            extra.read_to_end(&mut buf),
+        )
+        .await
+        .expect("the connection over the cap was not closed");
+        assert_eq!(n.unwrap_or(0), 0);
+        // Freed slots serve again.
+        idle.clear();
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+        c.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut reply = String::new();
+        c.read_to_string(&mut reply).await.unwrap();
+        assert!(
+            reply.starts_with("HTTP/1.1 200 OK") && reply.ends_with("netdrop_up 1\n"),
+            "{reply}"
+        );
     }
 
     fn totals() -> Totals {
