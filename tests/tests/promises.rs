@@ -19,7 +19,16 @@ use netdrop_tests::{
 
 /// Starts `netdrop ARGS` with plain (not JSON) stdout and waits until stderr shows `ready`.
 fn spawn_plain(args: &[&str], ready: &str) -> Child {
-    let mut child = Command::new(netdrop_bin())
+    let mut cmd = Command::new(netdrop_bin());
+    // SAFETY: prctl in the forked child before exec; async-signal-safe.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+            // Die with the test, even when a failed assert leaves the child behind.
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    let mut child = cmd
         .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
