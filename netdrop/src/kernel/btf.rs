@@ -300,7 +300,12 @@ impl Btf {
     }
 
     fn find_member(&self, t: TypeRef<'_>, name: &str) -> Option<Member> {
-        if !matches!(t.kind, Kind::Struct | Kind::Union) {
+        self.find_member_within(t, name, MAX_ANONYMOUS_NESTING)
+    }
+
+    fn find_member_within(&self, t: TypeRef<'_>, name: &str, depth: u32) -> Option<Member> {
+        // Corrupt BTF may make an anonymous member contain itself.
+        if depth == 0 || !matches!(t.kind, Kind::Struct | Kind::Union) {
             return None;
         }
         // `t` may live in the base blob: read its members there. Type ids are global, so
@@ -320,7 +325,7 @@ impl Btf {
             }
             if member_name.is_empty()
                 && let Some((_, inner)) = self.resolve(type_id)
-                && let Some(m) = self.find_member(inner, name)
+                && let Some(m) = self.find_member_within(inner, name, depth - 1)
             {
                 return Some(Member {
                     offset: here + m.offset,
@@ -394,6 +399,9 @@ impl<'a> TypeRef<'a> {
             .collect()
     }
 }
+
+/// Anonymous structs and unions looked through when finding a member; C code nests a few.
+const MAX_ANONYMOUS_NESTING: u32 = 16;
 
 fn read_u32(data: &[u8], at: usize, le: bool) -> u32 {
     let b = [data[at], data[at + 1], data[at + 2], data[at + 3]];
@@ -627,6 +635,21 @@ mod tests {
         assert_eq!(t.enumerators(), vec![("OVS_DROP_FLOW".to_owned(), 0x20001)]);
         // Base types stay reachable through the split blob.
         assert_eq!(split.member("sk_buff", "len").unwrap().offset, 4);
+    }
+
+    #[test]
+    fn an_anonymous_member_containing_itself_is_missing_not_a_crash() {
+        let mut b = BtfBuilder::new();
+        let int = b.int("int", 4);
+        // Type 2 is a struct whose anonymous member is type 2 again.
+        let looped = b.composite(Kind::Struct, "looped", 8, &[("", 2, 0), ("x", int, 4)]);
+        assert_eq!(looped, 2);
+        let btf = Btf::parse(b.build(), None).unwrap();
+        assert_eq!(btf.member("looped", "x").unwrap().offset, 4);
+        assert!(matches!(
+            btf.member("looped", "y"),
+            Err(BtfError::Missing(_))
+        ));
     }
 
     #[test]
