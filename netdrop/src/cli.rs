@@ -99,6 +99,23 @@ Examples:
   sudo netdrop exporter --metrics-addr 0.0.0.0:9809 --metrics-locations 20")]
     Exporter(ExporterArgs),
 
+    /// Watch drops and kernel counters for a while, then say what is wrong: the drop class,
+    /// the evidence with numbers, the objects involved (ports, listeners, devices, CPUs,
+    /// firewall rules), the settings as they are now, and what to change.
+    #[command(after_help = "\
+Each finding names one of the drop classes netdrop knows (listen_queue, syn_flood,
+conntrack_full, firewall_rule, udp_rcvbuf, no_socket, rp_filter, no_route, netdev_backlog,
+neighbour, fragments, timewait_overflow, qdisc, ...), worst first, and says whether it was
+measured (the kernel named the reason or counted it) or inferred by netdrop. Settings are
+read per network namespace where the kernel keeps them so. Drops no class explains are
+listed at the end; so is what this kernel does not let netdrop see.
+
+Examples:
+  sudo netdrop diagnose
+  sudo netdrop diagnose --duration 30s --netns blue
+  sudo netdrop diagnose --json | jq '.findings[] | {class, drops, knobs}'")]
+    Diagnose(DiagnoseArgs),
+
     /// List the drop reasons the running kernel reports, with their numbers.
     Reasons(ReasonsArgs),
 }
@@ -286,6 +303,24 @@ pub struct WatchArgs {
 
     #[command(flatten)]
     pub metrics: MetricsArgs,
+}
+
+/// Options for `diagnose`.
+#[derive(Debug, Args)]
+pub struct DiagnoseArgs {
+    #[command(flatten)]
+    pub filter: FilterArgs,
+
+    #[command(flatten)]
+    pub kernel: KernelArgs,
+
+    /// How long to watch (e.g. 10s, 1m); Ctrl-C ends earlier and still reports.
+    #[arg(long, value_name = "TIME", default_value = "10s", value_parser = parse_duration)]
+    pub duration: Duration,
+
+    /// One JSON document (findings, then the evidence they rest on) instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Options for `reasons`.

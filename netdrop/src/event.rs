@@ -427,6 +427,13 @@ pub fn protocol_name(proto: u8) -> String {
     }
 }
 
+/// The IP protocol number of a name [`protocol_str`] gives, or of a number written out.
+pub fn protocol_number(name: &str) -> Option<u8> {
+    (0..=255u8)
+        .find(|&p| protocol_str(p) == Some(name))
+        .or_else(|| name.parse().ok())
+}
+
 /// Name of a well-known IP protocol number.
 pub fn protocol_str(proto: u8) -> Option<&'static str> {
     Some(match proto {

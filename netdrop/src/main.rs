@@ -7,6 +7,7 @@
 mod aggregate;
 mod cli;
 mod commands;
+mod diagnose;
 mod error;
 mod event;
 mod filter;
@@ -43,6 +44,7 @@ fn main() -> ExitCode {
             Command::Stats(args) => commands::stats::run(args, cli.verbose).await,
             Command::Top(args) => commands::top::run(args, cli.verbose).await,
             Command::Exporter(args) => commands::exporter::run(args, cli.verbose).await,
+            Command::Diagnose(args) => commands::diagnose::run(args, cli.verbose).await,
             Command::Reasons(args) => commands::reasons::run(args),
         }
     });

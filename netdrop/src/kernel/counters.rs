@@ -287,6 +287,25 @@ pub fn parse_softnet(text: &str, out: &mut Snapshot) {
     }
 }
 
+/// Parses `/proc/net/softnet_stat` per CPU: (cpu, dropped, time_squeeze). The CPU is the
+/// 13th column where the kernel prints it (5.10+: offline CPUs leave no line), else the
+/// line number.
+pub fn parse_softnet_cpus(text: &str) -> Vec<(u32, u64, u64)> {
+    text.lines()
+        .enumerate()
+        .filter_map(|(i, line)| {
+            let cols: Vec<u64> = line
+                .split_whitespace()
+                .filter_map(|v| u64::from_str_radix(v, 16).ok())
+                .collect();
+            (cols.len() >= 3).then(|| {
+                let cpu = cols.get(12).map_or(i as u32, |&c| c as u32);
+                (cpu, cols[1], cols[2])
+            })
+        })
+        .collect()
+}
+
 /// Parses `/proc/net/dev`: `dev.<if>.rx_dropped`, `dev.<if>.rx_fifo`, `dev.<if>.tx_dropped`.
 pub fn parse_dev(text: &str, out: &mut Snapshot) {
     for line in text.lines().skip(2) {
@@ -467,6 +486,12 @@ mod tests {
             &mut s,
         );
         assert_eq!((s["softnet.dropped"], s["softnet.time_squeeze"]), (5, 1));
+        assert_eq!(
+            parse_softnet_cpus(&fixture("softnet_stat")),
+            vec![(0, 0, 0), (1, 0, 0)]
+        );
+        let two = "00008853 00000007 00000001 0 0 0 0 0 0 0 0 0 00000003 0 0\n";
+        assert_eq!(parse_softnet_cpus(two), vec![(3, 7, 1)]);
         let mut s = Snapshot::new();
         parse_dev(&fixture("dev"), &mut s);
         assert_eq!(s["dev.lo.rx_dropped"], 0);

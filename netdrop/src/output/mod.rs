@@ -1,5 +1,6 @@
 //! Writing records: one readable line each, or one JSON object per line.
 
+pub mod diagnose;
 pub mod json;
 pub mod metrics;
 pub mod printable;

@@ -169,7 +169,7 @@ pub fn write_summary(out: &mut impl Write, s: &Summary, histogram: &StatsReport)
 mod tests {
     use super::*;
     use crate::{
-        event::{Device, Location, Netns, Packet, ReasonInfo, Task},
+        event::Netns,
         output::{
             CounterGrowth, ReasonCount,
             stats::{Count, GroupRow, Untracked},
@@ -177,49 +177,7 @@ mod tests {
     };
 
     fn record() -> DropRecord {
-        DropRecord {
-            time: String::new(),
-            mono_ns: 0,
-            cpu: 1,
-            reason: ReasonInfo {
-                name: "NO_SOCKET".into(),
-                code: 3,
-                subsystem: None,
-            },
-            location: Location {
-                address: "0xffffffff82048f11".into(),
-                symbol: Some("__udp4_lib_rcv".into()),
-                offset: Some(0x2d1),
-                module: None,
-            },
-            packet: Packet {
-                length: 33,
-                family: Some("ipv6".into()),
-                protocol: Some("tcp".into()),
-                src: Some("::1".into()),
-                dst: Some("::1".into()),
-                sport: Some(40000),
-                dport: Some(9),
-                tcp_flags: Some(vec!["SYN".into()]),
-                ..Default::default()
-            },
-            device: Some(Device {
-                ifindex: 1,
-                name: "lo".into(),
-            }),
-            netns: Some(Netns {
-                inode: 4026531840,
-                name: Some("init".into()),
-                source: "device".into(),
-            }),
-            running_task: Task {
-                pid: 7,
-                tid: 7,
-                comm: "nc".into(),
-            },
-            stack: Some(vec!["a+0x1".into(), "b+0x2".into()]),
-            netfilter: None,
-        }
+        crate::testdata::drop_record()
     }
 
     #[test]

@@ -1,0 +1,523 @@
+//! `netdrop diagnose`: watch drops and counters for a while, read the settings and the
+//! objects involved, then say what is wrong (see `crate::diagnose`).
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    io::{self, Write},
+    path::{Path, PathBuf},
+    time::Instant,
+};
+
+use netdrop_common::config;
+
+use crate::{
+    aggregate::Totals,
+    cli::DiagnoseArgs,
+    commands,
+    diagnose::{
+        Report, classes,
+        evidence::{
+            Count, CounterDelta, CpuDelta, DeviceCount, Evidence, FirewallMatch, FlowCount, Knob,
+            LocationCount, Qdisc, Route, reason_matches,
+        },
+        knobs, nft,
+    },
+    error::Error,
+    event::{self, DropRecord, Enricher, Netns},
+    kernel::counters::{self, Snapshot},
+    output::{self, text},
+    probe::{self, Conntrack, Probe, ProbeConfig},
+    time::Clock,
+};
+
+/// Whole drop records kept per reason, for tuples, devices and netfilter hooks.
+const SAMPLES_PER_REASON: usize = 16;
+/// Flows, locations and devices kept in the evidence.
+const TOP: usize = 30;
+
+pub async fn run(args: &DiagnoseArgs, verbose: u8) -> Result<(), Error> {
+    let (kernel, spec, filter) = commands::prepare(&args.kernel, &args.filter)?;
+    let flags = config::EVENTS
+        | config::BY_REASON
+        | config::BY_LOCATION
+        | config::BY_FLOW
+        | config::BY_DEVICE;
+    let cfg = ProbeConfig {
+        ring_size: 1 << 20,
+        kernel_log: verbose >= 2,
+        ..ProbeConfig::new(args.kernel.attach, flags, filter)
+    };
+    let mut stop = commands::StopSignals::install()?;
+    let mut probe = Probe::load(&kernel, &cfg)?;
+    probe.attach_conntrack();
+    let ring = probe.take_events()?;
+    let mut ring = probe::readable(ring).map_err(Error::io("polling the ring buffer"))?;
+    let mut enricher = commands::host_enricher(&kernel);
+    let namespaces = Namespaces::discover(spec.netns);
+    let before = namespaces.snapshot();
+    let cpus_before = softnet_cpus();
+    eprintln!(
+        "netdrop: diagnosing for {:?} via {} (Ctrl-C ends early and still reports)",
+        args.duration, probe.hook
+    );
+    let started = Instant::now();
+    let mut samples = Samples::default();
+    let deadline = tokio::time::Instant::now() + args.duration;
+    let mut drain = tokio::time::interval(probe::DRAIN_INTERVAL);
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            guard = ring.readable_mut() => {
+                let mut guard = guard.map_err(Error::io("polling the ring buffer"))?;
+                samples.take(guard.get_inner_mut(), &mut probe, &mut enricher);
+                guard.clear_ready();
+            }
+            _ = drain.tick() => samples.take(ring.get_mut(), &mut probe, &mut enricher),
+            _ = tick.tick() => probe.attach_conntrack(),
+            _ = stop.recv() => break,
+            _ = tokio::time::sleep_until(deadline) => break,
+        }
+    }
+    probe.detach();
+    samples.take(ring.get_mut(), &mut probe, &mut enricher);
+    let duration_s = started.elapsed().as_secs_f64();
+    let totals = probe.totals()?;
+    let after = namespaces.snapshot();
+    let cpus_after = softnet_cpus();
+
+    let mut ev = Evidence {
+        duration_s,
+        kernel: uname_release(),
+        hook: probe.hook.to_string(),
+        kernel_reasons: kernel.reasons.iter().next().is_some(),
+        conntrack_hook: probe.conntrack == Conntrack::Attached,
+        drops: totals.counters.matched,
+        samples: samples.records,
+        cpus: cpu_deltas(&cpus_before, &cpus_after),
+        ..Default::default()
+    };
+    counts(&mut ev, &totals, &mut enricher);
+    ev.counters = namespaces.deltas(&before, &after, &mut enricher);
+    if !ev.kernel_reasons {
+        ev.unavailable.push(
+            "this kernel names no drop reasons (before Linux 5.17): classes are told by kernel counters only"
+                .into(),
+        );
+    }
+    if let Conntrack::Unavailable(why) = &probe.conntrack {
+        ev.unavailable.push(format!(
+            "conntrack hook: {why}; conntrack drops are told from rule drops by the nf_conntrack drop counter"
+        ));
+    }
+    ev.unavailable.push(
+        "listening sockets are not identified yet (sock_diag): listen queue findings name the namespace and counters only"
+            .into(),
+    );
+    let involved = involved_namespaces(&ev);
+    ev.knobs = read_knobs(&namespaces, &involved, &ev);
+    ev.firewall = firewall(&namespaces, &ev);
+    ev.routes = routes(&namespaces, &ev);
+    ev.qdiscs = qdiscs(&namespaces, &ev);
+
+    let report = Report::new(ev, enricher.clock().rfc3339(Clock::monotonic_now()));
+    let mut out = io::stdout().lock();
+    let res = if args.json {
+        serde_json::to_writer(&mut out, &report)
+            .map_err(io::Error::other)
+            .and_then(|()| writeln!(out))
+    } else {
+        output::diagnose::write_text(&mut out, &report)
+    };
+    match res {
+        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => {
+            Err(Error::io("writing the diagnosis")(e))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Whole records, at most [`SAMPLES_PER_REASON`] per reason.
+#[derive(Default)]
+struct Samples {
+    records: Vec<DropRecord>,
+    per_reason: BTreeMap<u32, usize>,
+}
+
+impl Samples {
+    fn take(
+        &mut self,
+        ring: &mut aya::maps::RingBuf<aya::maps::MapData>,
+        probe: &mut Probe,
+        enricher: &mut Enricher,
+    ) {
+        let conntrack = probe.conntrack == Conntrack::Attached;
+        while let Some(item) = ring.next() {
+            let Some(ev) = event::decode(&item) else {
+                continue;
+            };
+            drop(item);
+            let n = self.per_reason.entry(ev.reason).or_default();
+            if *n >= SAMPLES_PER_REASON {
+                continue;
+            }
+            *n += 1;
+            let stack = (ev.flags & netdrop_common::flag::HAS_STACK != 0)
+                .then(|| probe.stack(ev.stack_id as u32))
+                .flatten();
+            self.records
+                .push(enricher.record(&ev, stack, false, conntrack));
+        }
+    }
+}
+
+/// Per-reason, per-location, per-flow and per-device counts from the kernel's totals.
+fn counts(ev: &mut Evidence, t: &Totals, e: &mut Enricher) {
+    let mut reasons: Vec<Count> = t
+        .by_reason
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(&code, &count)| Count {
+            name: e.reasons.decode(code).name,
+            count,
+        })
+        .collect();
+    reasons.sort_by(|a, b| b.count.cmp(&a.count).then(a.name.cmp(&b.name)));
+    ev.reasons = reasons;
+    let mut locations: Vec<_> = t.by_location.iter().collect();
+    locations.sort_by(|a, b| b.1.cmp(a.1));
+    ev.locations = locations
+        .into_iter()
+        .take(TOP)
+        .map(|(k, &count)| LocationCount {
+            reason: e.reasons.decode(k.reason).name,
+            location: text::location(&e.location(k.location)),
+            count,
+        })
+        .collect();
+    let mut flows: Vec<_> = t.by_flow.iter().collect();
+    flows.sort_by(|a, b| b.1.cmp(a.1));
+    ev.flows = flows
+        .into_iter()
+        .take(TOP)
+        .map(|(k, &count)| FlowCount {
+            reason: e.reasons.decode(k.reason).name,
+            packet: event::flow_packet(k),
+            netns: (k.netns != 0).then(|| e.netns(k.netns, "device")),
+            count,
+        })
+        .collect();
+    let mut devices: Vec<_> = t.by_device.iter().collect();
+    devices.sort_by(|a, b| b.1.cmp(a.1));
+    ev.devices = devices
+        .into_iter()
+        .take(TOP)
+        .map(|(k, &count)| DeviceCount {
+            reason: e.reasons.decode(k.reason).name,
+            device: if k.ifindex == 0 {
+                "-".into()
+            } else {
+                event::c_str(&k.ifname)
+            },
+            netns: (k.netns != 0).then(|| e.netns(k.netns, "device")),
+            count,
+        })
+        .collect();
+}
+
+/// The namespaces to read counters in: the one of `--netns`, or all.
+struct Namespaces {
+    /// inode -> a file that opens it; our own namespace maps to `None` (read directly).
+    paths: BTreeMap<u32, Option<PathBuf>>,
+}
+
+impl Namespaces {
+    fn discover(only: Option<u32>) -> Self {
+        let own = crate::kernel::netns::inode(Path::new("/proc/self/ns/net"));
+        let paths = counters::all_netns(Path::new("/proc"))
+            .into_iter()
+            .filter(|h| only.is_none_or(|o| o == h.inode))
+            .map(|h| (h.inode, (Some(h.inode) != own).then_some(h.path)))
+            .collect();
+        Self { paths }
+    }
+
+    fn path(&self, inode: Option<u32>) -> Option<&Path> {
+        inode.and_then(|i| self.paths.get(&i)?.as_deref())
+    }
+
+    fn snapshot(&self) -> BTreeMap<u32, Snapshot> {
+        self.paths
+            .iter()
+            .filter_map(|(&inode, path)| {
+                let s = match path {
+                    Some(p) => counters::read_netns(p).ok()?,
+                    None => counters::read_net_dir(Path::new("/proc/self/net")),
+                };
+                Some((inode, s))
+            })
+            .collect()
+    }
+
+    /// Counters any class watches that grew, per namespace.
+    fn deltas(
+        &self,
+        before: &BTreeMap<u32, Snapshot>,
+        after: &BTreeMap<u32, Snapshot>,
+        e: &mut Enricher,
+    ) -> Vec<CounterDelta> {
+        let watched: Vec<&str> = classes::CLASSES
+            .iter()
+            .flat_map(|c| c.counters.iter().copied())
+            .collect();
+        let mut out = Vec::new();
+        for (inode, now) in after {
+            let Some(was) = before.get(inode) else {
+                continue;
+            };
+            for (name, &v) in now {
+                let old = was.get(name).copied().unwrap_or(0);
+                if v > old
+                    && watched
+                        .iter()
+                        .any(|w| crate::diagnose::evidence::counter_matches(w, name))
+                {
+                    out.push(CounterDelta {
+                        netns: Some(e.netns(*inode, "procfs")),
+                        name: name.clone(),
+                        delta: v - old,
+                        now: v,
+                    });
+                }
+            }
+        }
+        out
+    }
+}
+
+fn softnet_cpus() -> Vec<(u32, u64, u64)> {
+    counters::parse_softnet_cpus(
+        &std::fs::read_to_string("/proc/net/softnet_stat").unwrap_or_default(),
+    )
+}
+
+fn cpu_deltas(before: &[(u32, u64, u64)], after: &[(u32, u64, u64)]) -> Vec<CpuDelta> {
+    after
+        .iter()
+        .map(|&(cpu, d, s)| {
+            let (d0, s0) = before
+                .iter()
+                .find(|b| b.0 == cpu)
+                .map_or((d, s), |b| (b.1, b.2));
+            CpuDelta {
+                cpu,
+                dropped: d.saturating_sub(d0),
+                time_squeeze: s.saturating_sub(s0),
+            }
+        })
+        .collect()
+}
+
+/// Namespaces where something happened: counters grew or drops were sampled.
+fn involved_namespaces(ev: &Evidence) -> BTreeSet<u32> {
+    let mut set: BTreeSet<u32> = ev
+        .counters
+        .iter()
+        .filter_map(|c| c.netns.as_ref().map(|n| n.inode))
+        .collect();
+    set.extend(
+        ev.samples
+            .iter()
+            .filter_map(|s| s.netns.as_ref().map(|n| n.inode)),
+    );
+    set
+}
+
+/// Every class's settings, in each involved namespace and in our own (for host-wide ones),
+/// plus rp_filter of the devices that dropped by it.
+fn read_knobs(ns: &Namespaces, involved: &BTreeSet<u32>, ev: &Evidence) -> Vec<Knob> {
+    let mut names: Vec<String> = classes::CLASSES
+        .iter()
+        .flat_map(|c| c.knobs.iter().map(|k| (*k).to_owned()))
+        .collect();
+    names.sort();
+    names.dedup();
+    let rp_devices: BTreeSet<(Option<u32>, String)> = ev
+        .devices
+        .iter()
+        .filter(|d| d.reason == "IP_RPFILTER")
+        .map(|d| (d.netns.as_ref().map(|n| n.inode), d.device.clone()))
+        .collect();
+    let mut out = Vec::new();
+    let own = crate::kernel::netns::inode(Path::new("/proc/self/ns/net"));
+    let mut read = |inode: Option<u32>, netns: Option<Netns>, names: &[String]| {
+        let path = ns.path(inode);
+        let got = knobs::in_netns(path, || knobs::read_sysctls(Path::new("/proc/sys"), names))
+            .unwrap_or_default();
+        out.extend(got.into_iter().map(|(name, value)| Knob {
+            netns: netns.clone(),
+            name,
+            value,
+        }));
+    };
+    read(None, None, &names);
+    for &inode in involved {
+        if Some(inode) == own {
+            continue;
+        }
+        let mut here = names.clone();
+        here.extend(
+            rp_devices
+                .iter()
+                .filter(|(n, _)| *n == Some(inode))
+                .map(|(_, d)| format!("net.ipv4.conf.{d}.rp_filter")),
+        );
+        let netns = ev
+            .samples
+            .iter()
+            .filter_map(|s| s.netns.clone())
+            .chain(ev.counters.iter().filter_map(|c| c.netns.clone()))
+            .find(|n| n.inode == inode);
+        read(Some(inode), netns, &here);
+    }
+    let own_rp: Vec<String> = rp_devices
+        .iter()
+        .filter(|(n, _)| n.is_none() || *n == own)
+        .map(|(_, d)| format!("net.ipv4.conf.{d}.rp_filter"))
+        .collect();
+    if !own_rp.is_empty() {
+        read(None, None, &own_rp);
+    }
+    out
+}
+
+/// The nftables drop rules that match the sampled NETFILTER_DROPs conntrack did not refuse.
+fn firewall(ns: &Namespaces, ev: &Evidence) -> Vec<FirewallMatch> {
+    let mut by_ns: BTreeMap<Option<u32>, Vec<&DropRecord>> = BTreeMap::new();
+    for s in ev.samples.iter().filter(|s| {
+        s.reason.name == "NETFILTER_DROP"
+            && s.netfilter.as_ref().and_then(|n| n.conntrack) != Some(true)
+    }) {
+        by_ns
+            .entry(s.netns.as_ref().map(|n| n.inode))
+            .or_default()
+            .push(s);
+    }
+    let mut out: Vec<FirewallMatch> = Vec::new();
+    for (inode, samples) in by_ns {
+        let Ok(rules) = nft::read_ruleset(ns.path(inode)) else {
+            continue;
+        };
+        for s in samples {
+            let facts = packet_facts(s);
+            for (rule, certainty) in nft::candidates(&rules, &facts).into_iter().take(1) {
+                let certain = matches!(certainty, nft::Certainty::Matches);
+                match out
+                    .iter_mut()
+                    .find(|m| m.rule == *rule && m.netns.as_ref().map(|n| n.inode) == inode)
+                {
+                    Some(m) => m.packets += 1,
+                    None => out.push(FirewallMatch {
+                        netns: s.netns.clone(),
+                        rule: rule.clone(),
+                        certain,
+                        packets: 1,
+                    }),
+                }
+            }
+        }
+    }
+    out
+}
+
+fn packet_facts(s: &DropRecord) -> nft::PacketFacts<'_> {
+    let p = &s.packet;
+    nft::PacketFacts {
+        l3: match p.family.as_deref() {
+            Some("ipv4") => Some(netdrop_common::proto::ETH_P_IP),
+            Some("ipv6") => Some(netdrop_common::proto::ETH_P_IPV6),
+            _ => None,
+        },
+        l4: p.protocol.as_deref().and_then(event::protocol_number),
+        src: p.src.as_deref().and_then(|a| a.parse().ok()),
+        dst: p.dst.as_deref().and_then(|a| a.parse().ok()),
+        sport: p.sport,
+        dport: p.dport,
+        iface: s.device.as_ref().map(|d| d.name.as_str()),
+        hook: s.netfilter.as_ref().map(|n| n.hook.as_str()),
+    }
+}
+
+/// `ip route get` for up to five destinations that had no route, in their namespace.
+fn routes(ns: &Namespaces, ev: &Evidence) -> Vec<Route> {
+    let no_route = classes::class("no_route").map_or(&[][..], |c| c.reasons);
+    let mut seen = BTreeSet::new();
+    let mut out = Vec::new();
+    for s in ev
+        .samples
+        .iter()
+        .filter(|s| no_route.iter().any(|p| reason_matches(p, &s.reason.name)))
+    {
+        let Some(dst) = s.packet.dst.clone() else {
+            continue;
+        };
+        let inode = s.netns.as_ref().map(|n| n.inode);
+        if seen.len() >= 5 || !seen.insert((inode, dst.clone())) {
+            continue;
+        }
+        let answer = knobs::in_netns(ns.path(inode), || knobs::route_get(&dst))
+            .unwrap_or_else(|e| format!("cannot enter the namespace: {e}"));
+        out.push(Route {
+            netns: s.netns.clone(),
+            destination: dst,
+            answer,
+        });
+    }
+    out
+}
+
+/// Qdisc statistics of devices that dropped by a qdisc reason or whose tx_dropped grew.
+fn qdiscs(ns: &Namespaces, ev: &Evidence) -> Vec<Qdisc> {
+    let qdisc = classes::class("qdisc").map_or(&[][..], |c| c.reasons);
+    let mut devs: BTreeSet<(Option<u32>, String)> = ev
+        .devices
+        .iter()
+        .filter(|d| qdisc.iter().any(|p| reason_matches(p, &d.reason)))
+        .map(|d| (d.netns.as_ref().map(|n| n.inode), d.device.clone()))
+        .collect();
+    for c in ev.counter_growth(&["dev.*.tx_dropped"]) {
+        if let Some(dev) = c
+            .name
+            .strip_prefix("dev.")
+            .and_then(|r| r.strip_suffix(".tx_dropped"))
+        {
+            devs.insert((c.netns.as_ref().map(|n| n.inode), dev.to_owned()));
+        }
+    }
+    let netns_of = |inode: Option<u32>| -> Option<Netns> {
+        ev.devices
+            .iter()
+            .filter_map(|d| d.netns.clone())
+            .chain(ev.counters.iter().filter_map(|c| c.netns.clone()))
+            .find(|n| Some(n.inode) == inode)
+    };
+    let mut out = Vec::new();
+    for (inode, dev) in devs.into_iter().take(10) {
+        let found = knobs::in_netns(ns.path(inode), || knobs::qdiscs(&dev)).unwrap_or_default();
+        out.extend(found.into_iter().filter(|(_, _, drops)| *drops > 0).map(
+            |(kind, limit, drops)| Qdisc {
+                netns: netns_of(inode),
+                device: dev.clone(),
+                kind,
+                limit,
+                drops,
+            },
+        ));
+    }
+    out
+}
+
+fn uname_release() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_else(|_| "?".into())
+}
