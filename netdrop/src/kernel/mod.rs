@@ -4,6 +4,7 @@
 
 pub mod btf;
 pub mod counters;
+pub mod inferred;
 pub mod kallsyms;
 pub mod netns;
 pub mod offsets;

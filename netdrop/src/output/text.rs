@@ -23,9 +23,9 @@ pub fn drop_line(r: &DropRecord, local_time: &str) -> String {
             } else {
                 ""
             };
-            format!("{} ({} {}{what})", r.reason.name, nf.family, nf.hook)
+            format!("{} ({} {}{what})", r.reason.label(), nf.family, nf.hook)
         }
-        None => r.reason.name.clone(),
+        None => r.reason.label(),
     };
     let mut line = format!(
         "{local_time} {:<20} {proto:<6} {flow:<47} dev {dev:<10} netns {netns:<10} at {loc}  len {} cpu {} task {}[{}]",
@@ -178,6 +178,8 @@ mod tests {
                 name: "NO_SOCKET".into(),
                 code: 3,
                 subsystem: None,
+                inferred: false,
+                alternatives: None,
             },
             location: Location {
                 address: "0xffffffff82048f11".into(),
