@@ -39,7 +39,7 @@ pub const KERNELS: &[KernelSpec] = &[
         pinned: None,
         search: r"^linux-image-5\.10\.0-[0-9]+-cloud-amd64$",
         suites: &["bullseye", "bullseye-security"],
-        default: false,
+        default: true,
         // 5.10 builds the `counter` expression as a module; later kernels build it into
         // nf_tables.
         extra_modules: &["nft_counter"],
@@ -468,7 +468,7 @@ mod tests {
             .filter(|k| k.default)
             .map(|k| k.name)
             .collect();
-        assert_eq!(default, ["6.1", "6.12"]);
+        assert_eq!(default, ["5.10", "6.1", "6.12"]);
         let k510 = KERNELS.iter().find(|k| k.name == "5.10").unwrap();
         assert!(modules(k510).contains(&"nft_counter"));
     }
