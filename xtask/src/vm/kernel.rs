@@ -211,12 +211,13 @@ fn mirror_in(text: &str, security: bool) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// Time since the newest file in `lists` was written, `None` without a Packages file.
+/// Time since the newest Packages index in `lists` was written, `None` without one.
 fn lists_age(lists: &Path) -> Option<std::time::Duration> {
     std::fs::read_dir(lists)
         .ok()?
         .flatten()
-        .filter(|e| e.file_name().to_string_lossy().ends_with("_Packages"))
+        // `..._Packages`, or `..._Packages.lz4` where apt keeps indexes compressed.
+        .filter(|e| e.file_name().to_string_lossy().contains("_Packages"))
         .filter_map(|e| e.metadata().ok()?.modified().ok())
         .max()
         .map(|t| t.elapsed().unwrap_or_default())
