@@ -23,17 +23,18 @@ pub struct Inferred {
 /// (function, reason, alternatives), from the 5.10 sources named in the comments.
 const TABLE: &[(&str, &str, &[&str])] = &[
     // net/ipv4/udp.c: after a failed socket lookup `kfree_skb` (NoPorts); a second call
-    // site at `drop:` serves short packets, bad checksums and xfrm policy.
+    // site at `drop:` serves short packets, bad checksums and xfrm policy; the inlined
+    // `__udp4_lib_mcast_deliver` frees broadcasts nobody listens to (NOT_SPECIFIED).
     (
         "__udp4_lib_rcv",
         "NO_SOCKET",
-        &["PKT_TOO_SMALL", "UDP_CSUM", "XFRM_POLICY"],
+        &["PKT_TOO_SMALL", "UDP_CSUM", "XFRM_POLICY", "NOT_SPECIFIED"],
     ),
     // net/ipv6/udp.c: the same structure.
     (
         "__udp6_lib_rcv",
         "NO_SOCKET",
-        &["PKT_TOO_SMALL", "UDP_CSUM", "XFRM_POLICY"],
+        &["PKT_TOO_SMALL", "UDP_CSUM", "XFRM_POLICY", "NOT_SPECIFIED"],
     ),
     // net/ipv4/tcp_ipv4.c: one `kfree_skb` at `discard_it:`, reached from `no_tcp_socket`
     // (after the RST) and from the header, checksum, MD5, filter and xfrm checks.
@@ -87,18 +88,30 @@ const TABLE: &[(&str, &str, &[&str])] = &[
     ("enqueue_to_backlog", "CPU_BACKLOG", &[]),
     // net/ipv4/udp.c: `__udp_queue_rcv_skb` (inlined into `udp_queue_rcv_one_skb`) frees
     // when the receive buffer is full (-ENOMEM) or protocol memory is exhausted
-    // (-ENOBUFS); `udp_queue_rcv_one_skb` itself also frees for xfrm policy, checksum
-    // and socket filter.
+    // (-ENOBUFS); `udp_queue_rcv_one_skb` itself also frees for xfrm policy, checksum,
+    // socket filter and UDP-Lite coverage (NOT_SPECIFIED).
     (
         "udp_queue_rcv_one_skb",
         "SOCKET_RCVBUFF",
-        &["PROTO_MEM", "XFRM_POLICY", "UDP_CSUM", "SOCKET_FILTER"],
+        &[
+            "PROTO_MEM",
+            "XFRM_POLICY",
+            "UDP_CSUM",
+            "SOCKET_FILTER",
+            "NOT_SPECIFIED",
+        ],
     ),
     ("__udp_queue_rcv_skb", "SOCKET_RCVBUFF", &["PROTO_MEM"]),
     (
         "udpv6_queue_rcv_one_skb",
         "SOCKET_RCVBUFF",
-        &["PROTO_MEM", "XFRM_POLICY", "UDP_CSUM", "SOCKET_FILTER"],
+        &[
+            "PROTO_MEM",
+            "XFRM_POLICY",
+            "UDP_CSUM",
+            "SOCKET_FILTER",
+            "NOT_SPECIFIED",
+        ],
     ),
     ("__udpv6_queue_rcv_skb", "SOCKET_RCVBUFF", &["PROTO_MEM"]),
     // net/core/neighbour.c: packets waiting for resolution pushed out of a full queue;
