@@ -20,53 +20,45 @@ pub struct Inferred {
     pub alternatives: &'static [&'static str],
 }
 
+/// What `__udp4_lib_rcv` (net/ipv4/udp.c) frees besides NO_SOCKET (`kfree_skb` after a
+/// failed socket lookup): at `drop:` short packets, bad checksums and xfrm policy; in the
+/// inlined `__udp4_lib_mcast_deliver` broadcasts nobody listens to (NOT_SPECIFIED).
+/// `__udp6_lib_rcv` (net/ipv6/udp.c) has the same structure.
+const UDP_RCV_ALSO: &[&str] = &["PKT_TOO_SMALL", "UDP_CSUM", "XFRM_POLICY", "NOT_SPECIFIED"];
+
+/// What `tcp_v4_rcv` (net/ipv4/tcp_ipv4.c) frees besides NO_SOCKET: its one `kfree_skb` at
+/// `discard_it:` is reached from `no_tcp_socket` (after the RST) and from the header,
+/// checksum, MD5, filter and xfrm checks. `tcp_v6_rcv` has the same structure.
+const TCP_RCV_ALSO: &[&str] = &[
+    "PKT_TOO_SMALL",
+    "TCP_CSUM",
+    "XFRM_POLICY",
+    "SOCKET_FILTER",
+    "TCP_MD5NOTFOUND",
+    "TCP_MD5UNEXPECTED",
+    "TCP_MD5FAILURE",
+    "NOT_SPECIFIED",
+];
+
+/// What `udp_queue_rcv_one_skb` (net/ipv4/udp.c) frees besides SOCKET_RCVBUFF: the
+/// inlined `__udp_queue_rcv_skb` frees when the receive buffer is full (-ENOMEM) or
+/// protocol memory is exhausted (-ENOBUFS); the function itself for xfrm policy,
+/// checksum, socket filter and UDP-Lite coverage (NOT_SPECIFIED). The IPv6 twin
+/// `udpv6_queue_rcv_one_skb` has the same structure.
+const UDP_QUEUE_ALSO: &[&str] = &[
+    "PROTO_MEM",
+    "XFRM_POLICY",
+    "UDP_CSUM",
+    "SOCKET_FILTER",
+    "NOT_SPECIFIED",
+];
+
 /// (function, reason, alternatives), from the 5.10 sources named in the comments.
 const TABLE: &[(&str, &str, &[&str])] = &[
-    // net/ipv4/udp.c: after a failed socket lookup `kfree_skb` (NoPorts); a second call
-    // site at `drop:` serves short packets, bad checksums and xfrm policy; the inlined
-    // `__udp4_lib_mcast_deliver` frees broadcasts nobody listens to (NOT_SPECIFIED).
-    (
-        "__udp4_lib_rcv",
-        "NO_SOCKET",
-        &["PKT_TOO_SMALL", "UDP_CSUM", "XFRM_POLICY", "NOT_SPECIFIED"],
-    ),
-    // net/ipv6/udp.c: the same structure.
-    (
-        "__udp6_lib_rcv",
-        "NO_SOCKET",
-        &["PKT_TOO_SMALL", "UDP_CSUM", "XFRM_POLICY", "NOT_SPECIFIED"],
-    ),
-    // net/ipv4/tcp_ipv4.c: one `kfree_skb` at `discard_it:`, reached from `no_tcp_socket`
-    // (after the RST) and from the header, checksum, MD5, filter and xfrm checks.
-    (
-        "tcp_v4_rcv",
-        "NO_SOCKET",
-        &[
-            "PKT_TOO_SMALL",
-            "TCP_CSUM",
-            "XFRM_POLICY",
-            "SOCKET_FILTER",
-            "TCP_MD5NOTFOUND",
-            "TCP_MD5UNEXPECTED",
-            "TCP_MD5FAILURE",
-            "NOT_SPECIFIED",
-        ],
-    ),
-    // net/ipv6/tcp_ipv6.c: the same structure.
-    (
-        "tcp_v6_rcv",
-        "NO_SOCKET",
-        &[
-            "PKT_TOO_SMALL",
-            "TCP_CSUM",
-            "XFRM_POLICY",
-            "SOCKET_FILTER",
-            "TCP_MD5NOTFOUND",
-            "TCP_MD5UNEXPECTED",
-            "TCP_MD5FAILURE",
-            "NOT_SPECIFIED",
-        ],
-    ),
+    ("__udp4_lib_rcv", "NO_SOCKET", UDP_RCV_ALSO),
+    ("__udp6_lib_rcv", "NO_SOCKET", UDP_RCV_ALSO),
+    ("tcp_v4_rcv", "NO_SOCKET", TCP_RCV_ALSO),
+    ("tcp_v6_rcv", "NO_SOCKET", TCP_RCV_ALSO),
     // net/netfilter/core.c: NF_DROP from a rule or from conntrack (a full table): both
     // are NETFILTER_DROP on kernels with reasons.
     ("nf_hook_slow", "NETFILTER_DROP", &[]),
@@ -74,9 +66,9 @@ const TABLE: &[(&str, &str, &[&str])] = &[
     // net/ipv4/route.c: the input route is an error route. ENETUNREACH (no route) is
     // IP_INNOROUTES; unreachable/prohibit routes (EHOSTUNREACH, EACCES) are not named.
     ("ip_error", "IP_INNOROUTES", &["NOT_SPECIFIED"]),
-    // net/ipv4/ip_input.c: one `kfree_skb` behind the input route lookup (-EXDEV is the
-    // reverse-path filter; martian sources and other route errors are not named), bad IP
-    // options, and unicast in an L2 multicast frame.
+    // net/ipv4/ip_input.c: one `kfree_skb` behind the input route lookup and early demux
+    // (-EXDEV is the reverse-path filter; martian sources and other route errors are not
+    // named), bad IP options, and unicast in an L2 multicast frame.
     (
         "ip_rcv_finish_core",
         "IP_RPFILTER",
@@ -86,33 +78,10 @@ const TABLE: &[(&str, &str, &[&str])] = &[
     ("ip_protocol_deliver_rcu", "IP_NOPROTO", &["XFRM_POLICY"]),
     // net/core/dev.c: the per-CPU backlog is full (or the flow limit hit): both CPU_BACKLOG.
     ("enqueue_to_backlog", "CPU_BACKLOG", &[]),
-    // net/ipv4/udp.c: `__udp_queue_rcv_skb` (inlined into `udp_queue_rcv_one_skb`) frees
-    // when the receive buffer is full (-ENOMEM) or protocol memory is exhausted
-    // (-ENOBUFS); `udp_queue_rcv_one_skb` itself also frees for xfrm policy, checksum,
-    // socket filter and UDP-Lite coverage (NOT_SPECIFIED).
-    (
-        "udp_queue_rcv_one_skb",
-        "SOCKET_RCVBUFF",
-        &[
-            "PROTO_MEM",
-            "XFRM_POLICY",
-            "UDP_CSUM",
-            "SOCKET_FILTER",
-            "NOT_SPECIFIED",
-        ],
-    ),
+    ("udp_queue_rcv_one_skb", "SOCKET_RCVBUFF", UDP_QUEUE_ALSO),
+    ("udpv6_queue_rcv_one_skb", "SOCKET_RCVBUFF", UDP_QUEUE_ALSO),
+    // Where the compiler did not inline them.
     ("__udp_queue_rcv_skb", "SOCKET_RCVBUFF", &["PROTO_MEM"]),
-    (
-        "udpv6_queue_rcv_one_skb",
-        "SOCKET_RCVBUFF",
-        &[
-            "PROTO_MEM",
-            "XFRM_POLICY",
-            "UDP_CSUM",
-            "SOCKET_FILTER",
-            "NOT_SPECIFIED",
-        ],
-    ),
     ("__udpv6_queue_rcv_skb", "SOCKET_RCVBUFF", &["PROTO_MEM"]),
     // net/core/neighbour.c: packets waiting for resolution pushed out of a full queue;
     // also a neighbour that failed at once (NEIGH_FAILED) or died (NEIGH_DEAD).
