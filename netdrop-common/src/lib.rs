@@ -402,8 +402,14 @@ pub struct Config {
     pub wakeup_bytes: u32,
     /// Explicit padding.
     pub _pad: u32,
+    /// On kernels without drop reasons: the code of `nf_hook_slow`, `[start, end)` (0, 0
+    /// when unknown). Drops freed there are netfilter's and carry a stack, as
+    /// `netfilter_reason` does where reasons exist.
+    pub netfilter_start: u64,
+    /// End of `nf_hook_slow`'s code (exclusive).
+    pub netfilter_end: u64,
 }
-const _: () = assert!(core::mem::size_of::<Config>() == 16);
+const _: () = assert!(core::mem::size_of::<Config>() == 32);
 
 /// Key of [`map::BY_LOCATION`].
 #[repr(C)]

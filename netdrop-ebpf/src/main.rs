@@ -64,6 +64,8 @@ static CONFIG: Config = Config {
     netfilter_reason: netdrop_common::OFFSET_NONE,
     wakeup_bytes: 0,
     _pad: 0,
+    netfilter_start: 0,
+    netfilter_end: 0,
 };
 
 /// Reads a field of one of the globals above.

@@ -166,7 +166,11 @@ fn try_handle<C: EbpfContext + StackIdContext>(ctx: &C, drop: DropArgs) -> Resul
         ev.flags |= flag::HAS_REASON;
     }
     ev.stack_id = -1;
-    let netfilter = reason == global!(CONFIG.netfilter_reason);
+    // Without reasons (before 5.17), netfilter's drops are those freed in nf_hook_slow.
+    let netfilter = reason == global!(CONFIG.netfilter_reason)
+        || (drop.reason.is_none()
+            && drop.location >= global!(CONFIG.netfilter_start)
+            && drop.location < global!(CONFIG.netfilter_end));
     if netfilter && conntrack::refused(drop.skb) {
         ev.flags |= flag::CONNTRACK;
     }

@@ -13,7 +13,12 @@ use netdrop_common::{DropEvent, flag, proto};
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    kernel::{kallsyms::Symbolizer, netns::NetnsNames, reasons::Reasons},
+    kernel::{
+        inferred,
+        kallsyms::Symbolizer,
+        netns::NetnsNames,
+        reasons::{Reasons, Source},
+    },
     time::Clock,
 };
 
@@ -73,6 +78,51 @@ pub struct ReasonInfo {
     pub code: u32,
     /// Subsystem for non-core reasons, e.g. `OPENVSWITCH`.
     pub subsystem: Option<String>,
+    /// True when this kernel reports no reasons and `name` was inferred from the drop
+    /// location (see [`crate::kernel::inferred`]).
+    #[serde(default)]
+    pub inferred: bool,
+    /// For an inferred reason, the other reasons the same location drops packets for
+    /// (empty when the location settles it); `null` for reasons the kernel gave.
+    #[serde(default)]
+    pub alternatives: Option<Vec<String>>,
+}
+
+impl ReasonInfo {
+    /// The reason of a drop at `symbol` (the function that freed the packet): the
+    /// kernel's, or on a kernel without reasons the one its location stands for, marked
+    /// inferred; `UNKNOWN` where the location names none.
+    pub fn new(reasons: &Reasons, code: u32, symbol: Option<&str>) -> Self {
+        let r = reasons.decode(code);
+        let inferred = (reasons.source == Source::None)
+            .then(|| symbol.and_then(inferred::infer))
+            .flatten();
+        match inferred {
+            Some(i) => Self {
+                name: i.reason.to_owned(),
+                code: r.code,
+                subsystem: None,
+                inferred: true,
+                alternatives: Some(i.alternatives.iter().map(|a| (*a).to_owned()).collect()),
+            },
+            None => Self {
+                name: r.name,
+                code: r.code,
+                subsystem: r.subsystem,
+                inferred: false,
+                alternatives: None,
+            },
+        }
+    }
+
+    /// The name as text output shows it: `NO_SOCKET`, or `NO_SOCKET?` when inferred.
+    pub fn label(&self) -> String {
+        if self.inferred {
+            format!("{}?", self.name)
+        } else {
+            self.name.clone()
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -211,18 +261,14 @@ impl Enricher {
         show_stack: bool,
         conntrack_hook: bool,
     ) -> DropRecord {
-        let reason = self.reasons.decode(ev.reason);
         let has = |f: u32| ev.flags & f != 0;
+        let location = self.location(ev.location);
         let mut record = DropRecord {
             time: self.clock.rfc3339(ev.timestamp_ns),
             mono_ns: ev.timestamp_ns,
             cpu: ev.cpu,
-            reason: ReasonInfo {
-                name: reason.name,
-                code: reason.code,
-                subsystem: reason.subsystem,
-            },
-            location: self.location(ev.location),
+            reason: ReasonInfo::new(&self.reasons, ev.reason, location.symbol.as_deref()),
+            location,
             packet: packet(ev),
             device: has(flag::HAS_DEVICE).then(|| Device {
                 ifindex: ev.ifindex,
@@ -599,6 +645,54 @@ mod tests {
         );
         assert_eq!(r.device, None);
         assert_eq!(r.netns, None);
+    }
+
+    #[test]
+    fn kernels_without_reasons_get_one_inferred_from_the_location() {
+        let mut e = Enricher::new(
+            Reasons::none(),
+            &testdata::path("kallsyms/6.1-with-veth"),
+            &testdata::path(""),
+        );
+        let mut ev = udp_event();
+        ev.reason = 0;
+        ev.flags &= !flag::HAS_REASON;
+        let r = e.record(&ev, None, false, false);
+        assert_eq!(r.reason.name, "NO_SOCKET");
+        assert!(r.reason.inferred);
+        assert_eq!(r.reason.label(), "NO_SOCKET?");
+        assert!(
+            r.reason
+                .alternatives
+                .as_ref()
+                .is_some_and(|a| a.iter().any(|n| n == "UDP_CSUM"))
+        );
+        let v = serde_json::to_value(&r).unwrap();
+        assert_eq!(v["reason"]["inferred"], true);
+        assert_eq!(v["reason"]["code"], 0);
+
+        // nf_hook_slow+0x45: unambiguous.
+        ev.location = 0xffffffffaa439ee0 + 0x45;
+        let nf = e.record(&ev, None, false, false).reason;
+        assert_eq!(
+            (nf.name.as_str(), nf.inferred, nf.alternatives),
+            ("NETFILTER_DROP", true, Some(vec![]))
+        );
+
+        // A location the table does not name stays UNKNOWN, and is not marked.
+        ev.location = 0xffffffffaa3aeb40 + 0x10;
+        let other = e.record(&ev, None, false, false).reason;
+        assert_eq!(
+            (other.name.as_str(), other.inferred, other.alternatives),
+            ("UNKNOWN", false, None)
+        );
+
+        // A kernel with reasons: its own, never inferred.
+        let modern = enricher().record(&udp_event(), None, false, false).reason;
+        assert_eq!(
+            (modern.name.as_str(), modern.inferred, modern.alternatives),
+            ("NO_SOCKET", false, None)
+        );
     }
 
     #[test]

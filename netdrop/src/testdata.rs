@@ -55,6 +55,8 @@ pub fn drop_record() -> crate::event::DropRecord {
             name: "NO_SOCKET".into(),
             code: 3,
             subsystem: None,
+            inferred: false,
+            alternatives: None,
         },
         location: Location {
             address: "0xffffffff82048f11".into(),

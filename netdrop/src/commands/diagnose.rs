@@ -23,7 +23,7 @@ use crate::{
         knobs, nft,
     },
     error::Error,
-    event::{self, DropRecord, Enricher, Netns},
+    event::{self, DropRecord, Enricher, Netns, ReasonInfo},
     kernel::counters::{self, Snapshot},
     output::{self, text},
     probe::{self, Conntrack, Probe, ProbeConfig},
@@ -179,8 +179,26 @@ fn counts(ev: &mut Evidence, t: &Totals, e: &mut Enricher) {
         .map(|(&code, &count)| Count {
             name: e.reasons.decode(code).name,
             count,
+            inferred: false,
         })
         .collect();
+    if !ev.kernel_reasons {
+        // Every drop is UNKNOWN here: name what the locations stand for instead.
+        let mut by_name: BTreeMap<(String, bool), u64> = BTreeMap::new();
+        for (k, &n) in &t.by_location {
+            let loc = e.location(k.location);
+            let r = ReasonInfo::new(&e.reasons, k.reason, loc.symbol.as_deref());
+            *by_name.entry((r.name, r.inferred)).or_default() += n;
+        }
+        reasons = by_name
+            .into_iter()
+            .map(|((name, inferred), count)| Count {
+                name,
+                count,
+                inferred,
+            })
+            .collect();
+    }
     reasons.sort_by(|a, b| b.count.cmp(&a.count).then(a.name.cmp(&b.name)));
     ev.reasons = reasons;
     let mut locations: Vec<_> = t.by_location.iter().collect();

@@ -58,6 +58,9 @@ pub struct Evidence {
 pub struct Count {
     pub name: String,
     pub count: u64,
+    /// The kernel gave no reason: netdrop inferred it from where the packets were freed.
+    #[serde(default)]
+    pub inferred: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -42,7 +42,11 @@ impl Report {
             findings: rules::findings(&evidence),
             other_drops: rules::unexplained(&evidence)
                 .into_iter()
-                .map(|(name, count)| Count { name, count })
+                .map(|(name, count)| Count {
+                    name,
+                    count,
+                    inferred: false,
+                })
                 .collect(),
             evidence,
         }

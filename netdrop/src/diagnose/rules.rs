@@ -106,11 +106,19 @@ fn finding(c: &'static Class, ev: &Evidence) -> Option<Finding> {
         .filter(|r| c.reasons.iter().any(|p| reason_matches(p, &r.name)))
     {
         f.evidence.push(format!(
-            "drop reason {}: {} drops ({})",
+            "drop reason {}: {} drops ({}){}",
             r.name,
             r.count,
-            per_second(r.count, ev.duration_s)
+            per_second(r.count, ev.duration_s),
+            if r.inferred {
+                ", inferred from where the kernel freed them (this kernel names no reasons)"
+            } else {
+                ""
+            }
         ));
+        if r.inferred {
+            f.basis = "inferred";
+        }
     }
     for l in ev
         .locations
@@ -217,6 +225,23 @@ fn ports(f: &mut Finding, c: &Class, ev: &Evidence) {
             .entry((name, fl.netns.as_ref().map(|n| n.inode)))
             .or_insert((fl.netns.clone(), 0));
         e.1 += fl.count;
+    }
+    // Kernels without reasons count flows under UNKNOWN: name the ports of the samples.
+    if sum.is_empty() {
+        for s in ev.samples_of(c.reasons) {
+            let p = &s.packet;
+            let proto = p.protocol.clone().unwrap_or_else(|| "?".into());
+            let dst = p.dst.clone().unwrap_or_else(|| "?".into());
+            let name = match p.dport {
+                Some(port) if dst.contains(':') => format!("{proto} [{dst}]:{port}"),
+                Some(port) => format!("{proto} {dst}:{port}"),
+                None => format!("{proto} {dst}"),
+            };
+            let e = sum
+                .entry((name, s.netns.as_ref().map(|n| n.inode)))
+                .or_insert((s.netns.clone(), 0));
+            e.1 += 1;
+        }
     }
     let mut rows: Vec<_> = sum.into_iter().collect();
     rows.sort_by_key(|r| std::cmp::Reverse(r.1.1));
@@ -601,6 +626,14 @@ mod tests {
         }
     }
 
+    fn reason(name: &str, count: u64) -> Count {
+        Count {
+            name: name.into(),
+            count,
+            inferred: false,
+        }
+    }
+
     fn evidence() -> Evidence {
         Evidence {
             duration_s: 10.0,
@@ -629,10 +662,7 @@ mod tests {
     fn conntrack_full_and_a_rule_are_told_apart_with_the_hook() {
         let mut ev = evidence();
         ev.conntrack_hook = true;
-        ev.reasons = vec![Count {
-            name: "NETFILTER_DROP".into(),
-            count: 100,
-        }];
+        ev.reasons = vec![reason("NETFILTER_DROP", 100)];
         ev.samples = vec![nf_sample(Some(true)); 3];
         ev.samples.push(nf_sample(Some(false)));
         ev.counters = vec![counter(Some("web"), "nf_conntrack.drop", 75)];
@@ -661,10 +691,7 @@ mod tests {
     #[test]
     fn without_the_hook_conntrack_drops_come_from_its_counter_and_say_so() {
         let mut ev = evidence();
-        ev.reasons = vec![Count {
-            name: "NETFILTER_DROP".into(),
-            count: 40,
-        }];
+        ev.reasons = vec![reason("NETFILTER_DROP", 40)];
         ev.counters = vec![counter(None, "nf_conntrack.drop", 40)];
         let f = findings(&ev);
         assert_eq!(
@@ -719,10 +746,7 @@ mod tests {
     #[test]
     fn backlog_drops_on_one_cpu_point_at_receive_steering() {
         let mut ev = evidence();
-        ev.reasons = vec![Count {
-            name: "CPU_BACKLOG".into(),
-            count: 900,
-        }];
+        ev.reasons = vec![reason("CPU_BACKLOG", 900)];
         ev.cpus = vec![
             CpuDelta {
                 cpu: 0,
@@ -751,10 +775,7 @@ mod tests {
     #[test]
     fn a_full_neighbour_table_is_not_a_silent_neighbour() {
         let mut ev = evidence();
-        ev.reasons = vec![Count {
-            name: "NEIGH_FAILED".into(),
-            count: 3,
-        }];
+        ev.reasons = vec![reason("NEIGH_FAILED", 3)];
         let f = findings(&ev);
         assert!(f[0].title.contains("did not answer"));
         assert!(f[0].fix.iter().all(|l| !l.starts_with("table full")));
@@ -766,18 +787,28 @@ mod tests {
     }
 
     #[test]
+    fn inferred_reasons_make_an_inferred_finding_with_sampled_ports() {
+        let mut ev = evidence();
+        ev.kernel_reasons = false;
+        ev.reasons = vec![Count {
+            inferred: true,
+            ..reason("NO_SOCKET", 6)
+        }];
+        let mut s = crate::testdata::drop_record();
+        s.reason.inferred = true;
+        ev.samples = vec![s.clone(), s];
+        let f = findings(&ev);
+        assert_eq!(classes(&f), vec!["no_socket"]);
+        assert_eq!(f[0].basis, "inferred");
+        assert!(f[0].evidence[0].contains("inferred from where the kernel freed them"));
+        assert_eq!(f[0].objects[0].name, "tcp [::1]:9");
+        assert_eq!(f[0].objects[0].drops, Some(2));
+    }
+
+    #[test]
     fn unexplained_reasons_are_listed_not_guessed() {
         let mut ev = evidence();
-        ev.reasons = vec![
-            Count {
-                name: "NOT_SPECIFIED".into(),
-                count: 4,
-            },
-            Count {
-                name: "NO_SOCKET".into(),
-                count: 2,
-            },
-        ];
+        ev.reasons = vec![reason("NOT_SPECIFIED", 4), reason("NO_SOCKET", 2)];
         assert_eq!(unexplained(&ev), vec![("NOT_SPECIFIED".to_owned(), 4)]);
         assert_eq!(classes(&findings(&ev)), vec!["no_socket"]);
         assert!(findings(&evidence()).is_empty());

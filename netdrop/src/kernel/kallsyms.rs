@@ -99,6 +99,21 @@ impl Table {
         self.syms.iter().all(|s| s.0 == 0)
     }
 
+    /// The code of the kernel-image function `name`: `[start, end)`, where the next symbol
+    /// starts.
+    pub fn range(&self, name: &str) -> Option<(u64, u64)> {
+        let idx = self
+            .syms
+            .iter()
+            .position(|(a, n, m)| m.is_none() && *a != 0 && &**n == name)?;
+        let start = self.syms[idx].0;
+        let end = self.syms[idx + 1..]
+            .iter()
+            .map(|s| s.0)
+            .find(|&a| a > start)?;
+        Some((start, end))
+    }
+
     /// The symbol containing `addr`.
     pub fn lookup(&self, addr: u64) -> Option<Symbol> {
         let idx = self.syms.partition_point(|s| s.0 <= addr).checked_sub(1)?;
@@ -210,6 +225,21 @@ mod tests {
         assert_eq!(s.to_string(), "__udp4_lib_rcv+0x5b1");
         let s = t.lookup(0xffffffffaa47bf30).unwrap();
         assert_eq!(s.to_string(), "tcp_v4_rcv+0x0");
+    }
+
+    #[test]
+    fn function_ranges_end_where_the_next_symbol_starts() {
+        let t = table();
+        assert_eq!(
+            t.range("nf_hook_slow"),
+            Some((0xffffffffaa439ee0, 0xffffffffaa444040))
+        );
+        assert_eq!(
+            t.range("veth_stats_rx"),
+            None,
+            "module symbols are not asked for"
+        );
+        assert_eq!(t.range("no_such_function"), None);
     }
 
     #[test]

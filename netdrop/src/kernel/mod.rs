@@ -4,6 +4,7 @@
 
 pub mod btf;
 pub mod counters;
+pub mod inferred;
 pub mod kallsyms;
 pub mod netns;
 pub mod offsets;
@@ -72,7 +73,8 @@ impl Kernel {
         };
         if reasons.source == Source::None {
             tracing::warn!(
-                "this kernel does not report drop reasons (Linux 5.17+ does): reasons show as UNKNOWN"
+                "this kernel does not report drop reasons (Linux 5.17+ does): reasons are inferred \
+                 from the function that dropped where it names one (shown as NAME?), else UNKNOWN"
             );
         }
         Ok(Self {

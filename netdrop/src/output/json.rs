@@ -154,10 +154,12 @@ pub mod fast {
             }
         }
 
-        /// True when `ev` can be written here (no stack shown, no netfilter details).
+        /// True when `ev` can be written here (no stack shown, no netfilter details, a
+        /// reason the kernel gave rather than one inferred from the location).
         pub fn handles(&self, ev: &DropEvent, show_stack: bool) -> bool {
             !(show_stack && ev.flags & flag::HAS_STACK != 0)
                 && Some(ev.reason) != self.netfilter_reason
+                && ev.flags & flag::HAS_REASON != 0
         }
 
         /// Forgets cached fragments older than [`REFRESH`]; call once per batch of events.
@@ -184,12 +186,7 @@ pub mod fast {
             out.extend_from_slice(num.format(ev.cpu).as_bytes());
             out.extend_from_slice(b",\"reason\":");
             let reason = cached(&mut self.reason, ev.reason, || {
-                let r = e.reasons.decode(ev.reason);
-                to_json(&ReasonInfo {
-                    name: r.name,
-                    code: r.code,
-                    subsystem: r.subsystem,
-                })
+                to_json(&ReasonInfo::new(&e.reasons, ev.reason, None))
             });
             out.extend_from_slice(reason);
             out.extend_from_slice(b",\"location\":");
@@ -453,5 +450,11 @@ mod fast_tests {
         let mut st = events()[0];
         st.flags |= flag::HAS_STACK;
         assert!(!w.handles(&st, true) && w.handles(&st, false));
+        let mut old = events()[0];
+        old.flags &= !flag::HAS_REASON;
+        assert!(
+            !w.handles(&old, false),
+            "no reason from the kernel: inferred on the serde path"
+        );
     }
 }

@@ -16,7 +16,7 @@ use tokio::{
 use crate::{
     aggregate::{self, GroupBy, GroupKey, SortBy, Totals},
     error::Error,
-    event::{self, Enricher},
+    event::{self, Enricher, ReasonInfo},
     output::text,
 };
 
@@ -171,10 +171,15 @@ pub fn render(
             help: "Drops per kernel function that dropped and reason (the busiest ones).",
             kind: "counter",
             samples: per_group(t, e, GroupBy::Location, opts.locations, |e, k| match k {
-                GroupKey::Location { reason, location } => vec![
-                    ("reason", e.reasons.decode(reason).name),
-                    ("location", text::location(&e.location(location))),
-                ],
+                GroupKey::Location { reason, location } => {
+                    let loc = e.location(location);
+                    // An inferred reason (a kernel without reasons) is `NAME?`, as in text.
+                    let reason = ReasonInfo::new(&e.reasons, reason, loc.symbol.as_deref());
+                    vec![
+                        ("reason", reason.label()),
+                        ("location", text::location(&loc)),
+                    ]
+                }
                 _ => Vec::new(),
             }),
         });

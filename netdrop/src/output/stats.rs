@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     aggregate::{self, GroupBy, GroupKey, Row},
-    event::{self, Device, Enricher, Location, Netns, Packet, c_str},
+    event::{self, Device, Enricher, Location, Netns, Packet, ReasonInfo, c_str},
     output::{ReasonCount, text},
     probe::Counters,
 };
@@ -50,6 +50,10 @@ pub struct GroupRow {
 pub struct ReasonRef {
     pub name: String,
     pub code: u32,
+    /// True when this kernel reports no reasons and `name` was inferred from the drop
+    /// location (only `--by location` can: the other tables keep no location).
+    #[serde(default)]
+    pub inferred: bool,
 }
 
 /// Drops that could not be attributed to a group (a map was full), since start.
@@ -125,6 +129,7 @@ pub fn label(e: &mut Enricher, r: &Row, dt_ns: u64) -> GroupRow {
     let reason_ref = |e: &mut Enricher, code: u32| ReasonRef {
         name: e.reasons.decode(code).name,
         code,
+        inferred: false,
     };
     let mut g = GroupRow {
         label: String::new(),
@@ -159,10 +164,14 @@ pub fn label(e: &mut Enricher, r: &Row, dt_ns: u64) -> GroupRow {
             g.reason = Some(rr);
         }
         GroupKey::Location { reason, location } => {
-            let rr = reason_ref(e, reason);
             let loc = e.location(location);
-            g.label = format!("{} ({})", text::location(&loc), rr.name);
-            g.reason = Some(rr);
+            let ri = ReasonInfo::new(&e.reasons, reason, loc.symbol.as_deref());
+            g.label = format!("{} ({})", text::location(&loc), ri.label());
+            g.reason = Some(ReasonRef {
+                name: ri.name,
+                code: ri.code,
+                inferred: ri.inferred,
+            });
             g.location = Some(loc);
         }
         GroupKey::Flow(k) => {
@@ -411,5 +420,50 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("2 to flows"));
+        assert_eq!(r.groups[0].reason.as_ref().map(|r| r.inferred), Some(false));
+    }
+
+    #[test]
+    fn locations_name_an_inferred_reason_on_kernels_without_reasons() {
+        let mut e = Enricher::new(
+            crate::kernel::reasons::Reasons::none(),
+            &testdata::path("kallsyms/6.1-with-veth"),
+            &testdata::path(""),
+        );
+        let mut t = Totals {
+            mono_ns: 1_000_000_000,
+            ..Default::default()
+        };
+        for (location, n) in [
+            (0xffffffffaa48bc60 + 0x4bc, 5), // __udp4_lib_rcv
+            (0xffffffffaa3aeb40 + 0x10, 2),  // __netif_receive_skb_core: not in the table
+        ] {
+            let key = netdrop_common::LocationKey {
+                reason: 0,
+                _pad: 0,
+                location,
+            };
+            t.by_location.insert(key, n);
+        }
+        let r = report(
+            &mut e,
+            GroupBy::Location,
+            &Totals::default(),
+            &t,
+            aggregate::SortBy::Total,
+            10,
+            "t".into(),
+        );
+        let labels: Vec<&str> = r.groups.iter().map(|g| g.label.as_str()).collect();
+        assert_eq!(
+            labels,
+            [
+                "__udp4_lib_rcv+0x4bc (NO_SOCKET?)",
+                "__netif_receive_skb_core.constprop.0+0x10 (UNKNOWN)"
+            ]
+        );
+        let v = serde_json::to_value(&r).unwrap();
+        assert_eq!(v["groups"][0]["reason"]["inferred"], true);
+        assert_eq!(v["groups"][1]["reason"]["inferred"], false);
     }
 }

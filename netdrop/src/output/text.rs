@@ -24,9 +24,9 @@ pub fn drop_line(r: &DropRecord, local_time: &str) -> String {
             } else {
                 ""
             };
-            format!("{} ({} {}{what})", r.reason.name, nf.family, nf.hook)
+            format!("{} ({} {}{what})", r.reason.label(), nf.family, nf.hook)
         }
-        None => r.reason.name.clone(),
+        None => r.reason.label(),
     };
     let comm = printable(&r.running_task.comm);
     let mut line = format!(

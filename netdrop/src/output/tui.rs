@@ -206,6 +206,7 @@ mod tests {
             reason: Some(ReasonRef {
                 name: label.to_owned(),
                 code: 3,
+                inferred: false,
             }),
             location: None,
             flow: None,

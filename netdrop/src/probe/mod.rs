@@ -29,7 +29,7 @@ use crate::{
     cli::AttachMode,
     error::Error,
     filter::CompiledFilter,
-    kernel::{Kernel, offsets::HookArity},
+    kernel::{Kernel, kallsyms::Table, offsets::HookArity, reasons::Source},
 };
 
 /// Upper bound for [`Config::wakeup_bytes`]: about 2000 events per wakeup.
@@ -482,6 +482,11 @@ fn load_object(
     layout: &TracepointLayout,
 ) -> Result<Ebpf, Error> {
     let offsets: KernelOffsets = kernel.offsets;
+    let (netfilter_start, netfilter_end) = if kernel.reasons.source == Source::None {
+        netfilter_code()
+    } else {
+        (0, 0)
+    };
     let config = Config {
         flags: cfg.flags,
         netfilter_reason: kernel
@@ -490,6 +495,8 @@ fn load_object(
             .unwrap_or(OFFSET_NONE),
         wakeup_bytes: (cfg.ring_size / 8).min(WAKEUP_BYTES_MAX),
         _pad: 0,
+        netfilter_start,
+        netfilter_end,
     };
     // 0 disables every kernel log statement, which the verifier then prunes.
     let log_level: u8 = if cfg.kernel_log { 5 } else { 0 };
@@ -522,6 +529,19 @@ fn load_object(
         .map_max_entries(map::STACKS, stacks)
         .load(OBJECT)
         .map_err(Error::Load)
+}
+
+/// The code of `nf_hook_slow` from /proc/kallsyms, where kernels without drop reasons free
+/// the packets netfilter drops; (0, 0) when unknown (then those drops name no hook).
+fn netfilter_code() -> (u64, u64) {
+    let range = std::fs::File::open("/proc/kallsyms")
+        .ok()
+        .map(|f| Table::parse(std::io::BufReader::new(f)))
+        .and_then(|t| t.range("nf_hook_slow"));
+    if range.is_none() {
+        tracing::debug!("nf_hook_slow not in /proc/kallsyms: netfilter hooks are not named");
+    }
+    range.unwrap_or((0, 0))
 }
 
 fn program_mut<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut Program, Error> {

@@ -15,24 +15,50 @@ use crate::cmd::{self, output};
 pub struct KernelSpec {
     /// Short name used on the command line and in the table.
     pub name: &'static str,
-    /// The package used when the archive still has it (reproducible runs).
-    pub pinned: &'static str,
+    /// The package used when the archive still has it (reproducible runs); `None` when the
+    /// archive only ever serves the newest build of the series (older ones answer 404).
+    pub pinned: Option<&'static str>,
     /// Regular expression for `apt-cache search --names-only`, used when the pinned
-    /// package is gone from the archive: the newest match is taken.
+    /// package is gone from the archive (or there is none): the newest match is taken.
     pub search: &'static str,
+    /// Debian suites the package comes from, when the machine's apt sources do not carry
+    /// them: a private apt configuration under `target/vm/apt/` adds them. Empty: the
+    /// machine's own sources.
+    pub suites: &'static [&'static str],
+    /// Run when `vm-test` is given no `--kernel`: only kernels every scenario passes on
+    /// (CI runs this list).
+    pub default: bool,
+    /// Modules this kernel needs beyond [`MODULES`] (names differ between versions).
+    pub extra_modules: &'static [&'static str],
 }
 
-/// Kernels `vm-test` runs on by default.
+/// Kernels `vm-test` knows; those marked `default` run without `--kernel`.
 pub const KERNELS: &[KernelSpec] = &[
     KernelSpec {
+        name: "5.10",
+        pinned: None,
+        search: r"^linux-image-5\.10\.0-[0-9]+-cloud-amd64$",
+        suites: &["bullseye", "bullseye-security"],
+        default: true,
+        // 5.10 builds the `counter` expression as a module; later kernels build it into
+        // nf_tables.
+        extra_modules: &["nft_counter"],
+    },
+    KernelSpec {
         name: "6.1",
-        pinned: "linux-image-6.1.0-56-cloud-amd64",
+        pinned: Some("linux-image-6.1.0-56-cloud-amd64"),
         search: r"^linux-image-6\.1\.0-[0-9]+-cloud-amd64$",
+        suites: &[],
+        default: true,
+        extra_modules: &[],
     },
     KernelSpec {
         name: "6.12",
-        pinned: "linux-image-6.12.117+deb12-cloud-amd64",
+        pinned: Some("linux-image-6.12.117+deb12-cloud-amd64"),
         search: r"^linux-image-6\.12\.[0-9]+\+deb12-cloud-amd64$",
+        suites: &[],
+        default: true,
+        extra_modules: &[],
     },
 ];
 
@@ -45,6 +71,11 @@ pub const MODULES: &[&str] = &[
     "drop_monitor",
 ];
 
+/// The modules `spec` loads.
+pub fn modules(spec: &KernelSpec) -> Vec<&'static str> {
+    MODULES.iter().chain(spec.extra_modules).copied().collect()
+}
+
 /// An extracted kernel.
 pub struct Kernel {
     pub package: String,
@@ -55,41 +86,180 @@ pub struct Kernel {
     pub modules_dir: PathBuf,
 }
 
-fn apt_cache(args: &[&str]) -> Option<String> {
-    output(Command::new("apt-cache").args(args))
+/// The apt configuration a kernel is fetched with: the machine's, or a private one.
+pub struct Apt {
+    /// `-o` options for apt-get and apt-cache.
+    options: Vec<String>,
+}
+
+impl Apt {
+    /// The apt configuration for `spec`: with suites, a private `sources.list` and lists
+    /// directory under `dir` (the machine's own sources stay untouched), updated when the
+    /// lists are missing or older than a day.
+    pub fn for_spec(spec: &KernelSpec, dir: &Path) -> Result<Self> {
+        if spec.suites.is_empty() {
+            return Ok(Self {
+                options: Vec::new(),
+            });
+        }
+        let dir = dir.join(spec.name);
+        let lists = dir.join("lists");
+        std::fs::create_dir_all(lists.join("partial"))?;
+        let sources = dir.join("sources.list");
+        let mut text = String::new();
+        for suite in spec.suites {
+            let security = suite.ends_with("-security");
+            let uri = mirror(security)?;
+            text.push_str(&format!("deb [signed-by={KEYRING}] {uri} {suite} main\n"));
+        }
+        let changed = std::fs::read_to_string(&sources).ok().as_deref() != Some(text.as_str());
+        std::fs::write(&sources, &text)
+            .with_context(|| format!("writing {}", sources.display()))?;
+        let apt = Self {
+            options: vec![
+                format!("Dir::Etc::sourcelist={}", sources.display()),
+                "Dir::Etc::sourceparts=/dev/null".to_owned(),
+                format!("Dir::State::lists={}", lists.display()),
+            ],
+        };
+        if changed || lists_age(&lists).is_none_or(|a| a > LISTS_MAX_AGE) {
+            apt.update()?;
+        }
+        Ok(apt)
+    }
+
+    fn apply<'c>(&self, c: &'c mut Command) -> &'c mut Command {
+        for o in &self.options {
+            c.args(["-o", o]);
+        }
+        c
+    }
+
+    fn cache(&self, args: &[&str]) -> Option<String> {
+        output(self.apply(&mut Command::new("apt-cache")).args(args))
+    }
+
+    fn update(&self) -> Result<()> {
+        if !cmd::is_root() {
+            bail!("apt-get update needs root: run `cargo xtask vm-test` as root");
+        }
+        cmd::run(
+            self.apply(&mut Command::new("apt-get"))
+                .args(["update", "-qq"]),
+        )
+    }
+
+    /// `apt-get download package` into `dir`.
+    fn download(&self, package: &str, dir: &Path) -> Result<()> {
+        cmd::run(
+            self.apply(&mut Command::new("apt-get"))
+                .args(["download", "-q", package])
+                .current_dir(dir),
+        )
+    }
+
+    /// The version the lists give for `package`.
+    pub fn version(&self, package: &str) -> Option<String> {
+        let show = self.cache(&["show", "--no-all-versions", package])?;
+        show.lines()
+            .find_map(|l| l.strip_prefix("Version: "))
+            .map(str::to_owned)
+    }
+}
+
+/// Keyring of the Debian archive (package `debian-archive-keyring`).
+const KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
+/// Private lists older than this are refreshed: the archive replaces kernels often.
+const LISTS_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// The Debian mirror the machine's own apt sources use (`.../debian`, or
+/// `.../debian-security` for a security suite), so a private configuration talks to the
+/// same host.
+fn mirror(security: bool) -> Result<String> {
+    let mut text = std::fs::read_to_string("/etc/apt/sources.list").unwrap_or_default();
+    if let Ok(dir) = std::fs::read_dir("/etc/apt/sources.list.d") {
+        for e in dir.flatten() {
+            let p = e.path();
+            if p.extension().is_some_and(|x| x == "sources" || x == "list") {
+                text.push_str(&std::fs::read_to_string(&p).unwrap_or_default());
+                text.push('\n');
+            }
+        }
+    }
+    mirror_in(&text, security).with_context(|| {
+        format!(
+            "no Debian {} mirror in /etc/apt/sources.list or /etc/apt/sources.list.d",
+            if security { "security" } else { "archive" }
+        )
+    })
+}
+
+/// The first `http(s)://HOST/.../debian` (or `debian-security`) URI in apt source text,
+/// one-line or deb822 format.
+fn mirror_in(text: &str, security: bool) -> Option<String> {
+    let tail = if security {
+        "/debian-security"
+    } else {
+        "/debian"
+    };
+    text.lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .flat_map(str::split_whitespace)
+        .filter(|w| w.starts_with("http://") || w.starts_with("https://"))
+        .map(|w| w.trim_end_matches('/'))
+        .find(|w| w.ends_with(tail))
+        .map(str::to_owned)
+}
+
+/// Time since the newest Packages index in `lists` was written, `None` without one.
+fn lists_age(lists: &Path) -> Option<std::time::Duration> {
+    std::fs::read_dir(lists)
+        .ok()?
+        .flatten()
+        // `..._Packages`, or `..._Packages.lz4` where apt keeps indexes compressed.
+        .filter(|e| e.file_name().to_string_lossy().contains("_Packages"))
+        .filter_map(|e| e.metadata().ok()?.modified().ok())
+        .max()
+        .map(|t| t.elapsed().unwrap_or_default())
 }
 
 /// Picks the package for `spec`: the pinned one if the archive has it, else the newest.
-pub fn resolve(spec: &KernelSpec) -> Result<String> {
+pub fn resolve(spec: &KernelSpec, apt: &Apt) -> Result<String> {
     let available = |pkg: &str| {
-        apt_cache(&["show", "--no-all-versions", pkg]).is_some_and(|o| !o.trim().is_empty())
+        apt.cache(&["show", "--no-all-versions", pkg])
+            .is_some_and(|o| !o.trim().is_empty())
     };
-    if !available(spec.pinned) {
-        // Lists may be missing on a fresh machine.
-        if cmd::is_root() {
-            cmd::run(Command::new("apt-get").args(["update", "-qq"]))?;
+    if let Some(pinned) = spec.pinned {
+        if !available(pinned) && cmd::is_root() {
+            // Lists may be missing on a fresh machine.
+            apt.update()?;
+        }
+        if available(pinned) {
+            return Ok(pinned.to_owned());
         }
     }
-    if available(spec.pinned) {
-        return Ok(spec.pinned.to_owned());
-    }
-    let found = apt_cache(&["search", "--names-only", spec.search]).unwrap_or_default();
+    let found = apt
+        .cache(&["search", "--names-only", spec.search])
+        .unwrap_or_default();
     let mut names: Vec<&str> = found
         .lines()
         .filter_map(|l| l.split_whitespace().next())
         .collect();
     names.sort_by_key(|n| version_key(n));
-    match names.last() {
-        Some(n) => {
-            eprintln!(
-                "xtask: {} is no longer in the archive; using {n}",
-                spec.pinned
-            );
+    match (names.last(), spec.pinned) {
+        (Some(n), Some(pinned)) => {
+            eprintln!("xtask: {pinned} is no longer in the archive; using {n}");
             Ok((*n).to_owned())
         }
-        None => bail!(
-            "no Debian kernel package matches {} (is apt configured with bookworm and bookworm-backports?)",
-            spec.search
+        (Some(n), None) => Ok((*n).to_owned()),
+        (None, _) => bail!(
+            "no Debian kernel package matches {} (is apt configured with {}?)",
+            spec.search,
+            if spec.suites.is_empty() {
+                "bookworm and bookworm-backports".to_owned()
+            } else {
+                spec.suites.join(" and ")
+            }
         ),
     }
 }
@@ -102,7 +272,7 @@ fn version_key(name: &str) -> Vec<u64> {
 }
 
 /// Downloads and extracts `package` under `cache` (once).
-pub fn fetch(package: &str, cache: &Path) -> Result<Kernel> {
+pub fn fetch(package: &str, cache: &Path, apt: &Apt) -> Result<Kernel> {
     let dir = cache.join(package);
     let boot = dir.join("boot");
     if !boot.is_dir() {
@@ -113,11 +283,7 @@ pub fn fetch(package: &str, cache: &Path) -> Result<Kernel> {
             Some(d) => d,
             None => {
                 eprintln!("xtask: downloading {package}");
-                cmd::run(
-                    Command::new("apt-get")
-                        .args(["download", "-q", package])
-                        .current_dir(&debs),
-                )?;
+                apt.download(package, &debs)?;
                 find_deb(&debs, package)
                     .with_context(|| format!("apt-get download {package} left no .deb"))?
             }
@@ -273,6 +439,39 @@ mod tests {
         assert_eq!(depends(ko), vec!["nf_conntrack", "nf_tables"]);
         assert!(depends(b"depends=\0").is_empty());
         assert!(depends(b"no modinfo").is_empty());
+    }
+
+    #[test]
+    fn mirrors_are_taken_from_the_machines_sources() {
+        let deb822 = "Types: deb\n# http://snapshot.debian.org/archive/debian/20250520T000000Z\n\
+                      URIs: http://deb.debian.org/debian\nSuites: bookworm\n\n\
+                      Types: deb\nURIs: http://deb.debian.org/debian-security/\nSuites: bookworm-security\n";
+        assert_eq!(
+            mirror_in(deb822, false).as_deref(),
+            Some("http://deb.debian.org/debian")
+        );
+        assert_eq!(
+            mirror_in(deb822, true).as_deref(),
+            Some("http://deb.debian.org/debian-security")
+        );
+        let one_line = "deb [signed-by=/k.gpg] https://mirror.example/debian bookworm main\n";
+        assert_eq!(
+            mirror_in(one_line, false).as_deref(),
+            Some("https://mirror.example/debian")
+        );
+        assert_eq!(mirror_in(one_line, true), None);
+    }
+
+    #[test]
+    fn only_kernels_every_scenario_passes_on_are_default() {
+        let default: Vec<_> = KERNELS
+            .iter()
+            .filter(|k| k.default)
+            .map(|k| k.name)
+            .collect();
+        assert_eq!(default, ["5.10", "6.1", "6.12"]);
+        let k510 = KERNELS.iter().find(|k| k.name == "5.10").unwrap();
+        assert!(modules(k510).contains(&"nft_counter"));
     }
 
     #[test]

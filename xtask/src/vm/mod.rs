@@ -67,7 +67,7 @@ enum Outcome {
 
 pub fn run(args: VmArgs) -> Result<()> {
     let kernels: Vec<&kernel::KernelSpec> = if args.kernels.is_empty() {
-        kernel::KERNELS.iter().collect()
+        kernel::KERNELS.iter().filter(|k| k.default).collect()
     } else {
         args.kernels
             .iter()
@@ -110,9 +110,17 @@ pub fn run(args: VmArgs) -> Result<()> {
     let mut table: BTreeMap<String, BTreeMap<String, Outcome>> = BTreeMap::new();
     let mut problems = Vec::new();
     for spec in kernels {
-        let package = kernel::resolve(spec)?;
-        let k = kernel::fetch(&package, &cache)?;
-        let modules = kernel::modules_with_deps(&k.modules_dir, kernel::MODULES)?;
+        let apt = kernel::Apt::for_spec(spec, &vm_dir.join("apt"))?;
+        let package = kernel::resolve(spec, &apt)?;
+        eprintln!(
+            "xtask: {}: {package} {}",
+            spec.name,
+            apt.version(&package)
+                .as_deref()
+                .unwrap_or("(version unknown)")
+        );
+        let k = kernel::fetch(&package, &cache, &apt)?;
+        let modules = kernel::modules_with_deps(&k.modules_dir, &kernel::modules(spec))?;
         let initrd = vm_dir.join(format!("initramfs-{}.cpio.gz", k.release));
         initramfs::build(
             &vm_dir.join(format!("work-{}", k.release)),
