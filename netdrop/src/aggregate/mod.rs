@@ -2,6 +2,8 @@
 //! rate, sort, and bound to the top N. Pure functions over [`Totals`], so tests feed them
 //! without a kernel.
 
+pub mod listeners;
+
 use std::collections::HashMap;
 
 use clap::ValueEnum;

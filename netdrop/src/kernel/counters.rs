@@ -5,8 +5,6 @@
 
 use std::{
     collections::BTreeMap,
-    fs::File,
-    os::fd::AsRawFd,
     path::{Path, PathBuf},
 };
 
@@ -323,18 +321,7 @@ pub fn read_net_dir(net: &Path) -> Snapshot {
 /// Reads the counters of the namespace behind `ns_file` (e.g. `/run/netns/blue`), from a
 /// thread that joins it: `/proc/thread-self/net` then shows that namespace.
 pub fn read_netns(ns_file: &Path) -> std::io::Result<Snapshot> {
-    let ns = File::open(ns_file)?;
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            // SAFETY: setns affects only this thread, which ends right after.
-            if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(read_net_dir(Path::new("/proc/thread-self/net")))
-        })
-        .join()
-        .unwrap_or_else(|_| Err(std::io::Error::other("counter reader thread panicked")))
-    })
+    super::netns::run_in(ns_file, || read_net_dir(Path::new("/proc/thread-self/net")))
 }
 
 /// Reads the global counters (`softnet_stat`).
