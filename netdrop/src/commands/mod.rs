@@ -14,12 +14,20 @@ use tokio::{
 };
 
 use crate::{
+    aggregate::listeners,
     cli::{FilterArgs, KernelArgs},
     error::Error,
     event::Enricher,
     filter::{CompiledFilter, FilterSpec},
-    kernel::{Kernel, privileges},
-    output::metrics::{self, MetricsOptions, Scrape},
+    kernel::{
+        Kernel,
+        counters::{Change, CounterWatch},
+        owners, privileges, sockdiag,
+    },
+    output::{
+        ListenerNotice,
+        metrics::{self, MetricsOptions, Scrape},
+    },
     probe::Probe,
 };
 
@@ -44,6 +52,52 @@ pub fn host_enricher(kernel: &Kernel) -> Enricher {
         Path::new("/proc/kallsyms"),
         Path::new("/"),
     )
+}
+
+/// The listeners behind the listener counters that grew in `changes` (a poll of
+/// `watch`), named from each namespace's sock_diag dump and the process holding them,
+/// those the filters keep.
+pub fn listener_notices(
+    changes: &[Change],
+    watch: &CounterWatch,
+    spec: &FilterSpec,
+    enricher: &mut Enricher,
+    time: &str,
+) -> Vec<ListenerNotice> {
+    let named: Vec<_> = listeners::name(changes, |ns| {
+        let path = watch.path(ns)?;
+        match sockdiag::listeners(path) {
+            Ok(d) => {
+                if d.truncated {
+                    tracing::debug!(
+                        "netns {ns}: more than {} listeners, the rest not read",
+                        sockdiag::MAX_SOCKETS
+                    );
+                }
+                Some(d.sockets)
+            }
+            Err(e) => {
+                tracing::debug!("cannot list the listeners of netns {ns}: {e}");
+                None
+            }
+        }
+    })
+    .into_iter()
+    .filter(|n| spec.keeps_listener(n.socket.local_port, n.socket.local.is_ipv6()))
+    .collect();
+    let inodes: Vec<u32> = named.iter().map(|n| n.socket.inode).collect();
+    let owners = owners::owners(Path::new("/proc"), &inodes);
+    named
+        .iter()
+        .map(|n| {
+            ListenerNotice::new(
+                n,
+                enricher.netns(n.netns, "procfs"),
+                owners.get(&n.socket.inode).cloned(),
+                time.to_owned(),
+            )
+        })
+        .collect()
 }
 
 /// SIGINT and SIGTERM, installed before loading so that a Ctrl-C during loading still ends

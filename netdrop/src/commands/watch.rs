@@ -16,7 +16,7 @@ use crate::{
     event::{self, Enricher},
     kernel::counters::{self, Change, CounterWatch},
     output::{
-        CounterGrowth, CounterNotice, Format, JsonLine, LostNotice, Summary, json,
+        CounterGrowth, CounterNotice, Format, JsonLine, ListenerNotice, LostNotice, Summary, json,
         json::fast::DropWriter,
         stats::{self, StatsReport},
         text,
@@ -82,8 +82,10 @@ pub async fn run(args: &WatchArgs, verbose: u8) -> Result<(), Error> {
         fast: DropWriter::new(kernel.reasons.lookup("NETFILTER_DROP").ok()),
         batch: Vec::with_capacity(BATCH_BYTES + 4096),
     };
-    let mut counter_watch =
-        (!args.no_counters && !spec.selects_packets()).then(|| CounterWatch::new(spec.netns));
+    // Counter lines cannot be narrowed to packets; listener records can (by port).
+    let show_counters = !spec.selects_packets();
+    let mut counter_watch = (!args.no_counters && (show_counters || !spec.hides_listeners()))
+        .then(|| CounterWatch::new(spec.netns));
     eprintln!(
         "netdrop: watching packet drops via {}; Ctrl-C to stop",
         probe.hook
@@ -115,7 +117,14 @@ pub async fn run(args: &WatchArgs, verbose: u8) -> Result<(), Error> {
                 sink.conntrack_hook = probe.conntrack == Conntrack::Attached;
                 sink.report_loss(&probe, &mut reported)?;
                 if let Some(c) = counter_watch.as_mut() {
-                    sink.report_counters(c.poll());
+                    let changes = c.poll();
+                    let time = sink.clock.rfc3339(Clock::monotonic_now());
+                    let listeners =
+                        commands::listener_notices(&changes, c, &spec, &mut sink.enricher, &time);
+                    if show_counters {
+                        sink.report_counters(changes);
+                    }
+                    sink.report_listeners(listeners);
                 }
             }
             _ = sleep_until(deadline) => break Stop::Duration,
@@ -315,6 +324,25 @@ impl<W: Write> Sink<W> {
                 Format::Text => {
                     let t = self.clock.local_hms(Clock::monotonic_now());
                     writeln!(self.out, "{}", text::counter_line(&notice, &t))
+                }
+            };
+            self.check(res);
+        }
+        let res = self.out.flush();
+        self.check(res);
+    }
+
+    /// Writes a record per listener blamed for accept-queue drops.
+    fn report_listeners(&mut self, listeners: Vec<ListenerNotice>) {
+        if listeners.is_empty() {
+            return;
+        }
+        for l in listeners {
+            let res = match self.format {
+                Format::Json => json::write_line(&mut self.out, &JsonLine::Listener(l)),
+                Format::Text => {
+                    let t = self.clock.local_hms(Clock::monotonic_now());
+                    writeln!(self.out, "{}", text::listener_line(&l, &t))
                 }
             };
             self.check(res);

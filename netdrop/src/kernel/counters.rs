@@ -556,6 +556,14 @@ impl CounterWatch {
         };
     }
 
+    /// A file that opens namespace `inode`, if it is one of those polled.
+    pub fn path(&self, inode: u32) -> Option<&Path> {
+        self.targets
+            .iter()
+            .find(|t| t.inode == inode)
+            .map(|t| t.path.as_path())
+    }
+
     /// Counters of drops `kfree_skb` does not show that grew since the last poll.
     pub fn poll(&mut self) -> Vec<Change> {
         self.polls += 1;

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 /// At most this many fd links are read per lookup, so a host with huge fd tables costs
 /// bounded time; sockets not found by then have no owner.
-pub const MAX_FDS: usize = 1 << 20;
+pub const MAX_FDS: usize = 1 << 18;
 
 /// A process holding a socket.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

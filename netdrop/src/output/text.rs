@@ -3,7 +3,7 @@
 use std::io::{self, Write};
 
 use super::{
-    CounterNotice, LostNotice, Summary,
+    CounterNotice, ListenerNotice, LostNotice, Summary,
     stats::{self, StatsReport},
 };
 use crate::event::{DropRecord, Location, Netns, Packet};
@@ -49,6 +49,37 @@ pub fn counter_line(c: &CounterNotice, local_time: &str) -> String {
     format!(
         "{local_time} COUNTER {} +{} (total {}){netns}: {}",
         c.counter, c.delta, c.total, c.meaning
+    )
+}
+
+/// `04:30:10.123456 LISTENER 10.0.0.2:8080 netns demo full 2/1 (accept queue) +152
+/// ListenOverflows task python3[123] (from counters + sock_diag)`
+pub fn listener_line(l: &ListenerNotice, local_time: &str) -> String {
+    let addr = if l.family == "ipv6" {
+        format!("[{}]:{}", l.addr, l.port)
+    } else {
+        format!("{}:{}", l.addr, l.port)
+    };
+    let mut growth = format!("+{} ListenOverflows", l.overflows);
+    if l.listen_drops > l.overflows {
+        growth.push_str(&format!(" +{} ListenDrops", l.listen_drops));
+    }
+    if l.reqq_full_drops > 0 {
+        growth.push_str(&format!(" +{} TCPReqQFullDrop", l.reqq_full_drops));
+    }
+    if l.shared_by > 1 {
+        growth.push_str(&format!(" (shared by {} full listeners)", l.shared_by));
+    }
+    let task = l
+        .process
+        .as_ref()
+        .map_or_else(|| "-".to_owned(), |p| format!("{}[{}]", p.comm, p.pid));
+    format!(
+        "{local_time} LISTENER {addr} netns {} {} {}/{} (accept queue) {growth} task {task} (from counters + sock_diag)",
+        netns_name(&l.netns),
+        l.state,
+        l.queue,
+        l.limit
     )
 }
 
@@ -159,7 +190,7 @@ pub fn write_summary(out: &mut impl Write, s: &Summary, histogram: &StatsReport)
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::{
         event::{Device, Location, Netns, Packet, ReasonInfo, Task},
@@ -168,6 +199,49 @@ mod tests {
             stats::{Count, GroupRow, Untracked},
         },
     };
+
+    pub(crate) fn listener() -> ListenerNotice {
+        let named = crate::aggregate::listeners::Named {
+            netns: 7,
+            socket: crate::aggregate::listeners::tests::listener(8080, 2, 1),
+            fill: crate::aggregate::listeners::Fill::Full,
+            growth: crate::aggregate::listeners::Growth {
+                overflows: 152,
+                listen_drops: 152,
+                reqq_full_drops: 0,
+            },
+            shared_by: 1,
+        };
+        let netns = Netns {
+            inode: 7,
+            name: Some("demo".into()),
+            source: "procfs".into(),
+        };
+        let owner = crate::kernel::owners::Owner {
+            pid: 123,
+            comm: "python3".into(),
+        };
+        ListenerNotice::new(&named, netns, Some(owner), "t".into())
+    }
+
+    #[test]
+    fn listener_lines_say_where_they_come_from() {
+        let mut l = listener();
+        assert_eq!(
+            listener_line(&l, "04:30:10.1"),
+            "04:30:10.1 LISTENER 10.0.0.2:8080 netns demo full 2/1 (accept queue) +152 \
+             ListenOverflows task python3[123] (from counters + sock_diag)"
+        );
+        l.family = "ipv6".into();
+        l.addr = "::".into();
+        l.shared_by = 2;
+        l.process = None;
+        assert_eq!(
+            listener_line(&l, "t"),
+            "t LISTENER [::]:8080 netns demo full 2/1 (accept queue) +152 ListenOverflows \
+             (shared by 2 full listeners) task - (from counters + sock_diag)"
+        );
+    }
 
     fn record() -> DropRecord {
         DropRecord {
@@ -298,6 +372,7 @@ mod tests {
             untracked: Untracked::default(),
             groups: vec![row("NO_SOCKET", 7), row("TCP_CSUM", 3)],
             other: Count::default(),
+            listeners: vec![],
         };
         let mut out = Vec::new();
         write_summary(&mut out, &s, &hist).unwrap();

@@ -243,6 +243,7 @@ mod tests {
                 group("NETFILTER_DROP", 300.0, 1000),
             ],
             other: Count::default(),
+            listeners: vec![],
         };
         let mut m = TopModel {
             by: GroupBy::Reason,
