@@ -504,6 +504,40 @@ impl Drop for NetnsPair {
     }
 }
 
+/// A TCP listener on `addr` inside `ns` whose accept queue holds one connection (backlog
+/// 1); nobody accepts, so further connection attempts overflow it.
+pub fn backlog1_listener(ns: &NetnsPair, addr: SocketAddr) -> std::net::TcpListener {
+    ns.inside(|| {
+        let l = std::net::TcpListener::bind(addr).expect("listen in namespace");
+        // std listens with a large backlog; shrink it to 1.
+        // SAFETY: listen(2) on a listening socket we own.
+        assert_eq!(unsafe { libc::listen(l.as_raw_fd(), 1) }, 0);
+        l
+    })
+}
+
+/// A TCP connect to `dst` that does not wait for the handshake.
+pub fn nonblocking_connect(dst: SocketAddr) -> std::net::TcpStream {
+    let family = if dst.is_ipv6() {
+        libc::AF_INET6
+    } else {
+        libc::AF_INET
+    };
+    // SAFETY: socket/connect on a descriptor we own, owned by the TcpStream right after;
+    // EINPROGRESS is expected.
+    unsafe {
+        let fd = libc::socket(
+            family,
+            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            0,
+        );
+        assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+        let (to, len) = sockaddr(dst);
+        libc::connect(fd, (&raw const to).cast(), len);
+        <std::net::TcpStream as std::os::fd::FromRawFd>::from_raw_fd(fd)
+    }
+}
+
 /// Field access with a readable panic.
 pub fn field<'a>(v: &'a Value, path: &str) -> &'a Value {
     path.split('.').fold(v, |v, k| &v[k])
