@@ -7,7 +7,10 @@
 
 use std::collections::BTreeMap;
 
-use crate::kernel::{counters::Change, sockdiag::DiagSocket};
+use crate::{
+    kernel::{counters::Change, sockdiag::DiagSocket},
+    output::ListenerNotice,
+};
 
 /// The counters that grow when a listener drops connection attempts.
 pub const OVERFLOWS: &str = "TcpExt.ListenOverflows";
@@ -50,8 +53,8 @@ pub fn growth_by_netns(changes: &[Change]) -> BTreeMap<u32, Growth> {
 /// How full a named listener's accept queue was.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Fill {
-    /// At or over its limit: the next connection is dropped (the kernel drops once the
-    /// queue is longer than the limit, so `2/1` is what a backlog of 1 looks like).
+    /// At or over its limit: full, or one connection from it (the kernel drops while the
+    /// queue is longer than the limit, so a full backlog-1 queue shows `2/1`).
     Full,
     /// Not full, but not empty while the counters grew (no listener was full).
     Filling,
@@ -121,6 +124,47 @@ pub fn name(
         }
     }
     out
+}
+
+/// At most this many distinct listeners are counted over a run; records of further ones
+/// are still written, but their growth goes to [`ListenerTotals::untracked`].
+pub const MAX_TRACKED: usize = 4096;
+
+/// A listener as metrics label it: namespace inode, address, port.
+pub type ListenerKey = (u32, String, u16);
+
+/// `TcpExt.ListenOverflows` growth per named listener over a run: for each poll in which
+/// a listener was named, its namespace's whole growth (a growth shared by several full
+/// listeners counts for each of them; nobody observed the split).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ListenerTotals {
+    totals: BTreeMap<ListenerKey, u64>,
+    /// Growth of listeners beyond [`MAX_TRACKED`].
+    pub untracked: u64,
+}
+
+impl ListenerTotals {
+    /// Adds the growth of the listeners named in one poll.
+    pub fn add(&mut self, named: &[ListenerNotice]) {
+        for n in named {
+            let key = (n.netns.inode, n.addr.clone(), n.port);
+            if let Some(v) = self.totals.get_mut(&key) {
+                *v += n.overflows;
+            } else if self.totals.len() < MAX_TRACKED {
+                self.totals.insert(key, n.overflows);
+            } else {
+                self.untracked += n.overflows;
+            }
+        }
+    }
+
+    /// The `n` listeners with the most growth, most first.
+    pub fn busiest(&self, n: usize) -> Vec<(&ListenerKey, u64)> {
+        let mut v: Vec<_> = self.totals.iter().map(|(k, &v)| (k, v)).collect();
+        v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+        v.truncate(n);
+        v
+    }
 }
 
 #[cfg(test)]
@@ -237,6 +281,27 @@ pub(crate) mod tests {
         // Queues already drained: nobody to name, and an unreadable namespace names nobody.
         assert!(attribute(7, Growth::default(), &[listener(1, 0, 10)]).is_empty());
         assert!(name(&poll(), |_| None).is_empty());
+    }
+
+    #[test]
+    fn totals_add_up_per_listener_and_stay_bounded() {
+        let notice = |port: u16, overflows: u64| {
+            let mut n = crate::output::text::tests::listener();
+            n.port = port;
+            n.overflows = overflows;
+            n
+        };
+        let mut t = ListenerTotals::default();
+        t.add(&[notice(8080, 152), notice(9000, 3)]);
+        t.add(&[notice(8080, 10)]);
+        let busiest = t.busiest(1);
+        assert_eq!(busiest.len(), 1);
+        assert_eq!(busiest[0], (&(7, "10.0.0.2".to_owned(), 8080), 162));
+        assert_eq!(t.busiest(10).len(), 2);
+        let many: Vec<ListenerNotice> = (0..MAX_TRACKED as u16 + 5).map(|p| notice(p, 1)).collect();
+        let mut t = ListenerTotals::default();
+        t.add(&many);
+        assert_eq!((t.busiest(usize::MAX).len(), t.untracked), (MAX_TRACKED, 5));
     }
 
     #[test]

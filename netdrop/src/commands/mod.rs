@@ -14,7 +14,7 @@ use tokio::{
 };
 
 use crate::{
-    aggregate::listeners,
+    aggregate::listeners::{self, ListenerTotals},
     cli::{FilterArgs, KernelArgs},
     error::Error,
     event::Enricher,
@@ -64,6 +64,9 @@ pub fn listener_notices(
     enricher: &mut Enricher,
     time: &str,
 ) -> Vec<ListenerNotice> {
+    if spec.hides_listeners() {
+        return Vec::new();
+    }
     let named: Vec<_> = listeners::name(changes, |ns| {
         let path = watch.path(ns)?;
         match sockdiag::listeners(path) {
@@ -151,10 +154,24 @@ pub async fn next_scrape(rx: &mut Option<mpsc::Receiver<Scrape>>) -> Scrape {
     }
 }
 
-/// Answers a scrape with the counts as they are now.
-pub fn answer(scrape: Scrape, probe: &Probe, enricher: &mut Enricher, opts: &MetricsOptions) {
+/// Answers a scrape with the counts as they are now, and the listeners named so far when
+/// the command looks for them.
+pub fn answer(
+    scrape: Scrape,
+    probe: &Probe,
+    listeners: Option<&ListenerTotals>,
+    enricher: &mut Enricher,
+    opts: &MetricsOptions,
+) {
     let body = match probe.totals() {
-        Ok(t) => metrics::render(&t, enricher, &probe.hook.to_string(), opts, scrape.format),
+        Ok(t) => metrics::render(
+            &t,
+            listeners,
+            enricher,
+            &probe.hook.to_string(),
+            opts,
+            scrape.format,
+        ),
         Err(e) => format!("# netdrop could not read its counters: {e}\n"),
     };
     let _ = scrape.reply.send(body);

@@ -3,6 +3,7 @@
 use std::io::{self, BufWriter, Write};
 
 use crate::{
+    aggregate::listeners::ListenerTotals,
     cli::StatsArgs,
     commands,
     error::Error,
@@ -38,6 +39,7 @@ pub async fn run(args: &StatsArgs, verbose: u8) -> Result<(), Error> {
     let mut out = BufWriter::new(io::stdout().lock());
     // Listener counters are polled only to name overflowing listeners in the report.
     let mut counter_watch = (!spec.hides_listeners()).then(|| CounterWatch::new(spec.netns));
+    let mut listener_totals = ListenerTotals::default();
     let mut prev = probe.totals()?;
     let start = tokio::time::Instant::now() + args.interval;
     let mut tick = tokio::time::interval_at(start, args.interval);
@@ -46,7 +48,8 @@ pub async fn run(args: &StatsArgs, verbose: u8) -> Result<(), Error> {
         tokio::select! {
             _ = tick.tick() => {}
             s = commands::next_scrape(&mut scrapes) => {
-                commands::answer(s, &probe, &mut enricher, &opts);
+                let listeners = counter_watch.is_some().then_some(&listener_totals);
+                commands::answer(s, &probe, listeners, &mut enricher, &opts);
                 continue;
             }
             _ = stop.recv() => break,
@@ -65,6 +68,7 @@ pub async fn run(args: &StatsArgs, verbose: u8) -> Result<(), Error> {
             let changes = c.poll();
             report.listeners =
                 commands::listener_notices(&changes, c, &spec, &mut enricher, &report.time);
+            listener_totals.add(&report.listeners);
         }
         if !write(&mut out, &report, args.json, &clock.local_hms(now.mono_ns))? {
             break;

@@ -123,7 +123,7 @@ pub async fn run(args: &TopArgs, verbose: u8) -> Result<(), Error> {
                     let _ = t.draw(|f| tui::draw(f, &model));
                 }
             }
-            s = commands::next_scrape(&mut scrapes) => commands::answer(s, &probe, &mut enricher, &opts),
+            s = commands::next_scrape(&mut scrapes) => commands::answer(s, &probe, None, &mut enricher, &opts),
             _ = stop.recv() => break Ok(()),
         }
     };

@@ -9,14 +9,15 @@ use aya::maps::{MapData, RingBuf};
 use netdrop_common::config;
 
 use crate::{
-    aggregate::{self, GroupBy, SortBy, Totals},
+    aggregate::{self, GroupBy, SortBy, Totals, listeners::ListenerTotals},
     cli::WatchArgs,
     commands,
     error::Error,
     event::{self, Enricher},
     kernel::counters::{self, Change, CounterWatch},
     output::{
-        CounterGrowth, CounterNotice, Format, JsonLine, ListenerNotice, LostNotice, Summary, json,
+        CounterGrowth, CounterNotice, Format, JsonLine, ListenerNotice, ListenerTotal, LostNotice,
+        Summary, json,
         json::fast::DropWriter,
         stats::{self, StatsReport},
         text,
@@ -86,6 +87,8 @@ pub async fn run(args: &WatchArgs, verbose: u8) -> Result<(), Error> {
     let show_counters = !spec.selects_packets();
     let mut counter_watch = (!args.no_counters && (show_counters || !spec.hides_listeners()))
         .then(|| CounterWatch::new(spec.netns));
+    let names_listeners = counter_watch.is_some() && !spec.hides_listeners();
+    let mut listener_totals = ListenerTotals::default();
     eprintln!(
         "netdrop: watching packet drops via {}; Ctrl-C to stop",
         probe.hook
@@ -110,7 +113,7 @@ pub async fn run(args: &WatchArgs, verbose: u8) -> Result<(), Error> {
                 guard.clear_ready();
             }
             _ = drain.tick() => sink.drain(ring.get_mut(), &mut probe),
-            s = commands::next_scrape(&mut scrapes) => commands::answer(s, &probe, &mut sink.enricher, &opts),
+            s = commands::next_scrape(&mut scrapes) => commands::answer(s, &probe, names_listeners.then_some(&listener_totals), &mut sink.enricher, &opts),
             _ = stop.recv() => break Stop::Signal,
             _ = tick.tick() => {
                 probe.attach_conntrack();
@@ -124,6 +127,7 @@ pub async fn run(args: &WatchArgs, verbose: u8) -> Result<(), Error> {
                     if show_counters {
                         sink.report_counters(changes);
                     }
+                    listener_totals.add(&listeners);
                     sink.report_listeners(listeners);
                 }
             }
@@ -166,6 +170,16 @@ pub async fn run(args: &WatchArgs, verbose: u8) -> Result<(), Error> {
             &kernel.reasons,
         ),
         counters: std::mem::take(&mut sink.counter_growth),
+        listeners: listener_totals
+            .busiest(usize::MAX)
+            .into_iter()
+            .map(|((netns, addr, port), overflows)| ListenerTotal {
+                netns: sink.enricher.netns(*netns, "procfs"),
+                addr: addr.clone(),
+                port: *port,
+                overflows,
+            })
+            .collect(),
     };
     let histogram = stats::report(
         &mut sink.enricher,

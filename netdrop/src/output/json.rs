@@ -41,6 +41,7 @@ mod tests {
                 count: 9,
             }],
             counters: vec![],
+            listeners: vec![],
         });
         let listener = JsonLine::Listener(crate::output::text::tests::listener());
         for line in [lost, summary, listener.clone()] {

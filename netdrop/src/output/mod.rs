@@ -144,6 +144,20 @@ pub struct Summary {
     /// Kernel drop counters that grew while netdrop ran (drops `kfree_skb` does not show).
     #[serde(default)]
     pub counters: Vec<CounterGrowth>,
+    /// Listeners named for accept-queue drops while netdrop ran, most growth first
+    /// (inferred from counters + sock_diag).
+    #[serde(default)]
+    pub listeners: Vec<ListenerTotal>,
+}
+
+/// A listener's `TcpExt.ListenOverflows` growth over a run: the growth of its namespace
+/// in the polls that named it (growth shared by several full listeners counts for each).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListenerTotal {
+    pub netns: crate::event::Netns,
+    pub addr: String,
+    pub port: u16,
+    pub overflows: u64,
 }
 
 /// Growth of one kernel counter over the whole run.

@@ -186,6 +186,25 @@ pub fn write_summary(out: &mut impl Write, s: &Summary, histogram: &StatsReport)
             writeln!(out, "{:>12}  {}{ns}", c.delta, c.counter)?;
         }
     }
+    if !s.listeners.is_empty() {
+        writeln!(
+            out,
+            "listeners named for ListenOverflows (from counters + sock_diag):"
+        )?;
+        for l in &s.listeners {
+            let addr = if l.addr.contains(':') {
+                format!("[{}]:{}", l.addr, l.port)
+            } else {
+                format!("{}:{}", l.addr, l.port)
+            };
+            writeln!(
+                out,
+                "{:>12}  {addr}  netns {}",
+                l.overflows,
+                netns_name(&l.netns)
+            )?;
+        }
+    }
     Ok(())
 }
 
@@ -195,7 +214,7 @@ pub(crate) mod tests {
     use crate::{
         event::{Device, Location, Netns, Packet, ReasonInfo, Task},
         output::{
-            CounterGrowth, ReasonCount,
+            CounterGrowth, ListenerTotal, ReasonCount,
             stats::{Count, GroupRow, Untracked},
         },
     };
@@ -341,6 +360,16 @@ pub(crate) mod tests {
                 }),
                 delta: 24,
             }],
+            listeners: vec![ListenerTotal {
+                netns: Netns {
+                    inode: 7,
+                    name: Some("blue".into()),
+                    source: "procfs".into(),
+                },
+                addr: "::".into(),
+                port: 8080,
+                overflows: 24,
+            }],
         };
         let row = |name: &str, n: u64| GroupRow {
             label: name.into(),
@@ -394,6 +423,10 @@ pub(crate) mod tests {
         );
         assert!(
             text.contains("          24  TcpExt.ListenOverflows  netns blue"),
+            "{text}"
+        );
+        assert!(
+            text.contains("          24  [::]:8080  netns blue"),
             "{text}"
         );
     }
