@@ -9,7 +9,9 @@ use std::{
     time::Duration,
 };
 
-use netdrop_tests::{NetnsPair, Watch, backlog1_listener, nonblocking_connect};
+use netdrop_tests::{
+    NetnsPair, Watch, backlog1_listener, free_tcp_port, http_get, nonblocking_connect,
+};
 use serde_json::Value;
 
 /// A backlog-1 listener on `port` in `ns` that never accepts, and 40 connection attempts
@@ -46,13 +48,27 @@ fn assert_names_listener(l: &Value, ns: &NetnsPair, port: u16) {
 fn watch_names_the_overflowing_listener_with_port_filter() {
     const PORT: u16 = 9321;
     let ns = NetnsPair::new("l1", 231);
-    let w = Watch::start(&["--port", &PORT.to_string()]);
+    let metrics = free_tcp_port();
+    let addr = format!("127.0.0.1:{metrics}");
+    let w = Watch::start(&["--port", &PORT.to_string(), "--metrics-addr", &addr]);
     // --proto udp cannot match a TCP listener.
     let udp = Watch::start(&["--port", &PORT.to_string(), "--proto", "udp"]);
     let (listener, conns) = overflow(&ns, PORT);
     w.wait_for_line("listener record", |l| l["type"] == "listener");
     // One more poll for the SYN retransmissions, for the UDP watch to have seen them too.
     thread::sleep(Duration::from_millis(1500));
+    let (_, _, body) = http_get(metrics, "/metrics", None);
+    let series = format!(
+        "netdrop_listener_overflows_total{{netns=\"{}\",addr=\"{}\",port=\"{PORT}\"}} ",
+        ns.name, ns.ns_addr
+    );
+    let value: u64 = body
+        .lines()
+        .find_map(|l| l.strip_prefix(&series))
+        .unwrap_or_else(|| panic!("no {series} in {body}"))
+        .parse()
+        .unwrap();
+    assert!(value > 0);
     let r = w.stop();
     let u = udp.stop();
     drop(conns);
@@ -62,6 +78,11 @@ fn watch_names_the_overflowing_listener_with_port_filter() {
     for l in &listeners {
         assert_names_listener(l, &ns, PORT);
     }
+    let summary = r.summary.as_ref().expect("summary");
+    let total = &summary["listeners"][0];
+    assert_eq!(total["port"], PORT, "{summary}");
+    assert_eq!(total["netns"]["inode"], ns.inode(), "{summary}");
+    assert!(total["overflows"].as_u64().unwrap() >= value, "{summary}");
     // --port hides the counter lines, which cannot be narrowed to a port.
     assert!(r.counters.is_empty(), "{:?}", r.counters);
     assert!(
