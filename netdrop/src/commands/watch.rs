@@ -298,11 +298,7 @@ impl<W: Write> Sink<W> {
             missed_total: now.missed,
         };
         *last = now;
-        let res = match self.format {
-            Format::Json => json::write_line(&mut self.out, &JsonLine::Lost(notice)),
-            Format::Text => writeln!(self.out, "{}", text::lost_line(&notice)),
-        };
-        self.check(res);
+        self.write_notice(&JsonLine::Lost(notice));
         let res = self.out.flush();
         self.check(res);
         Ok(())
@@ -333,14 +329,7 @@ impl<W: Write> Sink<W> {
                 netns,
                 meaning: meaning.to_owned(),
             };
-            let res = match self.format {
-                Format::Json => json::write_line(&mut self.out, &JsonLine::Counter(notice)),
-                Format::Text => {
-                    let t = self.clock.local_hms(Clock::monotonic_now());
-                    writeln!(self.out, "{}", text::counter_line(&notice, &t))
-                }
-            };
-            self.check(res);
+            self.write_notice(&JsonLine::Counter(notice));
         }
         let res = self.out.flush();
         self.check(res);
@@ -352,16 +341,24 @@ impl<W: Write> Sink<W> {
             return;
         }
         for l in listeners {
-            let res = match self.format {
-                Format::Json => json::write_line(&mut self.out, &JsonLine::Listener(l)),
-                Format::Text => {
-                    let t = self.clock.local_hms(Clock::monotonic_now());
-                    writeln!(self.out, "{}", text::listener_line(&l, &t))
-                }
-            };
-            self.check(res);
+            self.write_notice(&JsonLine::Listener(l));
         }
         let res = self.out.flush();
+        self.check(res);
+    }
+
+    /// Writes a `lost`, `counter` or `listener` notice, stamped with the time now.
+    fn write_notice(&mut self, line: &JsonLine) {
+        let res = match self.format {
+            Format::Json => json::write_line(&mut self.out, line),
+            Format::Text => {
+                let t = self.clock.local_hms(Clock::monotonic_now());
+                match text::notice_line(line, &t) {
+                    Some(l) => writeln!(self.out, "{l}"),
+                    None => Ok(()),
+                }
+            }
+        };
         self.check(res);
     }
 

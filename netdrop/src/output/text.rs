@@ -3,7 +3,7 @@
 use std::io::{self, Write};
 
 use super::{
-    CounterNotice, ListenerNotice, LostNotice, Summary,
+    CounterNotice, JsonLine, ListenerNotice, LostNotice, Summary,
     stats::{self, StatsReport},
 };
 use crate::event::{DropRecord, Location, Netns, Packet};
@@ -55,11 +55,7 @@ pub fn counter_line(c: &CounterNotice, local_time: &str) -> String {
 /// `04:30:10.123456 LISTENER 10.0.0.2:8080 netns demo full 2/1 (accept queue) +152
 /// ListenOverflows task python3[123] (from counters + sock_diag)`
 pub fn listener_line(l: &ListenerNotice, local_time: &str) -> String {
-    let addr = if l.family == "ipv6" {
-        format!("[{}]:{}", l.addr, l.port)
-    } else {
-        format!("{}:{}", l.addr, l.port)
-    };
+    let addr = endpoint(&l.addr, l.port);
     let mut growth = format!("+{} ListenOverflows", l.overflows);
     if l.listen_drops > l.overflows {
         growth.push_str(&format!(" +{} ListenDrops", l.listen_drops));
@@ -83,11 +79,30 @@ pub fn listener_line(l: &ListenerNotice, local_time: &str) -> String {
     )
 }
 
+/// `10.0.0.2:8080`, or `[::1]:8080` for an IPv6 address.
+pub fn endpoint(addr: &str, port: u16) -> String {
+    if addr.contains(':') {
+        format!("[{addr}]:{port}")
+    } else {
+        format!("{addr}:{port}")
+    }
+}
+
+/// A line for a notice in `watch`'s text output (`lost`, `counter`, `listener`), stamped
+/// with `local_time`; `None` for drops and the summary, which have their own writers.
+pub fn notice_line(line: &JsonLine, local_time: &str) -> Option<String> {
+    match line {
+        JsonLine::Lost(n) => Some(lost_line(n)),
+        JsonLine::Counter(c) => Some(counter_line(c, local_time)),
+        JsonLine::Listener(l) => Some(listener_line(l, local_time)),
+        JsonLine::Drop(_) | JsonLine::Summary(_) => None,
+    }
+}
+
 /// `10.0.0.1:5353 -> 10.0.0.2:53 [S]`, `[::1]:1 -> [::1]:2`, `a -> b type 8 code 0`, or `-`.
 pub fn flow(p: &Packet) -> String {
     let endpoint = |addr: &Option<String>, port: Option<u16>| match (addr, port) {
-        (Some(a), Some(port)) if a.contains(':') => format!("[{a}]:{port}"),
-        (Some(a), Some(port)) => format!("{a}:{port}"),
+        (Some(a), Some(port)) => endpoint(a, port),
         (Some(a), None) => a.clone(),
         (None, _) => "?".to_owned(),
     };
@@ -192,15 +207,11 @@ pub fn write_summary(out: &mut impl Write, s: &Summary, histogram: &StatsReport)
             "listeners named for ListenOverflows (from counters + sock_diag):"
         )?;
         for l in &s.listeners {
-            let addr = if l.addr.contains(':') {
-                format!("[{}]:{}", l.addr, l.port)
-            } else {
-                format!("{}:{}", l.addr, l.port)
-            };
             writeln!(
                 out,
-                "{:>12}  {addr}  netns {}",
+                "{:>12}  {}  netns {}",
                 l.overflows,
+                endpoint(&l.addr, l.port),
                 netns_name(&l.netns)
             )?;
         }
