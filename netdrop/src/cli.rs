@@ -258,9 +258,11 @@ pub struct WatchArgs {
     #[arg(long, value_name = "BYTES", default_value = "8M", value_parser = parse_size)]
     pub ring_size: u32,
 
-    /// Do not report kernel drop counters. They are reported, once a second as they grow,
-    /// for drops that never reach kfree_skb (full accept or SYN queue, NIC ring, netdev
-    /// backlog, conntrack table), unless --proto, --host, --src, --dst, --port or --iface narrows the traffic.
+    /// Do not report kernel drop counters, nor the listeners named from them. Counters are
+    /// reported, once a second as they grow, for drops that never reach kfree_skb (full
+    /// accept or SYN queue, NIC ring, netdev backlog, conntrack table), unless --proto,
+    /// --host, --src, --dst, --port or --iface narrows the traffic; listeners whose accept
+    /// queue overflowed are named (LISTENER) also with --port and --proto tcp.
     #[arg(long)]
     pub no_counters: bool,
 

@@ -394,7 +394,8 @@ fn conntrack_full() -> Outcome {
 }
 
 /// Scenario 8: TCP listen queue overflow (backlog 1, never accept, many connects): reported with
-/// the kernel reason where it exists, else from the kernel's counters.
+/// the kernel reason where it exists, else from the kernel's counters; the listener is
+/// named (sock_diag) on every kernel.
 fn listen_overflow() -> Outcome {
     let ns = NetnsPair::new("s8", 108);
     let listen = addr(&ns.ns_addr, 9008);
@@ -410,9 +411,22 @@ fn listen_overflow() -> Outcome {
         (l["type"] == "drop" && l["reason"]["name"] == "TCP_LISTEN_OVERFLOW")
             || (l["type"] == "counter" && l["counter"] == "TcpExt.ListenOverflows")
     });
+    // On every kernel, sock_diag names the listener.
+    w.wait_for_line("listener record", |l| {
+        l["type"] == "listener" && l["port"] == 9008
+    });
     let r = w.stop();
     drop(conns);
     drop(listener);
+    let named = r
+        .lines
+        .iter()
+        .find(|l| l["type"] == "listener")
+        .ok_or("no listener record")?;
+    eq(named, "netns.inode", ns.inode())?;
+    eq(named, "addr", ns.ns_addr.as_str())?;
+    eq(named, "limit", 1)?;
+    eq(named, "source", "sock_diag")?;
     let counter = r
         .counters
         .iter()
