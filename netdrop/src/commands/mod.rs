@@ -6,7 +6,11 @@ pub mod stats;
 pub mod top;
 pub mod watch;
 
-use std::{net::SocketAddr, path::Path};
+use std::{
+    net::SocketAddr,
+    path::Path,
+    sync::atomic::{AtomicBool, Ordering},
+};
 
 use tokio::{
     signal::unix::{Signal, SignalKind, signal},
@@ -54,6 +58,9 @@ pub fn host_enricher(kernel: &Kernel) -> Enricher {
     )
 }
 
+/// A failed sock_diag dump has been reported (once per run is enough).
+static DIAG_WARNED: AtomicBool = AtomicBool::new(false);
+
 /// The listeners behind the listener counters that grew in `changes` (a poll of
 /// `watch`), named from each namespace's sock_diag dump and the process holding them,
 /// those the filters keep.
@@ -80,6 +87,13 @@ pub fn listener_notices(
                 Some(d.sockets)
             }
             Err(e) => {
+                if !DIAG_WARNED.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        "cannot list TCP listeners through sock_diag ({e}), so listeners whose \
+                         accept queue overflows are not named; if the kernel has it as modules, \
+                         load them: modprobe inet_diag tcp_diag"
+                    );
+                }
                 tracing::debug!("cannot list the listeners of netns {ns}: {e}");
                 None
             }

@@ -40,8 +40,8 @@ pub const MAX_SOCKETS: usize = 65536;
 /// Replies are read into a buffer of this size (the kernel fills up to it per read).
 const RECV_BUF: usize = 64 << 10;
 
-/// A reply that does not come within this time ends the dump (with an error).
-const RECV_TIMEOUT_S: libc::time_t = 2;
+/// A reply that does not come within this many seconds ends the dump (with an error).
+const RECV_TIMEOUT_S: u8 = 2;
 
 /// Transport protocol of a dump.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -318,7 +318,7 @@ fn open() -> std::io::Result<OwnedFd> {
     // SAFETY: `fd` is a fresh descriptor nothing else owns.
     let sock = unsafe { OwnedFd::from_raw_fd(fd) };
     let tv = libc::timeval {
-        tv_sec: RECV_TIMEOUT_S,
+        tv_sec: RECV_TIMEOUT_S.into(),
         tv_usec: 0,
     };
     // SAFETY: `tv` is a valid timeval for the size given.
