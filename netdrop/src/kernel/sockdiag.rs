@@ -499,6 +499,13 @@ mod tests {
         assert_eq!(mine.local, IpAddr::V4(Ipv4Addr::LOCALHOST));
         assert_eq!(mine.rqueue, 0);
         assert!(mine.wqueue > 0 && mine.inode > 0);
+        if let Ok(l6) = std::net::TcpListener::bind("[::1]:0") {
+            let port6 = l6.local_addr().unwrap().port();
+            let d = listeners_here().unwrap();
+            let v6 = d.sockets.iter().find(|s| s.local_port == port6).unwrap();
+            assert_eq!(v6.local, IpAddr::V6(Ipv6Addr::LOCALHOST));
+            assert_eq!(i32::from(v6.family), libc::AF_INET6);
+        }
         let d = dropping_here().unwrap();
         let udp = d.sockets.iter().find(|s| s.local_port == uport).unwrap();
         assert_eq!(udp.drops, Some(0));
