@@ -150,7 +150,12 @@ pub fn parse(buf: &[u8], out: &mut Vec<DiagSocket>) -> Parsed {
                 } else {
                     libc::EPROTO
                 };
-                return Parsed::Error(errno);
+                // An error of 0 is an acknowledgement: nothing more follows.
+                return if errno == 0 {
+                    Parsed::Done
+                } else {
+                    Parsed::Error(errno)
+                };
             }
             SOCK_DIAG_BY_FAMILY => {
                 if let Some(s) = parse_msg(body) {
@@ -469,6 +474,8 @@ mod tests {
         );
         let err = nlmsg(libc::NLMSG_ERROR as u16, &(-libc::EPERM).to_ne_bytes());
         assert_eq!(parse(&err, &mut out), Parsed::Error(libc::EPERM));
+        let ack = nlmsg(libc::NLMSG_ERROR as u16, &0i32.to_ne_bytes());
+        assert_eq!(parse(&ack, &mut out), Parsed::Done);
         // A short message is skipped, a length past the buffer ends it, nothing panics.
         assert_eq!(
             parse(&nlmsg(SOCK_DIAG_BY_FAMILY, &[2, 10]), &mut out),
