@@ -147,19 +147,25 @@ impl Watch {
 
     /// Waits until any output line satisfying `pred` has been printed.
     pub fn wait_for_line(&self, what: &str, pred: impl Fn(&Value) -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
+        assert!(
+            self.saw_line_within(Duration::from_secs(20), pred),
+            "no output line for {what} within 20 s; got: {:?}; netdrop stderr: {}",
+            self.lines.lock().unwrap(),
+            self.stderr.lock().unwrap()
+        );
+    }
+
+    /// True once an output line satisfying `pred` has been printed, false if none was
+    /// within `timeout`.
+    pub fn saw_line_within(&self, timeout: Duration, pred: impl Fn(&Value) -> bool) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
             if self.lines.lock().unwrap().iter().any(&pred) {
-                return;
+                return true;
             }
-            assert!(
-                Instant::now() < deadline,
-                "no output line for {what} within 20 s; got: {:?}; netdrop stderr: {}",
-                self.lines.lock().unwrap(),
-                self.stderr.lock().unwrap()
-            );
             thread::sleep(Duration::from_millis(20));
         }
+        false
     }
 
     /// How many JSON lines have been printed so far.
@@ -385,18 +391,28 @@ pub fn free_tcp_port() -> u16 {
 
 /// A value from `/proc/net/snmp` (e.g. `Udp`, `NoPorts`) of the current thread's namespace.
 pub fn snmp(table: &str, field: &str) -> u64 {
-    let text = std::fs::read_to_string("/proc/thread-self/net/snmp").unwrap();
+    proc_net_pairs("snmp", table, field)
+}
+
+/// A value from `/proc/net/netstat` (e.g. `TcpExt`, `ListenOverflows`) of the current
+/// thread's namespace.
+pub fn netstat(table: &str, field: &str) -> u64 {
+    proc_net_pairs("netstat", table, field)
+}
+
+fn proc_net_pairs(file: &str, table: &str, field: &str) -> u64 {
+    let text = std::fs::read_to_string(format!("/proc/thread-self/net/{file}")).unwrap();
     let mut lines = text.lines();
     while let (Some(names), Some(values)) = (lines.next(), lines.next()) {
         if names.starts_with(&format!("{table}:")) {
             let i = names
                 .split_whitespace()
                 .position(|n| n == field)
-                .expect("field in snmp");
+                .unwrap_or_else(|| panic!("no {field} in /proc/net/{file}"));
             return values.split_whitespace().nth(i).unwrap().parse().unwrap();
         }
     }
-    panic!("no {table} in /proc/net/snmp")
+    panic!("no {table} in /proc/net/{file}")
 }
 
 /// Inode of a network namespace file (what netdrop reports as `netns.inode`).
@@ -533,7 +549,14 @@ pub fn nonblocking_connect(dst: SocketAddr) -> std::net::TcpStream {
         );
         assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
         let (to, len) = sockaddr(dst);
-        libc::connect(fd, (&raw const to).cast(), len);
+        if libc::connect(fd, (&raw const to).cast(), len) != 0 {
+            let e = std::io::Error::last_os_error();
+            assert_eq!(
+                e.raw_os_error(),
+                Some(libc::EINPROGRESS),
+                "connect {dst}: {e}"
+            );
+        }
         <std::net::TcpStream as std::os::fd::FromRawFd>::from_raw_fd(fd)
     }
 }

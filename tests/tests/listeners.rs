@@ -10,7 +10,7 @@ use std::{
 };
 
 use netdrop_tests::{
-    NetnsPair, Watch, backlog1_listener, free_tcp_port, http_get, nonblocking_connect,
+    NetnsPair, Watch, backlog1_listener, free_tcp_port, http_get, netstat, nonblocking_connect,
 };
 use serde_json::Value;
 
@@ -21,6 +21,21 @@ fn overflow(ns: &NetnsPair, port: u16) -> (TcpListener, Vec<TcpStream>) {
     let l = backlog1_listener(ns, addr);
     let conns = (0..40).map(|_| nonblocking_connect(addr)).collect();
     (l, conns)
+}
+
+/// Waits for `w` to print a listener record; when none comes, says whether the kernel
+/// counted overflows in `ns` at all, so a failure tells netdrop's part from the setup's.
+fn wait_for_listener(w: Watch, ns: &NetnsPair) -> Watch {
+    if w.saw_line_within(Duration::from_secs(20), |l| l["type"] == "listener") {
+        return w;
+    }
+    let overflows = ns.inside(|| netstat("TcpExt", "ListenOverflows"));
+    let r = w.stop();
+    panic!(
+        "no listener record within 20 s while {} counted {overflows} ListenOverflows; \
+         netdrop printed {:?}; stderr: {}",
+        ns.name, r.lines, r.stderr
+    );
 }
 
 /// Checks a listener record (a `watch` line or an entry of a `stats` report) names our
@@ -54,7 +69,7 @@ fn watch_names_the_overflowing_listener_with_port_filter() {
     // --proto udp cannot match a TCP listener.
     let udp = Watch::start(&["--port", &PORT.to_string(), "--proto", "udp"]);
     let (listener, conns) = overflow(&ns, PORT);
-    w.wait_for_line("listener record", |l| l["type"] == "listener");
+    let w = wait_for_listener(w, &ns);
     // One more poll for the SYN retransmissions, for the UDP watch to have seen them too.
     thread::sleep(Duration::from_millis(1500));
     let (_, _, body) = http_get(metrics, "/metrics", None);
@@ -98,7 +113,7 @@ fn other_ports_are_filtered_out() {
     let other = Watch::start(&["--port", "9323", "--netns", &ns.name]);
     let w = Watch::start(&["--port", "9322", "--netns", &ns.name]);
     let (listener, conns) = overflow(&ns, 9322);
-    w.wait_for_line("listener record", |l| l["type"] == "listener");
+    let w = wait_for_listener(w, &ns);
     thread::sleep(Duration::from_millis(1500));
     let o = other.stop();
     let r = w.stop();
