@@ -89,8 +89,8 @@ Examples:
     #[command(after_help = "\
 Metrics (all counters): netdrop_drops_total{reason}, netdrop_drops_seen_total,
 netdrop_events_lost_total, netdrop_drops_not_traced_total, netdrop_drops_unattributed_total{table},
-netdrop_netns_drops_total{netns}, netdrop_device_drops_total{netns,device} (the busiest
---metrics-devices), and on request netdrop_location_drops_total{reason,location} and
+netdrop_netns_drops_total{netns}, netdrop_device_drops_total{netns,device},
+netdrop_listener_overflows_total{netns,addr,port} (the busiest --metrics-devices), and on request netdrop_location_drops_total{reason,location} and
 netdrop_flow_drops_total{reason,protocol,src,dst,dport,netns}. The same filters apply as
 for watch. Binds to loopback unless told otherwise.
 
@@ -201,7 +201,8 @@ const MAX_FLOW_CAPACITY: i64 = 1 << 20;
 #[derive(Debug, Args, Clone, Copy)]
 #[command(next_help_heading = "Prometheus / OpenMetrics")]
 pub struct MetricsLabels {
-    /// Export per-namespace and per-device counts for the busiest N of each (0: none).
+    /// Export per-namespace, per-device and per-listener counts for the busiest N of each
+    /// (0: none).
     #[arg(long, value_name = "N", default_value_t = 20)]
     pub metrics_devices: usize,
 
@@ -287,9 +288,11 @@ pub struct WatchArgs {
     #[arg(long, value_name = "BYTES", default_value = "8M", value_parser = parse_size)]
     pub ring_size: u32,
 
-    /// Do not report kernel drop counters. They are reported, once a second as they grow,
-    /// for drops that never reach kfree_skb (full accept or SYN queue, NIC ring, netdev
-    /// backlog, conntrack table), unless --proto, --host, --src, --dst, --port or --iface narrows the traffic.
+    /// Do not report kernel drop counters, nor the listeners named from them. Counters are
+    /// reported, once a second as they grow, for drops that never reach kfree_skb (full
+    /// accept or SYN queue, NIC ring, netdev backlog, conntrack table), unless --proto,
+    /// --host, --src, --dst, --port or --iface narrows the traffic; listeners whose accept
+    /// queue overflowed are named (LISTENER) also with --port and --proto tcp.
     #[arg(long)]
     pub no_counters: bool,
 

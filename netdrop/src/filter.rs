@@ -139,6 +139,33 @@ impl FilterSpec {
             || self.port.is_some()
             || self.iface.is_some()
     }
+
+    /// True when a listener record (TCP, listening on `port`, IPv6 when `ipv6`) passes the
+    /// filters: `--port` and `--proto` match it as the destination of the dropped SYNs;
+    /// `--host`, `--src`, `--dst` and `--iface` hide listener records, since a listener
+    /// (often bound to any address) cannot be matched against them.
+    pub fn keeps_listener(&self, port: u16, ipv6: bool) -> bool {
+        let family = if ipv6 {
+            libc::ETH_P_IPV6
+        } else {
+            libc::ETH_P_IP
+        } as u16;
+        let proto_ok = self.proto.is_none_or(|p| {
+            (p.l4 == 0 || p.l4 == libc::IPPROTO_TCP as u8) && (p.l3 == 0 || p.l3 == family)
+        });
+        proto_ok
+            && self.port.is_none_or(|p| p == port)
+            && self.host.is_none()
+            && self.src.is_none()
+            && self.dst.is_none()
+            && self.iface.is_none()
+    }
+
+    /// True when no listener record can pass the filters, so there is no need to look.
+    pub fn hides_listeners(&self) -> bool {
+        !self.keeps_listener(self.port.unwrap_or(0), false)
+            && !self.keeps_listener(self.port.unwrap_or(0), true)
+    }
 }
 
 /// What the kernel side needs: the [`Filter`] global and the reason set.
@@ -221,6 +248,34 @@ impl FilterSpec {
 mod tests {
     use super::*;
     use crate::{kernel::tracefs::Format, testdata};
+
+    #[test]
+    fn listener_records_follow_port_and_proto() {
+        let spec = |f: &dyn Fn(&mut FilterSpec)| {
+            let mut s = FilterSpec::default();
+            f(&mut s);
+            s
+        };
+        let none = FilterSpec::default();
+        assert!(none.keeps_listener(8080, false) && !none.hides_listeners());
+        let port = spec(&|s| s.port = Some(8080));
+        assert!(port.keeps_listener(8080, true));
+        assert!(!port.keeps_listener(8081, false));
+        assert!(!port.hides_listeners());
+        let tcp = spec(&|s| s.proto = Some(parse_proto("tcp").unwrap()));
+        assert!(tcp.keeps_listener(1, false) && tcp.keeps_listener(1, true));
+        let v6 = spec(&|s| s.proto = Some(parse_proto("ipv6").unwrap()));
+        assert!(v6.keeps_listener(1, true) && !v6.keeps_listener(1, false));
+        for p in ["udp", "icmp", "arp"] {
+            let s = spec(&|s| s.proto = Some(parse_proto(p).unwrap()));
+            assert!(s.hides_listeners(), "{p}");
+        }
+        let host = spec(&|s| s.host = Some(parse_prefix("10.0.0.2").unwrap()));
+        assert!(host.hides_listeners());
+        // A namespace filter is applied by reading only that namespace.
+        let ns = spec(&|s| s.netns = Some(7));
+        assert!(ns.keeps_listener(1, false));
+    }
 
     fn reasons() -> Reasons {
         let f = Format::parse(&testdata::read("tracefs/kfree_skb-6.18.format")).unwrap();

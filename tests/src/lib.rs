@@ -147,19 +147,25 @@ impl Watch {
 
     /// Waits until any output line satisfying `pred` has been printed.
     pub fn wait_for_line(&self, what: &str, pred: impl Fn(&Value) -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
+        assert!(
+            self.saw_line_within(Duration::from_secs(20), pred),
+            "no output line for {what} within 20 s; got: {:?}; netdrop stderr: {}",
+            self.lines.lock().unwrap(),
+            self.stderr.lock().unwrap()
+        );
+    }
+
+    /// True once an output line satisfying `pred` has been printed, false if none was
+    /// within `timeout`.
+    pub fn saw_line_within(&self, timeout: Duration, pred: impl Fn(&Value) -> bool) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
             if self.lines.lock().unwrap().iter().any(&pred) {
-                return;
+                return true;
             }
-            assert!(
-                Instant::now() < deadline,
-                "no output line for {what} within 20 s; got: {:?}; netdrop stderr: {}",
-                self.lines.lock().unwrap(),
-                self.stderr.lock().unwrap()
-            );
             thread::sleep(Duration::from_millis(20));
         }
+        false
     }
 
     /// How many JSON lines have been printed so far.
@@ -385,18 +391,28 @@ pub fn free_tcp_port() -> u16 {
 
 /// A value from `/proc/net/snmp` (e.g. `Udp`, `NoPorts`) of the current thread's namespace.
 pub fn snmp(table: &str, field: &str) -> u64 {
-    let text = std::fs::read_to_string("/proc/thread-self/net/snmp").unwrap();
+    proc_net_pairs("snmp", table, field)
+}
+
+/// A value from `/proc/net/netstat` (e.g. `TcpExt`, `ListenOverflows`) of the current
+/// thread's namespace.
+pub fn netstat(table: &str, field: &str) -> u64 {
+    proc_net_pairs("netstat", table, field)
+}
+
+fn proc_net_pairs(file: &str, table: &str, field: &str) -> u64 {
+    let text = std::fs::read_to_string(format!("/proc/thread-self/net/{file}")).unwrap();
     let mut lines = text.lines();
     while let (Some(names), Some(values)) = (lines.next(), lines.next()) {
         if names.starts_with(&format!("{table}:")) {
             let i = names
                 .split_whitespace()
                 .position(|n| n == field)
-                .expect("field in snmp");
+                .unwrap_or_else(|| panic!("no {field} in /proc/net/{file}"));
             return values.split_whitespace().nth(i).unwrap().parse().unwrap();
         }
     }
-    panic!("no {table} in /proc/net/snmp")
+    panic!("no {table} in /proc/net/{file}")
 }
 
 /// Inode of a network namespace file (what netdrop reports as `netns.inode`).
@@ -501,6 +517,47 @@ impl Drop for NetnsPair {
         let _ = Command::new("ip")
             .args(["link", "del", &self.host_if])
             .output();
+    }
+}
+
+/// A TCP listener on `addr` inside `ns` whose accept queue holds one connection (backlog
+/// 1); nobody accepts, so further connection attempts overflow it.
+pub fn backlog1_listener(ns: &NetnsPair, addr: SocketAddr) -> std::net::TcpListener {
+    ns.inside(|| {
+        let l = std::net::TcpListener::bind(addr).expect("listen in namespace");
+        // std listens with a large backlog; shrink it to 1.
+        // SAFETY: listen(2) on a listening socket we own.
+        assert_eq!(unsafe { libc::listen(l.as_raw_fd(), 1) }, 0);
+        l
+    })
+}
+
+/// A TCP connect to `dst` that does not wait for the handshake.
+pub fn nonblocking_connect(dst: SocketAddr) -> std::net::TcpStream {
+    let family = if dst.is_ipv6() {
+        libc::AF_INET6
+    } else {
+        libc::AF_INET
+    };
+    // SAFETY: socket/connect on a descriptor we own, owned by the TcpStream right after;
+    // EINPROGRESS is expected.
+    unsafe {
+        let fd = libc::socket(
+            family,
+            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            0,
+        );
+        assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+        let (to, len) = sockaddr(dst);
+        if libc::connect(fd, (&raw const to).cast(), len) != 0 {
+            let e = std::io::Error::last_os_error();
+            assert_eq!(
+                e.raw_os_error(),
+                Some(libc::EINPROGRESS),
+                "connect {dst}: {e}"
+            );
+        }
+        <std::net::TcpStream as std::os::fd::FromRawFd>::from_raw_fd(fd)
     }
 }
 

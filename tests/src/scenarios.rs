@@ -20,7 +20,10 @@ use std::{
 
 use serde_json::Value;
 
-use crate::{NetnsPair, Watch, field, ip, sysctl, tcp_refused, to_port, udp_send};
+use crate::{
+    NetnsPair, Watch, backlog1_listener, field, ip, nonblocking_connect, sysctl, tcp_refused,
+    to_port, udp_send,
+};
 
 /// Outcome of one scenario.
 pub type Outcome = Result<(), String>;
@@ -435,32 +438,39 @@ fn conntrack_full() -> Outcome {
 }
 
 /// Scenario 8: TCP listen queue overflow (backlog 1, never accept, many connects): reported with
-/// the kernel reason where it exists, else from the kernel's counters.
+/// the kernel reason where it exists, else from the kernel's counters; the listener is
+/// named (sock_diag) on every kernel.
 fn listen_overflow() -> Outcome {
     let ns = NetnsPair::new("s8", 108);
     let listen = addr(&ns.ns_addr, 9008);
-    let listener = ns.inside(|| {
-        let l = std::net::TcpListener::bind(listen).expect("listen in namespace");
-        // std listens with a large backlog; shrink it to 1.
-        use std::os::fd::AsRawFd;
-        // SAFETY: listen(2) on a listening socket we own.
-        assert_eq!(unsafe { libc::listen(l.as_raw_fd(), 1) }, 0);
-        l
-    });
+    let listener = backlog1_listener(&ns, listen);
     // No packet filter: kernel counters are only reported without one.
     let w = Watch::start(&["--netns", &ns.name]);
     let mut conns = Vec::new();
     for _ in 0..12 {
-        conns.push(nonblocking_connect(&ns.host_addr, listen));
+        conns.push(nonblocking_connect(listen));
     }
     thread::sleep(Duration::from_secs(3));
     w.wait_for_line("listen overflow", |l| {
         (l["type"] == "drop" && l["reason"]["name"] == "TCP_LISTEN_OVERFLOW")
             || (l["type"] == "counter" && l["counter"] == "TcpExt.ListenOverflows")
     });
+    // On every kernel, sock_diag names the listener.
+    w.wait_for_line("listener record", |l| {
+        l["type"] == "listener" && l["port"] == 9008
+    });
     let r = w.stop();
     drop(conns);
     drop(listener);
+    let named = r
+        .lines
+        .iter()
+        .find(|l| l["type"] == "listener")
+        .ok_or("no listener record")?;
+    eq(named, "netns.inode", ns.inode())?;
+    eq(named, "addr", ns.ns_addr.as_str())?;
+    eq(named, "limit", 1)?;
+    eq(named, "source", "sock_diag")?;
     let counter = r
         .counters
         .iter()
@@ -482,29 +492,6 @@ fn listen_overflow() -> Outcome {
             "listen overflow not reported: {:?} {:?}",
             r.drops, r.counters
         )),
-    }
-}
-
-/// A TCP connect that does not wait for the handshake.
-fn nonblocking_connect(src_ip: &str, dst: SocketAddr) -> std::net::TcpStream {
-    let s = socket2_connect(src_ip, dst);
-    // SAFETY: the fd is a fresh socket we own.
-    unsafe { <std::net::TcpStream as std::os::fd::FromRawFd>::from_raw_fd(s) }
-}
-
-fn socket2_connect(src_ip: &str, dst: SocketAddr) -> i32 {
-    let _ = src_ip;
-    // SAFETY: socket/fcntl/connect on a descriptor we own; EINPROGRESS is expected.
-    unsafe {
-        let fd = libc::socket(
-            libc::AF_INET,
-            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-            0,
-        );
-        assert!(fd >= 0);
-        let (to, len) = crate::sockaddr(dst);
-        libc::connect(fd, (&raw const to).cast(), len);
-        fd
     }
 }
 

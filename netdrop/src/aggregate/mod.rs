@@ -3,6 +3,7 @@
 //! without a kernel.
 
 pub mod held;
+pub mod listeners;
 
 use std::collections::HashMap;
 

@@ -7,7 +7,11 @@ pub mod stats;
 pub mod top;
 pub mod watch;
 
-use std::{net::SocketAddr, path::Path};
+use std::{
+    net::SocketAddr,
+    path::Path,
+    sync::atomic::{AtomicBool, Ordering},
+};
 
 use tokio::{
     signal::unix::{Signal, SignalKind, signal},
@@ -15,12 +19,20 @@ use tokio::{
 };
 
 use crate::{
+    aggregate::listeners::{self, ListenerTotals},
     cli::{FilterArgs, KernelArgs},
     error::Error,
     event::Enricher,
     filter::{CompiledFilter, FilterSpec},
-    kernel::{Kernel, privileges},
-    output::metrics::{self, MetricsOptions, Scrape},
+    kernel::{
+        Kernel,
+        counters::{Change, CounterWatch},
+        owners, privileges, sockdiag,
+    },
+    output::{
+        ListenerNotice,
+        metrics::{self, MetricsOptions, Scrape},
+    },
     probe::Probe,
 };
 
@@ -45,6 +57,65 @@ pub fn host_enricher(kernel: &Kernel) -> Enricher {
         Path::new("/proc/kallsyms"),
         Path::new("/"),
     )
+}
+
+/// A failed sock_diag dump has been reported (once per run is enough).
+static DIAG_WARNED: AtomicBool = AtomicBool::new(false);
+
+/// The listeners behind the listener counters that grew in `changes` (a poll of
+/// `watch`), named from each namespace's sock_diag dump and the process holding them,
+/// those the filters keep.
+pub fn listener_notices(
+    changes: &[Change],
+    watch: &CounterWatch,
+    spec: &FilterSpec,
+    enricher: &mut Enricher,
+    time: &str,
+) -> Vec<ListenerNotice> {
+    if spec.hides_listeners() {
+        return Vec::new();
+    }
+    let named: Vec<_> = listeners::name(changes, |ns| {
+        let path = watch.path(ns)?;
+        match sockdiag::listeners(path) {
+            Ok(d) => {
+                if d.truncated {
+                    tracing::debug!(
+                        "netns {ns}: more than {} listeners, the rest not read",
+                        sockdiag::MAX_SOCKETS
+                    );
+                }
+                Some(d.sockets)
+            }
+            Err(e) => {
+                if !DIAG_WARNED.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        "cannot list TCP listeners through sock_diag ({e}), so listeners whose \
+                         accept queue overflows are not named; if the kernel has it as modules, \
+                         load them: modprobe inet_diag tcp_diag"
+                    );
+                }
+                tracing::debug!("cannot list the listeners of netns {ns}: {e}");
+                None
+            }
+        }
+    })
+    .into_iter()
+    .filter(|n| spec.keeps_listener(n.socket.local_port, n.socket.local.is_ipv6()))
+    .collect();
+    let inodes: Vec<u32> = named.iter().map(|n| n.socket.inode).collect();
+    let owners = owners::owners(Path::new("/proc"), &inodes);
+    named
+        .iter()
+        .map(|n| {
+            ListenerNotice::new(
+                n,
+                enricher.netns(n.netns, "procfs"),
+                owners.get(&n.socket.inode).cloned(),
+                time.to_owned(),
+            )
+        })
+        .collect()
 }
 
 /// SIGINT and SIGTERM, installed before loading so that a Ctrl-C during loading still ends
@@ -98,10 +169,24 @@ pub async fn next_scrape(rx: &mut Option<mpsc::Receiver<Scrape>>) -> Scrape {
     }
 }
 
-/// Answers a scrape with the counts as they are now.
-pub fn answer(scrape: Scrape, probe: &Probe, enricher: &mut Enricher, opts: &MetricsOptions) {
+/// Answers a scrape with the counts as they are now, and the listeners named so far when
+/// the command looks for them.
+pub fn answer(
+    scrape: Scrape,
+    probe: &Probe,
+    listeners: Option<&ListenerTotals>,
+    enricher: &mut Enricher,
+    opts: &MetricsOptions,
+) {
     let body = match probe.totals() {
-        Ok(t) => metrics::render(&t, enricher, &probe.hook.to_string(), opts, scrape.format),
+        Ok(t) => metrics::render(
+            &t,
+            listeners,
+            enricher,
+            &probe.hook.to_string(),
+            opts,
+            scrape.format,
+        ),
         Err(e) => format!("# netdrop could not read its counters: {e}\n"),
     };
     let _ = scrape.reply.send(body);

@@ -3,16 +3,18 @@
 use std::io::{self, BufWriter, Write};
 
 use crate::{
+    aggregate::listeners::ListenerTotals,
     cli::StatsArgs,
     commands,
     error::Error,
+    kernel::counters::CounterWatch,
     output::stats::{self, StatsReport},
     probe::{Probe, ProbeConfig},
     time::Clock,
 };
 
 pub async fn run(args: &StatsArgs, verbose: u8) -> Result<(), Error> {
-    let (kernel, _, filter) = commands::prepare(&args.kernel, &args.filter)?;
+    let (kernel, spec, filter) = commands::prepare(&args.kernel, &args.filter)?;
     let opts = args.metrics.labels.options();
     let mut flags = args.by.config();
     if args.metrics.metrics_addr.is_some() {
@@ -35,6 +37,9 @@ pub async fn run(args: &StatsArgs, verbose: u8) -> Result<(), Error> {
         args.interval
     );
     let mut out = BufWriter::new(io::stdout().lock());
+    // Listener counters are polled only to name overflowing listeners in the report.
+    let mut counter_watch = (!spec.hides_listeners()).then(|| CounterWatch::new(spec.netns));
+    let mut listener_totals = ListenerTotals::default();
     let mut prev = probe.totals()?;
     let start = tokio::time::Instant::now() + args.interval;
     let mut tick = tokio::time::interval_at(start, args.interval);
@@ -43,13 +48,14 @@ pub async fn run(args: &StatsArgs, verbose: u8) -> Result<(), Error> {
         tokio::select! {
             _ = tick.tick() => {}
             s = commands::next_scrape(&mut scrapes) => {
-                commands::answer(s, &probe, &mut enricher, &opts);
+                let listeners = counter_watch.is_some().then_some(&listener_totals);
+                commands::answer(s, &probe, listeners, &mut enricher, &opts);
                 continue;
             }
             _ = stop.recv() => break,
         }
         let now = probe.totals()?;
-        let report = stats::report(
+        let mut report = stats::report(
             &mut enricher,
             args.by,
             &prev,
@@ -58,6 +64,12 @@ pub async fn run(args: &StatsArgs, verbose: u8) -> Result<(), Error> {
             args.top,
             clock.rfc3339(now.mono_ns),
         );
+        if let Some(c) = counter_watch.as_mut() {
+            let changes = c.poll();
+            report.listeners =
+                commands::listener_notices(&changes, c, &spec, &mut enricher, &report.time);
+            listener_totals.add(&report.listeners);
+        }
         if !write(&mut out, &report, args.json, &clock.local_hms(now.mono_ns))? {
             break;
         }

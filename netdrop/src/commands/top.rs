@@ -10,11 +10,12 @@ use ratatui::crossterm::event::{self, Event, KeyEventKind};
 use tokio::sync::mpsc;
 
 use crate::{
-    aggregate::{GroupBy, SortBy, Totals},
+    aggregate::{GroupBy, SortBy, Totals, listeners::ListenerTotals},
     cli::TopArgs,
     commands,
     error::Error,
     event::Enricher,
+    kernel::counters::CounterWatch,
     output::{
         stats,
         tui::{self, TopModel},
@@ -27,7 +28,7 @@ use crate::{
 const ROWS: usize = 50;
 
 pub async fn run(args: &TopArgs, verbose: u8) -> Result<(), Error> {
-    let (kernel, _, filter) = commands::prepare(&args.kernel, &args.filter)?;
+    let (kernel, spec, filter) = commands::prepare(&args.kernel, &args.filter)?;
     let opts = args.metrics.labels.options();
     // Every grouping is counted, so switching is instant.
     let flags = GroupBy::ALL
@@ -74,6 +75,8 @@ pub async fn run(args: &TopArgs, verbose: u8) -> Result<(), Error> {
         drop(keys_tx);
         None
     };
+    let mut counter_watch = (!spec.hides_listeners()).then(|| CounterWatch::new(spec.netns));
+    let mut listener_totals = ListenerTotals::default();
     let mut prev = probe.totals()?;
     let mut last = (prev.clone(), prev.clone());
     let mut tick =
@@ -92,9 +95,18 @@ pub async fn run(args: &TopArgs, verbose: u8) -> Result<(), Error> {
                     .map(|(code, n)| (enricher.reasons.decode(*code).name, n - prev.by_reason.get(code).copied().unwrap_or(0)))
                     .collect();
                 model.record_history(&per_reason);
+                let listeners = match counter_watch.as_mut() {
+                    Some(c) => {
+                        let time = clock.rfc3339(now.mono_ns);
+                        commands::listener_notices(&c.poll(), c, &spec, &mut enricher, &time)
+                    }
+                    None => Vec::new(),
+                };
+                listener_totals.add(&listeners);
                 if !model.paused {
                     last = (prev.clone(), now.clone());
                     refresh(&mut model, &mut enricher, &last, &clock);
+                    model.report.listeners = listeners;
                 }
                 prev = now;
                 refreshes += 1;
@@ -123,7 +135,10 @@ pub async fn run(args: &TopArgs, verbose: u8) -> Result<(), Error> {
                     let _ = t.draw(|f| tui::draw(f, &model));
                 }
             }
-            s = commands::next_scrape(&mut scrapes) => commands::answer(s, &probe, &mut enricher, &opts),
+            s = commands::next_scrape(&mut scrapes) => {
+                let listeners = counter_watch.is_some().then_some(&listener_totals);
+                commands::answer(s, &probe, listeners, &mut enricher, &opts);
+            }
             _ = stop.recv() => break Ok(()),
         }
     };
@@ -133,8 +148,9 @@ pub async fn run(args: &TopArgs, verbose: u8) -> Result<(), Error> {
     result
 }
 
-/// Rebuilds the report shown from the last interval.
+/// Rebuilds the report shown from the last interval (the listeners named in it stay).
 fn refresh(model: &mut TopModel, enricher: &mut Enricher, last: &(Totals, Totals), clock: &Clock) {
+    let listeners = std::mem::take(&mut model.report.listeners);
     model.report = stats::report(
         enricher,
         model.by,
@@ -144,6 +160,7 @@ fn refresh(model: &mut TopModel, enricher: &mut Enricher, last: &(Totals, Totals
         ROWS,
         clock.rfc3339(last.1.mono_ns),
     );
+    model.report.listeners = listeners;
 }
 
 /// Reads key presses on a thread (crossterm blocks) and forwards them.

@@ -9,14 +9,15 @@ use aya::maps::{MapData, RingBuf};
 use netdrop_common::config;
 
 use crate::{
-    aggregate::{self, GroupBy, SortBy, Totals},
+    aggregate::{self, GroupBy, SortBy, Totals, listeners::ListenerTotals},
     cli::WatchArgs,
     commands,
     error::Error,
     event::{self, Enricher},
     kernel::counters::{self, Change, CounterWatch},
     output::{
-        CounterGrowth, CounterNotice, Format, JsonLine, LostNotice, Summary, json,
+        CounterGrowth, CounterNotice, Format, JsonLine, ListenerNotice, ListenerTotal, LostNotice,
+        Summary, json,
         json::fast::DropWriter,
         stats::{self, StatsReport},
         text,
@@ -95,8 +96,12 @@ pub async fn run(args: &WatchArgs, verbose: u8) -> Result<(), Error> {
         fast: DropWriter::new(kernel.reasons.lookup("NETFILTER_DROP").ok()),
         batch: Vec::with_capacity(BATCH_BYTES + 4096),
     };
-    let mut counter_watch =
-        (!args.no_counters && !spec.selects_packets()).then(|| CounterWatch::new(spec.netns));
+    // Counter lines cannot be narrowed to packets; listener records can (by port).
+    let show_counters = !spec.selects_packets();
+    let mut counter_watch = (!args.no_counters && (show_counters || !spec.hides_listeners()))
+        .then(|| CounterWatch::new(spec.netns));
+    let names_listeners = counter_watch.is_some() && !spec.hides_listeners();
+    let mut listener_totals = ListenerTotals::default();
     eprintln!(
         "netdrop: watching packet drops via {}; Ctrl-C to stop",
         probe.hook
@@ -126,14 +131,22 @@ pub async fn run(args: &WatchArgs, verbose: u8) -> Result<(), Error> {
             _ = drain.tick() => {
                 sink.drain(ring.get_mut(), &mut probe);
             }
-            s = commands::next_scrape(&mut scrapes) => commands::answer(s, &probe, &mut sink.enricher, &opts),
+            s = commands::next_scrape(&mut scrapes) => commands::answer(s, &probe, names_listeners.then_some(&listener_totals), &mut sink.enricher, &opts),
             _ = stop.recv() => break Stop::Signal,
             _ = tick.tick() => {
                 probe.attach_conntrack();
                 sink.conntrack_hook = probe.conntrack == Conntrack::Attached;
                 sink.report_loss(&probe, &mut reported)?;
                 if let Some(c) = counter_watch.as_mut() {
-                    sink.report_counters(c.poll());
+                    let changes = c.poll();
+                    let time = sink.clock.rfc3339(Clock::monotonic_now());
+                    let listeners =
+                        commands::listener_notices(&changes, c, &spec, &mut sink.enricher, &time);
+                    if show_counters {
+                        sink.report_counters(changes);
+                    }
+                    listener_totals.add(&listeners);
+                    sink.report_listeners(listeners);
                 }
             }
             _ = sleep_until(deadline) => break Stop::Duration,
@@ -175,6 +188,16 @@ pub async fn run(args: &WatchArgs, verbose: u8) -> Result<(), Error> {
             &kernel.reasons,
         ),
         counters: std::mem::take(&mut sink.counter_growth),
+        listeners: listener_totals
+            .busiest(usize::MAX)
+            .into_iter()
+            .map(|((netns, addr, port), overflows)| ListenerTotal {
+                netns: sink.enricher.netns(*netns, "procfs"),
+                addr: addr.clone(),
+                port: *port,
+                overflows,
+            })
+            .collect(),
     };
     let histogram = stats::report(
         &mut sink.enricher,
@@ -340,11 +363,7 @@ impl<W: Write> Sink<W> {
             missed_total: now.missed,
         };
         *last = now;
-        let res = match self.format {
-            Format::Json => json::write_line(&mut self.out, &JsonLine::Lost(notice)),
-            Format::Text => writeln!(self.out, "{}", text::lost_line(&notice)),
-        };
-        self.check(res);
+        self.write_notice(&JsonLine::Lost(notice));
         let res = self.out.flush();
         self.check(res);
         Ok(())
@@ -364,16 +383,36 @@ impl<W: Write> Sink<W> {
                 netns,
                 meaning: meaning.to_owned(),
             };
-            let res = match self.format {
-                Format::Json => json::write_line(&mut self.out, &JsonLine::Counter(notice)),
-                Format::Text => {
-                    let t = self.clock.local_hms(Clock::monotonic_now());
-                    writeln!(self.out, "{}", text::counter_line(&notice, &t))
-                }
-            };
-            self.check(res);
+            self.write_notice(&JsonLine::Counter(notice));
         }
         let res = self.out.flush();
+        self.check(res);
+    }
+
+    /// Writes a record per listener blamed for accept-queue drops.
+    fn report_listeners(&mut self, listeners: Vec<ListenerNotice>) {
+        if listeners.is_empty() {
+            return;
+        }
+        for l in listeners {
+            self.write_notice(&JsonLine::Listener(l));
+        }
+        let res = self.out.flush();
+        self.check(res);
+    }
+
+    /// Writes a `lost`, `counter` or `listener` notice, stamped with the time now.
+    fn write_notice(&mut self, line: &JsonLine) {
+        let res = match self.format {
+            Format::Json => json::write_line(&mut self.out, line),
+            Format::Text => {
+                let t = self.clock.local_hms(Clock::monotonic_now());
+                match text::notice_line(line, &t) {
+                    Some(l) => writeln!(self.out, "{l}"),
+                    None => Ok(()),
+                }
+            }
+        };
         self.check(res);
     }
 

@@ -5,8 +5,6 @@
 
 use std::{
     collections::BTreeMap,
-    fs::File,
-    os::fd::AsRawFd,
     path::{Path, PathBuf},
 };
 
@@ -342,18 +340,7 @@ pub fn read_net_dir(net: &Path) -> Snapshot {
 /// Reads the counters of the namespace behind `ns_file` (e.g. `/run/netns/blue`), from a
 /// thread that joins it: `/proc/thread-self/net` then shows that namespace.
 pub fn read_netns(ns_file: &Path) -> std::io::Result<Snapshot> {
-    let ns = File::open(ns_file)?;
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            // SAFETY: setns affects only this thread, which ends right after.
-            if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(read_net_dir(Path::new("/proc/thread-self/net")))
-        })
-        .join()
-        .unwrap_or_else(|_| Err(std::io::Error::other("counter reader thread panicked")))
-    })
+    super::netns::run_in(ns_file, || read_net_dir(Path::new("/proc/thread-self/net")))
 }
 
 /// Reads the global counters (`softnet_stat`).
@@ -615,6 +602,14 @@ impl CounterWatch {
         // Namespaces come and go with containers: forget those that are gone.
         let alive: std::collections::BTreeSet<u32> = self.targets.iter().map(|t| t.inode).collect();
         self.last.retain(|inode, _| alive.contains(inode));
+    }
+
+    /// A file that opens namespace `inode`, if it is one of those polled.
+    pub fn path(&self, inode: u32) -> Option<&Path> {
+        self.targets
+            .iter()
+            .find(|t| t.inode == inode)
+            .map(|t| t.path.as_path())
     }
 
     /// Counters of drops `kfree_skb` does not show that grew since the last poll.

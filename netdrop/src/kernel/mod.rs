@@ -1,6 +1,7 @@
 //! What netdrop reads from the running kernel: BTF (struct offsets, hook prototype,
-//! reason enums), tracefs format files, kallsyms, namespaces and privileges. Each part
-//! parses text or bytes handed to it, so tests feed fixtures instead of a kernel.
+//! reason enums), tracefs format files, kallsyms, namespaces, privileges and sockets
+//! (sock_diag, /proc fd links). Each part parses text or bytes handed to it, so tests feed
+//! fixtures instead of a kernel.
 
 pub mod btf;
 pub mod counters;
@@ -8,8 +9,10 @@ pub mod inferred;
 pub mod kallsyms;
 pub mod netns;
 pub mod offsets;
+pub mod owners;
 pub mod privileges;
 pub mod reasons;
+pub mod sockdiag;
 pub mod tracefs;
 
 use std::{

@@ -3,7 +3,8 @@
 
 use std::{
     collections::HashMap,
-    os::unix::fs::MetadataExt,
+    fs::File,
+    os::{fd::AsRawFd, unix::fs::MetadataExt},
     path::{Path, PathBuf},
     time::{Duration, Instant},
 };
@@ -68,6 +69,24 @@ impl NetnsNames {
 /// Inode of the namespace file at `path` (what the kernel reports as `ns.inum`).
 pub fn inode(path: &Path) -> Option<u32> {
     std::fs::metadata(path).ok().map(|m| m.ino() as u32)
+}
+
+/// Runs `f` on a helper thread that has joined the network namespace behind `ns_file`
+/// (e.g. `/run/netns/blue`): `/proc/thread-self/net` and new sockets there belong to that
+/// namespace, while the calling thread stays where it is.
+pub fn run_in<T: Send>(ns_file: &Path, f: impl FnOnce() -> T + Send) -> std::io::Result<T> {
+    let ns = File::open(ns_file)?;
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            // SAFETY: setns affects only this thread, which ends right after `f`.
+            if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(f())
+        })
+        .join()
+        .unwrap_or_else(|_| Err(std::io::Error::other("namespace helper thread panicked")))
+    })
 }
 
 #[cfg(test)]

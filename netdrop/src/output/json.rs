@@ -1,4 +1,5 @@
-//! `--json`: one object per line, tagged by `type` (`drop`, `lost`, `summary`).
+//! `--json`: one object per line, tagged by `type` (`drop`, `lost`, `counter`, `listener`,
+//! `summary`).
 
 use std::io::{self, Write};
 
@@ -40,8 +41,10 @@ mod tests {
                 count: 9,
             }],
             counters: vec![],
+            listeners: vec![],
         });
-        for line in [lost, summary] {
+        let listener = JsonLine::Listener(crate::output::text::tests::listener());
+        for line in [lost, summary, listener.clone()] {
             let mut buf = Vec::new();
             write_line(&mut buf, &line).unwrap();
             let text = String::from_utf8(buf).unwrap();
@@ -66,6 +69,17 @@ mod tests {
                 .unwrap()
                 .starts_with(r#"{"type":"lost","#)
         );
+        let mut buf = Vec::new();
+        write_line(&mut buf, &listener).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&buf).unwrap();
+        assert_eq!(v["type"], "listener");
+        assert_eq!(v["source"], "sock_diag");
+        assert_eq!(
+            (v["port"].as_u64(), v["queue"].as_u64()),
+            (Some(8080), Some(2))
+        );
+        assert_eq!(v["netns"]["name"], "demo");
+        assert_eq!(v["process"]["comm"], "python3");
     }
 }
 

@@ -1,8 +1,8 @@
 //! Prometheus text format 0.0.4 and OpenMetrics 1.0 exposition of the exact in-kernel
 //! counts, served over HTTP at `/metrics`.
 //!
-//! Label sets are bounded: reasons are a fixed kernel list; namespaces, devices, locations
-//! and flows are limited to the busiest N (locations and flows are off unless asked for);
+//! Label sets are bounded: reasons are a fixed kernel list; namespaces, devices, listeners,
+//! locations and flows are limited to the busiest N (locations and flows are off unless asked for);
 //! flow labels leave out the source port, which is ephemeral.
 
 use std::{collections::BTreeMap, fmt::Write as _, net::SocketAddr};
@@ -14,7 +14,7 @@ use tokio::{
 };
 
 use crate::{
-    aggregate::{self, GroupBy, GroupKey, SortBy, Totals},
+    aggregate::{self, GroupBy, GroupKey, SortBy, Totals, listeners::ListenerTotals},
     error::Error,
     event::{self, Enricher, ReasonInfo},
     output::text,
@@ -83,9 +83,11 @@ struct Family {
     samples: Vec<(Vec<(&'static str, String)>, f64)>,
 }
 
-/// Renders the exposition of `t`.
+/// Renders the exposition of `t`, and of `listeners` when the command names overflowing
+/// listeners (`None`: it does not look, so the family is left out).
 pub fn render(
     t: &Totals,
+    listeners: Option<&ListenerTotals>,
     e: &mut Enricher,
     hook: &str,
     opts: &MetricsOptions,
@@ -163,6 +165,25 @@ pub fn render(
                 ],
                 _ => Vec::new(),
             }),
+        });
+    }
+    if let Some(l) = listeners.filter(|_| opts.devices > 0) {
+        families.push(Family {
+            name: "netdrop_listener_overflows",
+            help: "TcpExt.ListenOverflows growth of the namespace while this listener's accept queue was full (from counters + sock_diag; shared growth counts for each full listener; the busiest ones).",
+            kind: "counter",
+            samples: l
+                .busiest(opts.devices)
+                .into_iter()
+                .map(|((netns, addr, port), v)| {
+                    let labels = vec![
+                        ("netns", text::netns_name(&e.netns(*netns, "procfs"))),
+                        ("addr", addr.clone()),
+                        ("port", port.to_string()),
+                    ];
+                    (labels, v as f64)
+                })
+                .collect(),
         });
     }
     if opts.locations > 0 {
@@ -532,13 +553,27 @@ mod tests {
             locations: 0,
             flows: 0,
         };
+        let mut listeners = ListenerTotals::default();
+        let mut l = crate::output::text::tests::listener();
+        listeners.add(std::slice::from_ref(&l));
+        l.port = 9000;
+        l.overflows = 1;
+        listeners.add(&[l.clone(), l.clone(), l]);
         let m = render(
             &totals(),
+            Some(&listeners),
             &mut enricher(),
             "tp \"btf\"",
             &opts,
             Format::Prometheus,
         );
+        assert!(
+            m.contains(
+                "netdrop_listener_overflows_total{netns=\"7\",addr=\"10.0.0.2\",port=\"8080\"} 152\n"
+            ),
+            "{m}"
+        );
+        assert!(m.contains("port=\"9000\"} 3\n"), "{m}");
         assert!(m.contains("# TYPE netdrop_drops_total counter\n"), "{m}");
         assert!(m.contains("netdrop_drops_total{reason=\"NO_SOCKET\"} 15\n"));
         assert!(m.contains("netdrop_drops_total{reason=\"NETFILTER_DROP\"} 5\n"));
@@ -564,7 +599,16 @@ mod tests {
             locations: 0,
             flows: 0,
         };
-        let m = render(&totals(), &mut enricher(), "h", &opts, Format::OpenMetrics);
+        let m = render(
+            &totals(),
+            Some(&ListenerTotals::default()),
+            &mut enricher(),
+            "h",
+            &opts,
+            Format::OpenMetrics,
+        );
+        // --metrics-devices 0: no namespaces, devices or listeners.
+        assert!(!m.contains("listener"));
         assert!(m.contains("# TYPE netdrop_drops counter\n"));
         assert!(m.contains("netdrop_drops_total{reason=\"NO_SOCKET\"} 15\n"));
         assert!(m.ends_with("# EOF\n"));

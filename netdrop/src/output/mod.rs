@@ -42,6 +42,76 @@ pub struct CounterNotice {
     pub meaning: String,
 }
 
+/// A listener blamed for accept-queue drops: inferred from the growth of the listener
+/// counters of its namespace and its queue as sock_diag showed it right after, not seen
+/// per packet.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListenerNotice {
+    pub time: String,
+    /// Always `sock_diag`: the record is an inference, see above.
+    pub source: String,
+    pub netns: crate::event::Netns,
+    /// `ipv4` or `ipv6`.
+    pub family: String,
+    /// Local address the socket listens on (`0.0.0.0` / `::` for any).
+    pub addr: String,
+    pub port: u16,
+    /// Accept queue length when read.
+    pub queue: u32,
+    /// Accept queue limit: min(listen() backlog, net.core.somaxconn).
+    pub limit: u32,
+    /// `full` (queue at or over its limit) or `filling` (no listener was full; this one's
+    /// queue was not empty).
+    pub state: String,
+    /// Growth of `TcpExt.ListenOverflows` in the namespace over the interval.
+    pub overflows: u64,
+    /// Growth of `TcpExt.ListenDrops` (includes the overflows).
+    pub listen_drops: u64,
+    /// Growth of `TcpExt.TCPReqQFullDrop` (SYN queue full).
+    pub reqq_full_drops: u64,
+    /// Listeners the growth is shared by: 1 means it is this one's; more means several were
+    /// full and the split is unknown.
+    pub shared_by: usize,
+    pub inode: u32,
+    pub uid: u32,
+    /// A process holding the socket (the lowest pid), if one was found.
+    pub process: Option<crate::kernel::owners::Owner>,
+}
+
+impl ListenerNotice {
+    /// The record of a blamed listener, named in namespace `netns` and held by `process`.
+    pub fn new(
+        n: &crate::aggregate::listeners::Named,
+        netns: crate::event::Netns,
+        process: Option<crate::kernel::owners::Owner>,
+        time: String,
+    ) -> Self {
+        Self {
+            time,
+            source: "sock_diag".to_owned(),
+            netns,
+            family: if n.socket.local.is_ipv6() {
+                "ipv6"
+            } else {
+                "ipv4"
+            }
+            .to_owned(),
+            addr: n.socket.local.to_string(),
+            port: n.socket.local_port,
+            queue: n.socket.rqueue,
+            limit: n.socket.wqueue,
+            state: n.fill.name().to_owned(),
+            overflows: n.growth.overflows,
+            listen_drops: n.growth.listen_drops,
+            reqq_full_drops: n.growth.reqq_full_drops,
+            shared_by: n.shared_by,
+            inode: n.socket.inode,
+            uid: n.socket.uid,
+            process,
+        }
+    }
+}
+
 /// Per-reason count.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReasonCount {
@@ -76,6 +146,20 @@ pub struct Summary {
     /// Kernel drop counters that grew while netdrop ran (drops `kfree_skb` does not show).
     #[serde(default)]
     pub counters: Vec<CounterGrowth>,
+    /// Listeners named for accept-queue drops while netdrop ran, most growth first
+    /// (inferred from counters + sock_diag).
+    #[serde(default)]
+    pub listeners: Vec<ListenerTotal>,
+}
+
+/// A listener's `TcpExt.ListenOverflows` growth over a run: the growth of its namespace
+/// in the polls that named it (growth shared by several full listeners counts for each).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListenerTotal {
+    pub netns: crate::event::Netns,
+    pub addr: String,
+    pub port: u16,
+    pub overflows: u64,
 }
 
 /// Growth of one kernel counter over the whole run.
@@ -97,6 +181,7 @@ pub enum JsonLine {
     Drop(DropRecord),
     Lost(LostNotice),
     Counter(CounterNotice),
+    Listener(ListenerNotice),
     Summary(Summary),
 }
 

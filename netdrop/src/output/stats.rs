@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     aggregate::{self, GroupBy, GroupKey, Row},
     event::{self, Device, Enricher, Location, Netns, Packet, ReasonInfo, c_str},
-    output::{ReasonCount, text},
+    output::{ListenerNotice, ReasonCount, text},
     probe::Counters,
 };
 
@@ -83,6 +83,10 @@ pub struct StatsReport {
     pub groups: Vec<GroupRow>,
     /// What the groups beyond `--top` add up to.
     pub other: Count,
+    /// Listeners blamed for accept-queue drops in the interval (inferred from counters +
+    /// sock_diag; see [`ListenerNotice`]).
+    #[serde(default)]
+    pub listeners: Vec<ListenerNotice>,
 }
 
 /// Builds the report for the interval from `prev` to `now`.
@@ -121,6 +125,7 @@ pub fn report(
         },
         groups,
         other: count(other_i, other_t),
+        listeners: Vec::new(),
     }
 }
 
@@ -272,6 +277,15 @@ pub fn write_text(out: &mut impl Write, r: &StatsReport, local_time: &str) -> io
             "  not attributed (map full): {} to locations, {} to devices, {} to flows, {} to reasons; not traced (nested): {}",
             u.location, u.device, u.flow, u.reason, r.missed
         )?;
+    }
+    if !r.listeners.is_empty() {
+        writeln!(
+            out,
+            "  listeners that dropped connection attempts (from counters + sock_diag):"
+        )?;
+        for l in &r.listeners {
+            writeln!(out, "   {}", text::listener_line(l, "").trim_start())?;
+        }
     }
     writeln!(out)
 }

@@ -3,7 +3,7 @@
 use std::io::{self, Write};
 
 use super::{
-    CounterNotice, LostNotice, Summary,
+    CounterNotice, JsonLine, ListenerNotice, LostNotice, Summary,
     printable::printable,
     stats::{self, StatsReport},
 };
@@ -57,11 +57,57 @@ pub fn counter_line(c: &CounterNotice, local_time: &str) -> String {
     )
 }
 
+/// `04:30:10.123456 LISTENER 10.0.0.2:8080 netns demo full 2/1 (accept queue) +152
+/// ListenOverflows task python3[123] (from counters + sock_diag)`
+pub fn listener_line(l: &ListenerNotice, local_time: &str) -> String {
+    let addr = endpoint(&l.addr, l.port);
+    let mut growth = format!("+{} ListenOverflows", l.overflows);
+    if l.listen_drops > l.overflows {
+        growth.push_str(&format!(" +{} ListenDrops", l.listen_drops));
+    }
+    if l.reqq_full_drops > 0 {
+        growth.push_str(&format!(" +{} TCPReqQFullDrop", l.reqq_full_drops));
+    }
+    if l.shared_by > 1 {
+        growth.push_str(&format!(" (shared by {} full listeners)", l.shared_by));
+    }
+    let task = l
+        .process
+        .as_ref()
+        .map_or_else(|| "-".to_owned(), |p| format!("{}[{}]", p.comm, p.pid));
+    format!(
+        "{local_time} LISTENER {addr} netns {} {} {}/{} (accept queue) {growth} task {task} (from counters + sock_diag)",
+        netns_name(&l.netns),
+        l.state,
+        l.queue,
+        l.limit
+    )
+}
+
+/// `10.0.0.2:8080`, or `[::1]:8080` for an IPv6 address.
+pub fn endpoint(addr: &str, port: u16) -> String {
+    if addr.contains(':') {
+        format!("[{addr}]:{port}")
+    } else {
+        format!("{addr}:{port}")
+    }
+}
+
+/// A line for a notice in `watch`'s text output (`lost`, `counter`, `listener`), stamped
+/// with `local_time`; `None` for drops and the summary, which have their own writers.
+pub fn notice_line(line: &JsonLine, local_time: &str) -> Option<String> {
+    match line {
+        JsonLine::Lost(n) => Some(lost_line(n)),
+        JsonLine::Counter(c) => Some(counter_line(c, local_time)),
+        JsonLine::Listener(l) => Some(listener_line(l, local_time)),
+        JsonLine::Drop(_) | JsonLine::Summary(_) => None,
+    }
+}
+
 /// `10.0.0.1:5353 -> 10.0.0.2:53 [S]`, `[::1]:1 -> [::1]:2`, `a -> b type 8 code 0`, or `-`.
 pub fn flow(p: &Packet) -> String {
     let endpoint = |addr: &Option<String>, port: Option<u16>| match (addr, port) {
-        (Some(a), Some(port)) if a.contains(':') => format!("[{a}]:{port}"),
-        (Some(a), Some(port)) => format!("{a}:{port}"),
+        (Some(a), Some(port)) => endpoint(a, port),
         (Some(a), None) => a.clone(),
         (None, _) => "?".to_owned(),
     };
@@ -162,19 +208,77 @@ pub fn write_summary(out: &mut impl Write, s: &Summary, histogram: &StatsReport)
             writeln!(out, "{:>12}  {}{ns}", c.delta, printable(&c.counter))?;
         }
     }
+    if !s.listeners.is_empty() {
+        writeln!(
+            out,
+            "listeners named for ListenOverflows (from counters + sock_diag):"
+        )?;
+        for l in &s.listeners {
+            writeln!(
+                out,
+                "{:>12}  {}  netns {}",
+                l.overflows,
+                endpoint(&l.addr, l.port),
+                netns_name(&l.netns)
+            )?;
+        }
+    }
     Ok(())
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::{
         event::Netns,
         output::{
-            CounterGrowth, ReasonCount,
+            CounterGrowth, ListenerTotal, ReasonCount,
             stats::{Count, GroupRow, Untracked},
         },
     };
+
+    pub(crate) fn listener() -> ListenerNotice {
+        let named = crate::aggregate::listeners::Named {
+            netns: 7,
+            socket: crate::aggregate::listeners::tests::listener(8080, 2, 1),
+            fill: crate::aggregate::listeners::Fill::Full,
+            growth: crate::aggregate::listeners::Growth {
+                overflows: 152,
+                listen_drops: 152,
+                reqq_full_drops: 0,
+            },
+            shared_by: 1,
+        };
+        let netns = Netns {
+            inode: 7,
+            name: Some("demo".into()),
+            source: "procfs".into(),
+        };
+        let owner = crate::kernel::owners::Owner {
+            pid: 123,
+            comm: "python3".into(),
+        };
+        ListenerNotice::new(&named, netns, Some(owner), "t".into())
+    }
+
+    #[test]
+    fn listener_lines_say_where_they_come_from() {
+        let mut l = listener();
+        assert_eq!(
+            listener_line(&l, "04:30:10.1"),
+            "04:30:10.1 LISTENER 10.0.0.2:8080 netns demo full 2/1 (accept queue) +152 \
+             ListenOverflows task python3[123] (from counters + sock_diag)"
+        );
+        l.family = "ipv6".into();
+        l.addr = "::".into();
+        l.shared_by = 2;
+        l.process = None;
+        assert_eq!(
+            listener_line(&l, "t"),
+            "t LISTENER [::]:8080 netns demo full 2/1 (accept queue) +152 ListenOverflows \
+             (shared by 2 full listeners) task - (from counters + sock_diag)"
+        );
+    }
 
     fn record() -> DropRecord {
         crate::testdata::drop_record()
@@ -257,6 +361,16 @@ mod tests {
                 }),
                 delta: 24,
             }],
+            listeners: vec![ListenerTotal {
+                netns: Netns {
+                    inode: 7,
+                    name: Some("blue".into()),
+                    source: "procfs".into(),
+                },
+                addr: "::".into(),
+                port: 8080,
+                overflows: 24,
+            }],
         };
         let row = |name: &str, n: u64| GroupRow {
             label: name.into(),
@@ -288,6 +402,7 @@ mod tests {
             untracked: Untracked::default(),
             groups: vec![row("NO_SOCKET", 7), row("TCP_CSUM", 3)],
             other: Count::default(),
+            listeners: vec![],
         };
         let mut out = Vec::new();
         write_summary(&mut out, &s, &hist).unwrap();
@@ -309,6 +424,10 @@ mod tests {
         );
         assert!(
             text.contains("          24  TcpExt.ListenOverflows  netns blue"),
+            "{text}"
+        );
+        assert!(
+            text.contains("          24  [::]:8080  netns blue"),
             "{text}"
         );
     }

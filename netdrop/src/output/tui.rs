@@ -14,11 +14,14 @@ use ratatui::{
 
 use crate::{
     aggregate::{GroupBy, SortBy},
-    output::stats::StatsReport,
+    output::{stats::StatsReport, text::listener_line},
 };
 
 /// Seconds of history behind each reason's sparkline.
 pub const HISTORY: usize = 60;
+
+/// Overflowing listeners named under the header, at most.
+const LISTENER_LINES: usize = 2;
 
 /// What the screen shows.
 pub struct TopModel {
@@ -115,8 +118,21 @@ pub fn sparkline(values: &VecDeque<u64>, width: usize) -> String {
 /// Draws the model.
 pub fn draw(f: &mut Frame<'_>, m: &TopModel) {
     let r = &m.report;
+    // Listeners whose accept queue overflowed in the interval: up to two lines.
+    let mut named: Vec<Line> = r
+        .listeners
+        .iter()
+        .take(LISTENER_LINES)
+        .map(|l| Line::raw(listener_line(l, "").trim_start().to_owned()))
+        .collect();
+    if r.listeners.len() > LISTENER_LINES {
+        named.push(Line::raw(format!(
+            "(+{} more listeners)",
+            r.listeners.len() - LISTENER_LINES
+        )));
+    }
     let [head, table, foot] = Layout::vertical([
-        Constraint::Length(3),
+        Constraint::Length(3 + named.len() as u16),
         Constraint::Min(3),
         Constraint::Length(1),
     ])
@@ -140,7 +156,10 @@ pub fn draw(f: &mut Frame<'_>, m: &TopModel) {
             r.seen.total, m.lost, r.missed, u.location, u.device, u.flow
         )),
         Line::raw(format!("hook: {}", m.hook)),
-    ];
+    ]
+    .into_iter()
+    .chain(named)
+    .collect::<Vec<_>>();
     f.render_widget(Paragraph::new(header), head);
 
     let spark_width = 20;
@@ -244,6 +263,7 @@ mod tests {
                 group("NETFILTER_DROP", 300.0, 1000),
             ],
             other: Count::default(),
+            listeners: vec![],
         };
         let mut m = TopModel {
             by: GroupBy::Reason,
@@ -296,6 +316,20 @@ mod tests {
         );
         assert!(row.contains('█'), "sparkline in {row}");
         assert!(s[23].starts_with("q quit"), "{}", s[23]);
+    }
+
+    #[test]
+    fn overflowing_listeners_are_named_under_the_header() {
+        let mut m = model();
+        m.report.listeners = vec![crate::output::text::tests::listener(); 3];
+        let s = screen(&m);
+        assert!(
+            s[3].starts_with("LISTENER 10.0.0.2:8080 netns demo full 2/1"),
+            "{}",
+            s[3]
+        );
+        assert!(s[5].starts_with("(+1 more listeners)"), "{}", s[5]);
+        assert!(s[6].contains("drops/s"), "the table follows: {}", s[6]);
     }
 
     #[test]

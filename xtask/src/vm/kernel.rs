@@ -62,13 +62,18 @@ pub const KERNELS: &[KernelSpec] = &[
     },
 ];
 
-/// Modules the scenarios load: veth pairs, nftables rules, conntrack, NET_DM for dropwatch.
+/// Modules the scenarios load: veth pairs, nftables rules, conntrack, NET_DM for dropwatch,
+/// sock_diag for TCP and UDP (netdrop names listeners through it; a full system loads
+/// these on first use, the initramfs has no modprobe).
 pub const MODULES: &[&str] = &[
     "veth",
     "nf_tables",
     "nft_ct",
     "nf_conntrack",
     "drop_monitor",
+    "inet_diag",
+    "tcp_diag",
+    "udp_diag",
 ];
 
 /// The modules `spec` loads.
