@@ -168,6 +168,22 @@ fn several_faults_at_once_give_several_findings() {
     );
     // somaxconn is per namespace: read in the listener's.
     knob(f, "net.core.somaxconn", Some(name));
+    // The listener, named through sock_diag while its queue was full.
+    let l = object(f, "listener", &format!("{}:47203", ns.ns_addr));
+    assert_eq!(l["netns"]["name"], name);
+    let detail = l["detail"].as_str().unwrap();
+    assert!(detail.starts_with("accept queue 2/1, process "), "{l}");
+    assert!(
+        detail.ends_with(&format!("[{}]", std::process::id())),
+        "{l}"
+    );
+    assert!(
+        f["evidence"].as_array().unwrap().iter().any(|e| e
+            .as_str()
+            .unwrap()
+            .contains("the limit 1 is the application's listen() backlog")),
+        "{f:#}"
+    );
 
     let f = finding(&report, "firewall_rule");
     assert_eq!(f["drops"], 3, "{f:#}");

@@ -18,14 +18,14 @@ use crate::{
         Report, classes,
         evidence::{
             Count, CounterDelta, CpuDelta, DeviceCount, Evidence, FirewallMatch, FlowCount, Knob,
-            LocationCount, Qdisc, Route, reason_matches,
+            Listener, LocationCount, Qdisc, Route, reason_matches,
         },
         knobs, nft,
     },
     error::Error,
     event::{self, DropRecord, Enricher, Netns, ReasonInfo},
-    kernel::counters::{self, Snapshot},
-    output::{self, text},
+    kernel::counters::{self, CounterWatch, Snapshot},
+    output::{self, ListenerNotice, text},
     probe::{self, Conntrack, Probe, ProbeConfig},
     time::Clock,
 };
@@ -62,6 +62,10 @@ pub async fn run(args: &DiagnoseArgs, verbose: u8) -> Result<(), Error> {
     );
     let started = Instant::now();
     let mut samples = Samples::default();
+    // Listeners are named while their queue is full: looked up each second in the
+    // namespaces whose listen counters grew.
+    let mut counter_watch = CounterWatch::new(spec.netns);
+    let mut named: Vec<ListenerNotice> = Vec::new();
     let deadline = tokio::time::Instant::now() + args.duration;
     let mut drain = tokio::time::interval(probe::DRAIN_INTERVAL);
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
@@ -73,7 +77,13 @@ pub async fn run(args: &DiagnoseArgs, verbose: u8) -> Result<(), Error> {
                 guard.clear_ready();
             }
             _ = drain.tick() => samples.take(ring.get_mut(), &mut probe, &mut enricher),
-            _ = tick.tick() => probe.attach_conntrack(),
+            _ = tick.tick() => {
+                probe.attach_conntrack();
+                let changes = counter_watch.poll();
+                let time = enricher.clock().rfc3339(Clock::monotonic_now());
+                let found = commands::listener_notices(&changes, &counter_watch, &spec, &mut enricher, &time);
+                keep_listeners(&mut named, found);
+            }
             _ = stop.recv() => break,
             _ = tokio::time::sleep_until(deadline) => break,
         }
@@ -109,10 +119,21 @@ pub async fn run(args: &DiagnoseArgs, verbose: u8) -> Result<(), Error> {
             "conntrack hook: {why}; conntrack drops are told from rule drops by the nf_conntrack drop counter"
         ));
     }
-    ev.unavailable.push(
-        "listening sockets are not identified yet (sock_diag): listen queue findings name the namespace and counters only"
-            .into(),
-    );
+    ev.listeners = named
+        .into_iter()
+        .map(|n| Listener {
+            netns: Some(n.netns),
+            local: if n.family == "ipv6" {
+                format!("[{}]:{}", n.addr, n.port)
+            } else {
+                format!("{}:{}", n.addr, n.port)
+            },
+            port: n.port,
+            queue: n.queue,
+            limit: n.limit,
+            process: n.process.map(|p| format!("{}[{}]", p.comm, p.pid)),
+        })
+        .collect();
     let involved = involved_namespaces(&ev);
     ev.knobs = read_knobs(&namespaces, &involved, &ev);
     ev.firewall = firewall(&namespaces, &ev);
@@ -135,6 +156,25 @@ pub async fn run(args: &DiagnoseArgs, verbose: u8) -> Result<(), Error> {
         _ => Ok(()),
     }
 }
+
+/// Adds listeners named in one poll to those named before: one entry per listener, with
+/// the longest queue seen.
+fn keep_listeners(named: &mut Vec<ListenerNotice>, found: Vec<ListenerNotice>) {
+    for n in found {
+        let at = named
+            .iter()
+            .position(|k| k.netns.inode == n.netns.inode && k.addr == n.addr && k.port == n.port);
+        match at {
+            Some(i) if n.queue > named[i].queue => named[i] = n,
+            Some(_) => {}
+            None if named.len() < MAX_LISTENERS => named.push(n),
+            None => {}
+        }
+    }
+}
+
+/// Listeners kept in the evidence.
+const MAX_LISTENERS: usize = 32;
 
 /// Whole records, at most [`SAMPLES_PER_REASON`] per reason.
 #[derive(Default)]
