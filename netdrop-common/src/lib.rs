@@ -19,6 +19,38 @@ pub mod program {
     pub const CONNTRACK_IN: &str = "ct_in";
     /// kretprobe on `nf_conntrack_in`: marks that packet when conntrack refused it.
     pub const CONNTRACK_IN_RET: &str = "ct_in_ret";
+    /// kprobe on `tcp_conn_request`: a SYN dropped at a full accept or SYN queue.
+    pub const TCP_CONN_REQUEST: &str = "tcp_syn";
+    /// kprobe on `tcp_v4_syn_recv_sock` / `tcp_v6_syn_recv_sock`: a handshake ACK that finds
+    /// the accept queue full.
+    pub const TCP_SYN_RECV_SOCK: &str = "tcp_ack";
+}
+
+/// Kernel functions of the TCP listener hook.
+pub mod tcp_functions {
+    /// Handles a SYN at a listener (all kernels netdrop supports).
+    pub const CONN_REQUEST: &str = "tcp_conn_request";
+    /// Create the child socket for a completed handshake, per family.
+    pub const SYN_RECV_SOCK: [&str; 2] = ["tcp_v4_syn_recv_sock", "tcp_v6_syn_recv_sock"];
+}
+
+/// Drop reasons netdrop defines for drops the kernel frees without naming a reason (or
+/// without `kfree_skb` at all). Their codes sit in a subsystem range no kernel uses, so they
+/// never collide with the kernel's; every output marks them as netdrop's inference.
+pub mod netdrop_reason {
+    /// A SYN or handshake ACK dropped because the listener's accept queue was full.
+    pub const LISTEN_OVERFLOW: u32 = 0xff00_0001;
+    /// A SYN dropped because the listener's SYN queue was full and syncookies were off.
+    pub const SYN_QUEUE_FULL: u32 = 0xff00_0002;
+    /// Every netdrop reason, with its name.
+    pub const ALL: [(u32, &str); 2] = [
+        (LISTEN_OVERFLOW, "LISTEN_OVERFLOW"),
+        (SYN_QUEUE_FULL, "SYN_QUEUE_FULL"),
+    ];
+    /// True for a code netdrop defined.
+    pub const fn is_netdrop(code: u32) -> bool {
+        code >> 16 == 0xff00
+    }
 }
 
 /// Kernel function the conntrack hook attaches to.
@@ -277,10 +309,18 @@ pub struct KernelOffsets {
     pub sk_net: u32,
     /// `net.ns.inum`.
     pub net_inum: u32,
-    /// Explicit padding.
-    pub _pad: u32,
+    /// `sock.sk_ack_backlog`: connections waiting in a listener's accept queue.
+    pub sk_ack_backlog: u32,
+    /// `sock.sk_max_ack_backlog`: the accept queue's limit.
+    pub sk_max_ack_backlog: u32,
+    /// `inet_connection_sock.icsk_accept_queue.qlen`: half-open requests (the SYN queue).
+    pub icsk_syn_qlen: u32,
+    /// `net.ipv4.sysctl_tcp_syncookies`.
+    pub net_syncookies: u32,
+    /// Size of `sysctl_tcp_syncookies`: 4 (`int`, up to 5.x) or 1 (`u8`).
+    pub net_syncookies_size: u32,
 }
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 56);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 72);
 
 impl KernelOffsets {
     /// Offsets that make the programs read nothing but the hook arguments.
@@ -298,7 +338,11 @@ impl KernelOffsets {
         dev_net: OFFSET_NONE,
         sk_net: OFFSET_NONE,
         net_inum: OFFSET_NONE,
-        _pad: 0,
+        sk_ack_backlog: OFFSET_NONE,
+        sk_max_ack_backlog: OFFSET_NONE,
+        icsk_syn_qlen: OFFSET_NONE,
+        net_syncookies: OFFSET_NONE,
+        net_syncookies_size: 0,
     };
 }
 
@@ -400,8 +444,10 @@ pub struct Config {
     /// also drains on a short timer. One wakeup per event would cost the dropping CPU more
     /// than writing the event.
     pub wakeup_bytes: u32,
-    /// Explicit padding.
-    pub _pad: u32,
+    /// This kernel's value of `SKB_DROP_REASON_NOT_SPECIFIED`, or [`OFFSET_NONE`]: a
+    /// handshake ACK the TCP listener hook saw find a full accept queue is freed with it (or
+    /// with no reason before 5.17) and is reported as `LISTEN_OVERFLOW` instead.
+    pub not_specified_reason: u32,
     /// On kernels without drop reasons: the code of `nf_hook_slow`, `[start, end)` (0, 0
     /// when unknown). Drops freed there are netfilter's and carry a stack, as
     /// `netfilter_reason` does where reasons exist.

@@ -13,7 +13,9 @@ mod filter;
 mod kread;
 mod maps;
 mod packet;
+mod pipeline;
 mod skb;
+mod tcp;
 
 use netdrop_common::{Config, Filter, KernelOffsets, TracepointLayout};
 
@@ -63,7 +65,7 @@ static CONFIG: Config = Config {
     flags: 0,
     netfilter_reason: netdrop_common::OFFSET_NONE,
     wakeup_bytes: 0,
-    _pad: 0,
+    not_specified_reason: netdrop_common::OFFSET_NONE,
     netfilter_start: 0,
     netfilter_end: 0,
 };

@@ -50,27 +50,33 @@ pub static STACKS: StackTrace = StackTrace::with_max_entries(MAX_STACKS, 0);
 #[map]
 pub static REASON_FILTER: HashMap<u32, u8> = HashMap::with_max_entries(MAX_REASON_FILTER, 0);
 
-/// Per-CPU scratch record: the event is assembled here, not on the 512-byte BPF stack.
+/// Per-CPU scratch records, one per `pipeline::Scratch`: the event is assembled here, not
+/// on the 512-byte BPF stack.
 #[map]
-pub static SCRATCH: PerCpuArray<DropEvent> = PerCpuArray::with_max_entries(1, 0);
+pub static SCRATCH: PerCpuArray<DropEvent> = PerCpuArray::with_max_entries(2, 0);
 
 /// Per-CPU stack of `nf_conntrack_in` calls in progress: [`CT_DEPTH`] slots of
-/// [`CtCall`] and, in slot [`CT_DEPTH`], the depth.
+/// [`SkbMark`] and, in slot [`CT_DEPTH`], the depth.
 #[map]
-pub static CT_CALLS: PerCpuArray<CtCall> = PerCpuArray::with_max_entries(CT_DEPTH + 1, 0);
+pub static CT_CALLS: PerCpuArray<SkbMark> = PerCpuArray::with_max_entries(CT_DEPTH + 1, 0);
 
 /// Per-CPU: the last skb `nf_conntrack_in` returned NF_DROP for, and when.
 #[map]
-pub static CT_DROPPED: PerCpuArray<CtCall> = PerCpuArray::with_max_entries(1, 0);
+pub static CT_DROPPED: PerCpuArray<SkbMark> = PerCpuArray::with_max_entries(1, 0);
+
+/// Per-CPU: the last handshake ACK that found its listener's accept queue full, and when.
+#[map]
+pub static TCP_ACK_OVERFLOW: PerCpuArray<SkbMark> = PerCpuArray::with_max_entries(1, 0);
 
 /// Nested `nf_conntrack_in` calls tracked on one CPU (a softirq interrupting a task that
 /// was itself in conntrack): deeper calls are not tracked.
 pub const CT_DEPTH: u32 = 4;
 
-/// One `nf_conntrack_in` call: the skb, the task it ran for, when.
+/// An skb a probe saw, for the kfree_skb program to recognise: the skb, the task it ran
+/// for (conntrack), when.
 #[repr(C)]
 #[derive(Clone, Copy)]
-pub struct CtCall {
+pub struct SkbMark {
     pub skb: u64,
     pub task: u64,
     pub time_ns: u64,

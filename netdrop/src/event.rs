@@ -78,8 +78,10 @@ pub struct ReasonInfo {
     pub code: u32,
     /// Subsystem for non-core reasons, e.g. `OPENVSWITCH`.
     pub subsystem: Option<String>,
-    /// True when this kernel reports no reasons and `name` was inferred from the drop
-    /// location (see [`crate::kernel::inferred`]).
+    /// True when the kernel did not name this reason: it reports none and `name` was
+    /// inferred from the drop location (see [`crate::kernel::inferred`]), or the drop was
+    /// seen by a netdrop hook and `name` is one of netdrop's own (`LISTEN_OVERFLOW`,
+    /// `SYN_QUEUE_FULL`; see `netdrop_common::netdrop_reason`).
     #[serde(default)]
     pub inferred: bool,
     /// For an inferred reason, the other reasons the same location drops packets for
@@ -94,6 +96,16 @@ impl ReasonInfo {
     /// inferred; `UNKNOWN` where the location names none.
     pub fn new(reasons: &Reasons, code: u32, symbol: Option<&str>) -> Self {
         let r = reasons.decode(code);
+        // netdrop's own reasons: an inference of netdrop's, whatever the kernel.
+        if netdrop_common::netdrop_reason::is_netdrop(code) {
+            return Self {
+                name: r.name,
+                code,
+                subsystem: None,
+                inferred: true,
+                alternatives: Some(Vec::new()),
+            };
+        }
         let inferred = (reasons.source == Source::None)
             .then(|| symbol.and_then(inferred::infer))
             .flatten();

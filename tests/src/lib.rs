@@ -155,6 +155,30 @@ impl Watch {
         );
     }
 
+    /// Waits until `n` drop records satisfying `pred` have been printed.
+    pub fn wait_for_drops(&self, what: &str, n: usize, pred: impl Fn(&Value) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let got = self
+                .lines
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|v| v["type"] == "drop" && pred(v))
+                .count();
+            if got >= n {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "only {got} of {n} drop records for {what} within 20 s; got: {:?}; netdrop stderr: {}",
+                self.lines.lock().unwrap(),
+                self.stderr.lock().unwrap()
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// True once an output line satisfying `pred` has been printed, false if none was
     /// within `timeout`.
     pub fn saw_line_within(&self, timeout: Duration, pred: impl Fn(&Value) -> bool) -> bool {
@@ -576,4 +600,55 @@ pub fn to_port(drops: &[Value], dport: u16) -> Vec<&Value> {
         .iter()
         .filter(|d| d["packet"]["dport"] == dport)
         .collect()
+}
+
+/// Sends a TCP SYN from `src` (any address: the IP header is ours) to `dst`.
+pub fn raw_syn(src: std::net::Ipv4Addr, sport: u16, dst: std::net::Ipv4Addr, dport: u16) {
+    let mut pkt = [0u8; 40];
+    // IPv4 header: version 4, IHL 5, total length 40, TTL 64, protocol TCP; the kernel
+    // fills in the checksum and the id.
+    pkt[0] = 0x45;
+    pkt[2..4].copy_from_slice(&40u16.to_be_bytes());
+    pkt[8] = 64;
+    pkt[9] = 6;
+    pkt[12..16].copy_from_slice(&src.octets());
+    pkt[16..20].copy_from_slice(&dst.octets());
+    // TCP header: ports, sequence, data offset 5, SYN, window.
+    pkt[20..22].copy_from_slice(&sport.to_be_bytes());
+    pkt[22..24].copy_from_slice(&dport.to_be_bytes());
+    pkt[24..28].copy_from_slice(&0x1000_0000u32.wrapping_add(sport.into()).to_be_bytes());
+    pkt[32] = 5 << 4;
+    pkt[33] = 0x02;
+    pkt[34..36].copy_from_slice(&64240u16.to_be_bytes());
+    // Checksum over the pseudo-header and the TCP header.
+    let mut sum: u32 = 0;
+    let mut add = |b: &[u8]| {
+        for c in b.chunks(2) {
+            sum += u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
+        }
+    };
+    add(&src.octets());
+    add(&dst.octets());
+    add(&[0, 6, 0, 20]);
+    add(&pkt[20..40]);
+    while sum >> 16 != 0 {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    pkt[36..38].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+    // SAFETY: a raw socket we own and close; the buffer outlives the call.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_RAW);
+        assert!(fd >= 0, "raw socket: {}", std::io::Error::last_os_error());
+        let (sa, len) = sockaddr(SocketAddr::new(dst.into(), 0));
+        let n = libc::sendto(
+            fd,
+            pkt.as_ptr().cast(),
+            pkt.len(),
+            0,
+            (&raw const sa).cast(),
+            len,
+        );
+        assert_eq!(n, 40, "sendto: {}", std::io::Error::last_os_error());
+        libc::close(fd);
+    }
 }

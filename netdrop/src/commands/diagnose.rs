@@ -114,6 +114,11 @@ pub async fn run(args: &DiagnoseArgs, verbose: u8) -> Result<(), Error> {
                 .into(),
         );
     }
+    if let crate::probe::tcp::TcpListen::Unavailable(why) = &probe.tcp_listen {
+        ev.unavailable.push(format!(
+            "TCP listener hook: {why}; SYNs dropped at full listeners are counted by the kernel's counters, not one by one"
+        ));
+    }
     if let Conntrack::Unavailable(why) = &probe.conntrack {
         ev.unavailable.push(format!(
             "conntrack hook: {why}; conntrack drops are told from rule drops by the nf_conntrack drop counter"

@@ -23,6 +23,18 @@ pub fn from_btf(btf: &Btf) -> Result<KernelOffsets, BtfError> {
         Some(4) => tail.offset,
         _ => OFFSET_NONE,
     };
+    // `int` up to 5.x, `u8` since: the programs read it at its own size.
+    let (net_syncookies, net_syncookies_size) =
+        match btf.member("net", "ipv4.sysctl_tcp_syncookies") {
+            Ok(m) => match btf.size_of(m.type_id) {
+                Some(size @ (1 | 4)) => (m.offset, size),
+                _ => (OFFSET_NONE, 0),
+            },
+            Err(e) => {
+                tracing::debug!("{e}: the programs will not read it");
+                (OFFSET_NONE, 0)
+            }
+        };
     Ok(KernelOffsets {
         skb_dev: required("sk_buff", "dev")?,
         skb_sk: required("sk_buff", "sk")?,
@@ -37,7 +49,11 @@ pub fn from_btf(btf: &Btf) -> Result<KernelOffsets, BtfError> {
         dev_net: optional("net_device", "nd_net.net"),
         sk_net: optional("sock", "__sk_common.skc_net.net"),
         net_inum: optional("net", "ns.inum"),
-        _pad: 0,
+        sk_ack_backlog: optional("sock", "sk_ack_backlog"),
+        sk_max_ack_backlog: optional("sock", "sk_max_ack_backlog"),
+        icsk_syn_qlen: optional("inet_connection_sock", "icsk_accept_queue.qlen"),
+        net_syncookies,
+        net_syncookies_size,
     })
 }
 

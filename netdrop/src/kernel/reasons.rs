@@ -5,6 +5,8 @@
 
 use std::collections::BTreeMap;
 
+use netdrop_common::netdrop_reason;
+
 use super::btf::{Btf, Kind};
 
 /// Bits above this shift select the subsystem (`SKB_DROP_REASON_SUBSYS_SHIFT`).
@@ -124,6 +126,13 @@ impl Reasons {
 
     /// Decodes a raw reason value.
     pub fn decode(&self, code: u32) -> Reason {
+        if let Some(&(_, name)) = netdrop_reason::ALL.iter().find(|(c, _)| *c == code) {
+            return Reason {
+                name: name.to_owned(),
+                code,
+                subsystem: None,
+            };
+        }
         let subsystem = self.subsystems.get(&(code >> SUBSYS_SHIFT)).cloned();
         let name = match (self.by_code.get(&code), &subsystem) {
             (Some(n), _) => n.clone(),
@@ -154,6 +163,10 @@ impl Reasons {
         if let Ok(code) = wanted.parse::<u32>()
             && self.by_code.contains_key(&code)
         {
+            return Ok(code);
+        }
+        // netdrop's own reasons (the TCP listener hook's), wherever that hook runs.
+        if let Some(&(code, _)) = netdrop_reason::ALL.iter().find(|(_, n)| *n == wanted) {
             return Ok(code);
         }
         Err(self.closest(wanted))
@@ -279,6 +292,30 @@ mod tests {
         assert_eq!(r618.lookup("NO_SOCKET"), Ok(3));
         assert_eq!(r618.decode(127).name, "RECURSION_LIMIT");
         assert!(r61.lookup("MAX").is_err());
+    }
+
+    #[test]
+    fn netdrop_reasons_decode_and_look_up_on_every_kernel() {
+        let f = Format::parse(&testdata::read("tracefs/kfree_skb-6.18.format")).unwrap();
+        for r in [
+            Reasons::from_symbolic(&f.symbolic_values()).unwrap(),
+            Reasons::none(),
+        ] {
+            assert_eq!(
+                r.lookup("listen_overflow"),
+                Ok(netdrop_reason::LISTEN_OVERFLOW)
+            );
+            assert_eq!(
+                r.decode(netdrop_reason::SYN_QUEUE_FULL).name,
+                "SYN_QUEUE_FULL"
+            );
+        }
+        // The kernel's own TCP_LISTEN_OVERFLOW (6.15+) stays the kernel's.
+        let r = Reasons::from_symbolic(&f.symbolic_values()).unwrap();
+        assert_ne!(
+            r.lookup("TCP_LISTEN_OVERFLOW"),
+            Ok(netdrop_reason::LISTEN_OVERFLOW)
+        );
     }
 
     #[test]

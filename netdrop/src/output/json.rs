@@ -174,6 +174,8 @@ pub mod fast {
             !(show_stack && ev.flags & flag::HAS_STACK != 0)
                 && Some(ev.reason) != self.netfilter_reason
                 && ev.flags & flag::HAS_REASON != 0
+                // netdrop's own reasons are marked inferred: the full writer does that.
+                && !netdrop_common::netdrop_reason::is_netdrop(ev.reason)
         }
 
         /// Forgets cached fragments older than [`REFRESH`]; call once per batch of events.

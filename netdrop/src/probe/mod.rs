@@ -11,6 +11,7 @@ use std::{
 };
 
 pub mod attribution;
+pub mod tcp;
 
 use std::sync::{Arc, Mutex};
 
@@ -156,6 +157,8 @@ pub struct Probe {
     pub hook: Hook,
     /// State of the conntrack hook.
     pub conntrack: Conntrack,
+    /// State of the TCP listener hook.
+    pub tcp_listen: tcp::TcpListen,
     prog_name: &'static str,
     prog_fd: i32,
     /// Recursion misses read just before [`Probe::detach`] closed the program.
@@ -227,7 +230,7 @@ impl Probe {
         prog.load("kfree_skb", btf).map_err(prog_err)?;
         prog.attach().map_err(prog_err)?;
         let prog_fd = prog.fd().map_err(prog_err)?.as_fd().as_raw_fd();
-        Self::finish(ebpf, Hook::BtfTracepoint(arity), name, prog_fd, cfg)
+        Self::finish(ebpf, Hook::BtfTracepoint(arity), name, prog_fd, cfg, kernel)
     }
 
     fn try_tracepoint(kernel: &Kernel, cfg: &ProbeConfig, btf: &AyaBtf) -> Result<Self, Error> {
@@ -246,7 +249,7 @@ impl Probe {
         prog.load().map_err(prog_err)?;
         prog.attach("skb", "kfree_skb").map_err(prog_err)?;
         let prog_fd = prog.fd().map_err(prog_err)?.as_fd().as_raw_fd();
-        Self::finish(ebpf, Hook::Tracepoint(layout), name, prog_fd, cfg)
+        Self::finish(ebpf, Hook::Tracepoint(layout), name, prog_fd, cfg, kernel)
     }
 
     fn finish(
@@ -255,6 +258,7 @@ impl Probe {
         prog_name: &'static str,
         prog_fd: i32,
         cfg: &ProbeConfig,
+        kernel: &Kernel,
     ) -> Result<Self, Error> {
         let map_err = |source| Error::Map {
             map: map::REASON_FILTER,
@@ -279,6 +283,21 @@ impl Probe {
         )?));
         attribution::start_draining(&attribution);
         tracing::info!("attached {hook}");
+        let tcp_listen = tcp::attach(&mut ebpf, &kernel.reasons);
+        match &tcp_listen {
+            tcp::TcpListen::Attached { acks } => tracing::info!(
+                "attached TCP listener hook: kprobes on {}{}",
+                netdrop_common::tcp_functions::CONN_REQUEST,
+                if *acks {
+                    ", tcp_v4_syn_recv_sock, tcp_v6_syn_recv_sock"
+                } else {
+                    " (handshake ACKs are the kernel's TCP_LISTEN_OVERFLOW here)"
+                }
+            ),
+            tcp::TcpListen::Unavailable(why) => tracing::info!(
+                "TCP listener hook unavailable ({why}): SYNs dropped at full listeners are named from kernel counters and sock_diag"
+            ),
+        }
         Ok(Self {
             attribution,
             ebpf,
@@ -289,6 +308,7 @@ impl Probe {
             final_missed: None,
             stack_cache: HashMap::new(),
             conntrack: Conntrack::NotTried,
+            tcp_listen,
         })
     }
 
@@ -494,7 +514,10 @@ fn load_object(
             .lookup("NETFILTER_DROP")
             .unwrap_or(OFFSET_NONE),
         wakeup_bytes: (cfg.ring_size / 8).min(WAKEUP_BYTES_MAX),
-        _pad: 0,
+        not_specified_reason: kernel
+            .reasons
+            .lookup("NOT_SPECIFIED")
+            .unwrap_or(OFFSET_NONE),
         netfilter_start,
         netfilter_end,
     };
@@ -544,7 +567,10 @@ fn netfilter_code() -> (u64, u64) {
     range.unwrap_or((0, 0))
 }
 
-fn program_mut<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut Program, Error> {
+pub(crate) fn program_mut<'a>(
+    ebpf: &'a mut Ebpf,
+    name: &'static str,
+) -> Result<&'a mut Program, Error> {
     ebpf.program_mut(name).ok_or(Error::NoHook {
         details: format!("program {name} missing from the eBPF object"),
     })

@@ -32,6 +32,9 @@ pub const SCENARIOS: &[&str] = &[
     "conntrack_full",
     "listen_overflow",
     "dropwatch_agrees",
+    "listener_syn_events",
+    "diagnose_conntrack",
+    "diagnose_neighbour_table",
 ];
 
 /// Tools the VM build needs on the host: (command, Debian package).
