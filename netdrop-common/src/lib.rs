@@ -24,10 +24,24 @@ pub mod program {
     /// kprobe on `tcp_v4_syn_recv_sock` / `tcp_v6_syn_recv_sock`: a handshake ACK that finds
     /// the accept queue full.
     pub const TCP_SYN_RECV_SOCK: &str = "tcp_ack";
+    /// kprobe on `__kfree_skb`, for kernels where `tcp_drop()` frees with it (before 5.17):
+    /// only calls from the TCP receive functions in [`crate::TcpDropSites`] count.
+    pub const TCP_DROP_PATH: &str = "tcp_drop_path";
 }
 
-/// Kernel functions of the TCP listener hook.
+/// Kernel functions of the TCP hooks.
 pub mod tcp_functions {
+    /// What `tcp_drop()` calls before 5.17 (it is inlined into its callers there).
+    pub const KFREE: &str = "__kfree_skb";
+    /// TCP receive functions whose `__kfree_skb` calls are drops (`tcp_drop()` inlined);
+    /// `true` where the function also frees data-less segments that are no drop.
+    pub const DROP_SITES: [(&str, bool); 5] = [
+        ("tcp_validate_incoming", false),
+        ("tcp_data_queue", true),
+        ("tcp_data_queue_ofo", false),
+        ("tcp_ofo_queue", false),
+        ("tcp_prune_ofo_queue", false),
+    ];
     /// Handles a SYN at a listener (all kernels netdrop supports).
     pub const CONN_REQUEST: &str = "tcp_conn_request";
     /// Create the child socket for a completed handshake, per family.
@@ -87,6 +101,8 @@ pub mod map {
 
 /// Names of the read-only globals that user space sets at load time.
 pub mod global {
+    /// [`crate::TcpDropSites`].
+    pub const TCP_DROP_SITES: &str = "TCP_DROP_SITES";
     /// [`crate::KernelOffsets`].
     pub const OFFSETS: &str = "OFFSETS";
     /// [`crate::TracepointLayout`].
@@ -319,8 +335,12 @@ pub struct KernelOffsets {
     pub net_syncookies: u32,
     /// Size of `sysctl_tcp_syncookies`: 4 (`int`, up to 5.x) or 1 (`u8`).
     pub net_syncookies_size: u32,
+    /// `sk_buff.cb`: the protocol's control block (`struct tcp_skb_cb` for TCP).
+    pub skb_cb: u32,
+    /// Explicit padding.
+    pub _pad: u32,
 }
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 72);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 80);
 
 impl KernelOffsets {
     /// Offsets that make the programs read nothing but the hook arguments.
@@ -343,6 +363,51 @@ impl KernelOffsets {
         icsk_syn_qlen: OFFSET_NONE,
         net_syncookies: OFFSET_NONE,
         net_syncookies_size: 0,
+        skb_cb: OFFSET_NONE,
+        _pad: 0,
+    };
+}
+
+/// A range of kernel code: a function, from its kallsyms address to the next symbol.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CodeRange {
+    pub start: u64,
+    pub end: u64,
+    /// [`code_range`] bits.
+    pub flags: u64,
+}
+const _: () = assert!(core::mem::size_of::<CodeRange>() == 24);
+
+/// Bits of [`CodeRange::flags`].
+pub mod code_range {
+    /// The function also frees data-less segments with `__kfree_skb` (no drop): skip those.
+    pub const SKIP_DATALESS: u64 = 1;
+}
+
+/// Where `tcp_drop()` was inlined on this kernel (before 5.17): calls of `__kfree_skb`
+/// from these functions are drops. Filled from kallsyms by user space.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TcpDropSites {
+    pub ranges: [CodeRange; 8],
+    /// Ranges in use.
+    pub count: u32,
+    /// Explicit padding.
+    pub _pad: u32,
+}
+const _: () = assert!(core::mem::size_of::<TcpDropSites>() == 200);
+
+impl TcpDropSites {
+    /// No sites: the probe, if loaded, reports nothing.
+    pub const NONE: Self = Self {
+        ranges: [CodeRange {
+            start: 0,
+            end: 0,
+            flags: 0,
+        }; 8],
+        count: 0,
+        _pad: 0,
     };
 }
 
@@ -521,6 +586,7 @@ mod pod {
     unsafe impl aya::Pod for DropEvent {}
     unsafe impl aya::Pod for KernelOffsets {}
     unsafe impl aya::Pod for TracepointLayout {}
+    unsafe impl aya::Pod for TcpDropSites {}
     unsafe impl aya::Pod for AddrMatch {}
     unsafe impl aya::Pod for Filter {}
     unsafe impl aya::Pod for Config {}

@@ -17,11 +17,15 @@ mod pipeline;
 mod skb;
 mod tcp;
 
-use netdrop_common::{Config, Filter, KernelOffsets, TracepointLayout};
+use netdrop_common::{Config, Filter, KernelOffsets, TcpDropSites, TracepointLayout};
 
 /// Struct member offsets of this kernel.
 #[unsafe(no_mangle)]
 static OFFSETS: KernelOffsets = KernelOffsets::NONE;
+
+/// Where `tcp_drop()` was inlined (kernels before 5.17).
+#[unsafe(no_mangle)]
+static TCP_DROP_SITES: TcpDropSites = TcpDropSites::NONE;
 
 /// Field offsets of the classic tracepoint record.
 #[unsafe(no_mangle)]

@@ -18,10 +18,10 @@
 //! 5.5+ and is refused on some machines). Struct offsets come from BTF through [`OFFSETS`].
 
 use aya_ebpf::{helpers::bpf_ktime_get_ns, macros::kprobe, programs::ProbeContext};
-use netdrop_common::netdrop_reason;
+use netdrop_common::{code_range, netdrop_reason};
 
 use crate::{
-    OFFSETS, global, kread,
+    OFFSETS, TCP_DROP_SITES, global, kread,
     maps::{SkbMark, TCP_ACK_OVERFLOW},
     pipeline::{self, DropArgs, Scratch},
 };
@@ -75,6 +75,72 @@ pub fn tcp_ack(ctx: ProbeContext) -> u32 {
         }
     }
     0
+}
+
+/// `void __kfree_skb(struct sk_buff *skb)`, on kernels before 5.17 where `tcp_drop()`
+/// (`sk_drops_add` + `__kfree_skb`, inlined into its callers) frees TCP segments the
+/// receive path refuses (PAWS, out of window, zero window, receive memory, ...) and no
+/// tracepoint fires. A call counts when it returns into one of the TCP receive functions
+/// user space listed in [`TCP_DROP_SITES`]; where such a function also frees data-less
+/// segments it has finished with, those are skipped. The reason is left to user space,
+/// which infers it from that function as for other kernels without reasons.
+#[kprobe]
+pub fn tcp_drop_path(ctx: ProbeContext) -> u32 {
+    let Some(skb) = ctx.arg::<*const u8>(0) else {
+        return 0;
+    };
+    let Some(ret) = return_address(&ctx) else {
+        return 0;
+    };
+    let sites = &raw const TCP_DROP_SITES;
+    let count = global!((*sites).count);
+    for i in 0..8 {
+        if i as u32 >= count {
+            return 0;
+        }
+        let start = global!((*sites).ranges[i].start);
+        let end = global!((*sites).ranges[i].end);
+        if ret < start || ret >= end {
+            continue;
+        }
+        if global!((*sites).ranges[i].flags) & code_range::SKIP_DATALESS != 0 && dataless(skb) {
+            return 0;
+        }
+        let drop = DropArgs {
+            skb,
+            location: ret,
+            reason: None,
+            rx_sk: core::ptr::null(),
+        };
+        pipeline::run(&ctx, drop, Scratch::Tcp);
+        return 0;
+    }
+    0
+}
+
+/// `TCP_SKB_CB(skb)->seq == end_seq`: a segment without data (nor SYN/FIN).
+#[inline(always)]
+fn dataless(skb: *const u8) -> bool {
+    // `struct tcp_skb_cb` starts with `seq` and `end_seq`.
+    let cb = global!(OFFSETS.skb_cb);
+    let seqs = kread::at::<[u32; 2]>(skb, cb);
+    matches!(seqs, Ok([seq, end]) if seq == end)
+}
+
+/// Where the probed function returns to: on x86-64, the word at the stack pointer on entry.
+#[inline(always)]
+fn return_address(ctx: &ProbeContext) -> Option<u64> {
+    #[cfg(bpf_target_arch = "x86_64")]
+    {
+        // SAFETY: `regs` is the probe's own register set, readable from the context.
+        let sp = unsafe { (*ctx.regs).rsp } as *const u8;
+        kread::at::<u64>(sp, 0).ok()
+    }
+    #[cfg(not(bpf_target_arch = "x86_64"))]
+    {
+        let _ = ctx;
+        None
+    }
 }
 
 /// True (once) when the ACK probe just saw `skb` find a full accept queue on this CPU.

@@ -43,6 +43,7 @@ pub const ALL: &[(&str, Scenario)] = &[
     ("listen_overflow", listen_overflow),
     ("dropwatch_agrees", dropwatch_agrees),
     ("listener_syn_events", listener_syn_events),
+    ("tcp_window_probe", tcp_window_probe),
     ("diagnose_conntrack", diagnose_conntrack),
     ("diagnose_neighbour_table", diagnose_neighbour_table),
 ];
@@ -660,74 +661,139 @@ fn diagnose_neighbour_table() -> Outcome {
 }
 
 /// Scenario 12: SYNs dropped at full listeners, one event each (kprobes on
-/// tcp_conn_request): LISTEN_OVERFLOW at a full accept queue, SYN_QUEUE_FULL at a full SYN
-/// queue with syncookies off; both marked as netdrop's inference, with the client's tuple.
+/// tcp_conn_request): LISTEN_OVERFLOW at a full accept queue (syncookies on, so the SYN
+/// queue never refuses), SYN_QUEUE_FULL at a full SYN queue with syncookies off (another
+/// namespace); both marked as netdrop's inference, with the client's tuple.
 fn listener_syn_events() -> Outcome {
     let ns = NetnsPair::new("s12", 112);
-    ns.sysctl("net.ipv4.tcp_syncookies", "0");
+    ns.sysctl("net.ipv4.tcp_syncookies", "1");
     let full = addr(&ns.ns_addr, 9400);
+    let accept_full = crate::backlog1_listener(&ns, full);
+    let w = Watch::start(&["--netns", &ns.name, "--proto", "tcp"]);
+    let conns: Vec<_> = (0..8).map(|_| crate::nonblocking_connect(full)).collect();
+    w.wait_for_drops("LISTEN_OVERFLOW", 1, |d| {
+        d["reason"]["name"] == "LISTEN_OVERFLOW"
+    });
+    let r = w.stop();
+    drop((conns, accept_full));
+    let d = r
+        .drops
+        .iter()
+        .find(|d| d["reason"]["name"] == "LISTEN_OVERFLOW")
+        .ok_or("no LISTEN_OVERFLOW")?;
+    eq(d, "reason.inferred", true)?;
+    eq(d, "packet.dst", ns.ns_addr.as_str())?;
+    eq(d, "packet.dport", 9400)?;
+    eq(d, "packet.src", ns.host_addr.as_str())?;
+    eq(d, "netns.inode", ns.inode())?;
+    ensure!(
+        r.drops
+            .iter()
+            .all(|d| d["reason"]["name"] != "SYN_QUEUE_FULL"),
+        "SYN_QUEUE_FULL with syncookies on: {:?}",
+        r.drops
+    );
+
+    let ns = NetnsPair::new("s14", 114);
+    ns.sysctl("net.ipv4.tcp_syncookies", "0");
     let half = addr(&ns.ns_addr, 9401);
-    let a = crate::backlog1_listener(&ns, full);
-    let b = ns.inside(|| {
+    let syn_full = ns.inside(|| {
         let b = std::net::TcpListener::bind(half).expect("listen in namespace");
         use std::os::fd::AsRawFd;
         // SAFETY: listen(2) on a listening socket we own.
         assert_eq!(unsafe { libc::listen(b.as_raw_fd(), 2) }, 0);
         b
     });
-    let listeners = (a, b);
     let w = Watch::start(&["--netns", &ns.name, "--proto", "tcp"]);
-    let mut conns = Vec::new();
-    for _ in 0..8 {
-        conns.push(crate::nonblocking_connect(full));
-    }
     // Half-open handshakes from addresses nobody holds fill the SYN queue.
     let dst: std::net::Ipv4Addr = ns.ns_addr.parse().unwrap();
     for i in 0..8u8 {
         crate::raw_syn(
-            std::net::Ipv4Addr::new(10, 112, 0, 100 + i),
+            std::net::Ipv4Addr::new(10, 114, 0, 100 + i),
             41000 + u16::from(i),
             dst,
             9401,
         );
     }
-    w.wait_for("SYN_QUEUE_FULL", |d| {
+    w.wait_for_drops("SYN_QUEUE_FULL", 4, |d| {
         d["reason"]["name"] == "SYN_QUEUE_FULL"
     });
-    thread::sleep(Duration::from_millis(500));
     let r = w.stop();
-    drop((conns, listeners));
-    let of = |name: &str| -> Vec<&Value> {
-        r.drops
-            .iter()
-            .filter(|d| d["reason"]["name"] == name)
-            .collect()
-    };
-    let overflow = of("LISTEN_OVERFLOW");
-    ensure!(!overflow.is_empty(), "no LISTEN_OVERFLOW: {:?}", r.drops);
-    let d = overflow[0];
-    eq(d, "reason.inferred", true)?;
-    eq(d, "packet.dst", ns.ns_addr.as_str())?;
-    eq(d, "packet.dport", 9400)?;
-    eq(d, "packet.src", ns.host_addr.as_str())?;
-    eq(d, "netns.inode", ns.inode())?;
-    let syn_full = of("SYN_QUEUE_FULL");
-    ensure!(
-        syn_full.len() >= 4,
-        "only {} SYN_QUEUE_FULL: {:?}",
-        syn_full.len(),
-        r.drops
-    );
-    let d = syn_full[0];
+    drop(syn_full);
+    let d = r
+        .drops
+        .iter()
+        .find(|d| d["reason"]["name"] == "SYN_QUEUE_FULL")
+        .ok_or("no SYN_QUEUE_FULL")?;
     eq(d, "reason.inferred", true)?;
     eq(d, "packet.dport", 9401)?;
     eq(d, "packet.tcp_flags", serde_json::json!(["SYN"]))?;
+    eq(d, "netns.inode", ns.inode())?;
     ensure!(
         d["packet"]["src"]
             .as_str()
-            .is_some_and(|s| s.starts_with("10.112.0.1")),
+            .is_some_and(|s| s.starts_with("10.114.0.1")),
         "source {}",
         d["packet"]["src"]
     );
     Ok(())
+}
+
+/// Scenario 13: a TCP segment refused inside the receive path: a receiver that never reads
+/// closes its window, and the sender's window probes (old sequence) are dropped in
+/// tcp_validate_incoming. Before 5.17 `tcp_drop()` frees them without any tracepoint: only
+/// the tcp_drop path hook (kprobe on `__kfree_skb`) shows them, reason inferred.
+fn tcp_window_probe() -> Outcome {
+    let ns = NetnsPair::new("s13", 113);
+    let at = addr(&ns.ns_addr, 9500);
+    let listener = ns.inside(|| {
+        use std::os::fd::AsRawFd;
+        let l = std::net::TcpListener::bind(at).expect("listen in namespace");
+        let bytes: i32 = 4096;
+        // SAFETY: setsockopt with a valid fd and an int option; accepted sockets inherit it.
+        unsafe {
+            libc::setsockopt(
+                l.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUF,
+                (&raw const bytes).cast(),
+                size_of::<i32>() as libc::socklen_t,
+            )
+        };
+        l
+    });
+    let w = Watch::start(&["--netns", &ns.name, "--port", "9500"]);
+    let mut client = std::net::TcpStream::connect(at).map_err(|e| e.to_string())?;
+    let (server, _) = listener.accept().map_err(|e| e.to_string())?;
+    client.set_nonblocking(true).map_err(|e| e.to_string())?;
+    // Fill the receiver's window; it never reads.
+    let chunk = [7u8; 4096];
+    for _ in 0..2000 {
+        if std::io::Write::write(&mut client, &chunk).is_err() {
+            break;
+        }
+    }
+    w.wait_for("a dropped window probe", |d| {
+        d["packet"]["dport"] == 9500 && d["packet"]["dst"] == ns.ns_addr.as_str()
+    });
+    let r = w.stop();
+    drop((client, server, listener));
+    let d = r
+        .drops
+        .iter()
+        .find(|d| d["packet"]["dport"] == 9500)
+        .ok_or("no drop")?;
+    if kernel_has_reasons() {
+        let name = d["reason"]["name"].as_str().unwrap_or_default();
+        ensure!(
+            matches!(name, "TCP_INVALID_SEQUENCE" | "TCP_OLD_SEQUENCE"),
+            "reason {name}: {d}"
+        );
+    } else {
+        reason(d, "TCP_INVALID_SEQUENCE")?;
+        eq(d, "location.symbol", "tcp_validate_incoming")?;
+    }
+    eq(d, "packet.protocol", "tcp")?;
+    eq(d, "packet.src", ns.host_addr.as_str())?;
+    eq(d, "netns.inode", ns.inode())
 }

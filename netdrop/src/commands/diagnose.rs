@@ -119,6 +119,11 @@ pub async fn run(args: &DiagnoseArgs, verbose: u8) -> Result<(), Error> {
             "TCP listener hook: {why}; SYNs dropped at full listeners are counted by the kernel's counters, not one by one"
         ));
     }
+    if let crate::probe::tcp::DropPath::Unavailable(why) = &probe.tcp_drop_path {
+        ev.unavailable.push(format!(
+            "tcp_drop path hook: {why}; TCP drops inside the receive path are counted by TcpExt counters only"
+        ));
+    }
     if let Conntrack::Unavailable(why) = &probe.conntrack {
         ev.unavailable.push(format!(
             "conntrack hook: {why}; conntrack drops are told from rule drops by the nf_conntrack drop counter"

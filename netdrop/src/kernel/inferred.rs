@@ -93,6 +93,24 @@ const TABLE: &[(&str, &str, &[&str])] = &[
     // net/core/neighbour.c, net/ipv4/arp.c, net/ipv6/ndisc.c: resolution failed, the
     // waiting packets are freed.
     ("neigh_invalidate", "NEIGH_FAILED", &[]),
+    // net/ipv4/tcp_input.c: `tcp_drop()` inlined (seen by the tcp_drop path hook). In
+    // tcp_validate_incoming: a segment outside the window (after a duplicate ACK; window
+    // probes land here), PAWS, RST and SYN checks.
+    (
+        "tcp_validate_incoming",
+        "TCP_INVALID_SEQUENCE",
+        &["TCP_RFC7323_PAWS", "TCP_RESET", "TCP_INVALID_SYN"],
+    ),
+    // tcp_data_queue: out of window (old data, beyond the window, zero window) or no
+    // receive memory.
+    (
+        "tcp_data_queue",
+        "TCP_OLD_DATA",
+        &["TCP_OVERWINDOW", "TCP_ZEROWINDOW", "PROTO_MEM"],
+    ),
+    ("tcp_data_queue_ofo", "TCP_OFOMERGE", &["PROTO_MEM"]),
+    ("tcp_ofo_queue", "TCP_OFO_DROP", &[]),
+    ("tcp_prune_ofo_queue", "TCP_OFO_QUEUE_PRUNE", &[]),
     ("arp_error_report", "NEIGH_FAILED", &[]),
     ("ndisc_error_report", "NEIGH_FAILED", &[]),
 ];

@@ -54,6 +54,8 @@ pub fn from_btf(btf: &Btf) -> Result<KernelOffsets, BtfError> {
         icsk_syn_qlen: optional("inet_connection_sock", "icsk_accept_queue.qlen"),
         net_syncookies,
         net_syncookies_size,
+        skb_cb: optional("sk_buff", "cb"),
+        _pad: 0,
     })
 }
 

@@ -159,6 +159,8 @@ pub struct Probe {
     pub conntrack: Conntrack,
     /// State of the TCP listener hook.
     pub tcp_listen: tcp::TcpListen,
+    /// State of the tcp_drop path hook (kernels before 5.17).
+    pub tcp_drop_path: tcp::DropPath,
     prog_name: &'static str,
     prog_fd: i32,
     /// Recursion misses read just before [`Probe::detach`] closed the program.
@@ -298,6 +300,23 @@ impl Probe {
                 "TCP listener hook unavailable ({why}): SYNs dropped at full listeners are named from kernel counters and sock_diag"
             ),
         }
+        let tcp_drop_path = if kernel.reasons.source == Source::None {
+            let kallsyms = read_kallsyms();
+            let sites = tcp::drop_sites(&kernel.reasons, &kallsyms);
+            tcp::attach_drop_path(&mut ebpf, &sites, &kallsyms)
+        } else {
+            tcp::DropPath::NotNeeded
+        };
+        match &tcp_drop_path {
+            tcp::DropPath::Attached(sites) => tracing::info!(
+                "attached tcp_drop path hook: kprobe on __kfree_skb, counting calls from {}",
+                sites.join(", ")
+            ),
+            tcp::DropPath::Unavailable(why) => tracing::info!(
+                "tcp_drop path hook unavailable ({why}): TCP drops inside the receive path (PAWS, window, memory) are not seen on this kernel; TcpExt counters still count them"
+            ),
+            tcp::DropPath::NotNeeded => {}
+        }
         Ok(Self {
             attribution,
             ebpf,
@@ -309,6 +328,7 @@ impl Probe {
             stack_cache: HashMap::new(),
             conntrack: Conntrack::NotTried,
             tcp_listen,
+            tcp_drop_path,
         })
     }
 
@@ -502,11 +522,14 @@ fn load_object(
     layout: &TracepointLayout,
 ) -> Result<Ebpf, Error> {
     let offsets: KernelOffsets = kernel.offsets;
-    let (netfilter_start, netfilter_end) = if kernel.reasons.source == Source::None {
-        netfilter_code()
-    } else {
-        (0, 0)
-    };
+    // Kernels without reasons: where netfilter and tcp_drop() free packets, from kallsyms.
+    let kallsyms = (kernel.reasons.source == Source::None).then(read_kallsyms);
+    let (netfilter_start, netfilter_end) = kallsyms.as_ref().map_or((0, 0), netfilter_code);
+    let tcp_drop_sites = kallsyms
+        .as_ref()
+        .map_or(netdrop_common::TcpDropSites::NONE, |t| {
+            tcp::drop_sites(&kernel.reasons, t)
+        });
     let config = Config {
         flags: cfg.flags,
         netfilter_reason: kernel
@@ -541,6 +564,7 @@ fn load_object(
         .override_global(global::TP_LAYOUT, layout, true)
         .override_global(global::FILTER, &cfg.filter.filter, true)
         .override_global(global::CONFIG, &config, true)
+        .override_global(global::TCP_DROP_SITES, &tcp_drop_sites, true)
         .override_global("AYA_LOG_LEVEL", &log_level, false)
         .map_max_entries(map::EVENTS, cfg.ring_size)
         .map_max_entries(map::BY_FLOW[0], sized(c::BY_FLOW, cfg.flow_capacity))
@@ -556,11 +580,15 @@ fn load_object(
 
 /// The code of `nf_hook_slow` from /proc/kallsyms, where kernels without drop reasons free
 /// the packets netfilter drops; (0, 0) when unknown (then those drops name no hook).
-fn netfilter_code() -> (u64, u64) {
-    let range = std::fs::File::open("/proc/kallsyms")
-        .ok()
+/// `/proc/kallsyms` (empty when unreadable).
+fn read_kallsyms() -> Table {
+    std::fs::File::open("/proc/kallsyms")
         .map(|f| Table::parse(std::io::BufReader::new(f)))
-        .and_then(|t| t.range("nf_hook_slow"));
+        .unwrap_or_default()
+}
+
+fn netfilter_code(kallsyms: &Table) -> (u64, u64) {
+    let range = kallsyms.range("nf_hook_slow");
     if range.is_none() {
         tracing::debug!("nf_hook_slow not in /proc/kallsyms: netfilter hooks are not named");
     }

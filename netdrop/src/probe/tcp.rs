@@ -1,16 +1,25 @@
-//! The TCP listener hook (`netdrop-ebpf/src/tcp.rs`): kprobes on `tcp_conn_request` (SYNs
-//! dropped at a full accept or SYN queue, which the kernel frees without kfree_skb) and on
-//! `tcp_v4_syn_recv_sock` / `tcp_v6_syn_recv_sock` (handshake ACKs that find the accept
-//! queue full). Needs CONFIG_KPROBES; elsewhere overflowing listeners are named from the
-//! kernel counters and sock_diag (`kernel::sockdiag`).
+//! The TCP hooks (`netdrop-ebpf/src/tcp.rs`), all kprobes (CONFIG_KPROBES):
+//! - listeners: `tcp_conn_request` (SYNs dropped at a full accept or SYN queue, which the
+//!   kernel frees without kfree_skb) and `tcp_v4_syn_recv_sock` / `tcp_v6_syn_recv_sock`
+//!   (handshake ACKs that find the accept queue full). Without kprobes, overflowing
+//!   listeners are named from the kernel counters and sock_diag (`kernel::sockdiag`).
+//! - the tcp_drop path, before 5.17 only: `__kfree_skb` called from the TCP receive
+//!   functions `tcp_drop()` was inlined into ([`drop_sites`]). From 5.17 those drops reach
+//!   kfree_skb with a reason and need nothing more.
 
 use std::path::Path;
 
 use aya::{Ebpf, programs::KProbe};
-use netdrop_common::{program, tcp_functions};
+use netdrop_common::{CodeRange, TcpDropSites, code_range, program, tcp_functions};
 
 use super::program_mut;
-use crate::{error::Error, kernel::reasons::Reasons};
+use crate::{
+    error::Error,
+    kernel::{
+        kallsyms::Table,
+        reasons::{Reasons, Source},
+    },
+};
 
 /// State of the TCP listener hook.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -20,6 +29,70 @@ pub enum TcpListen {
     Attached { acks: bool },
     /// This kernel does not allow it; the reason.
     Unavailable(String),
+}
+
+/// Where `tcp_drop()` frees with `__kfree_skb` on this kernel: the TCP receive functions
+/// kallsyms lists (`tcp_drop` itself where the compiler kept it). Empty on kernels with
+/// drop reasons, where those drops reach kfree_skb.
+pub fn drop_sites(reasons: &Reasons, kallsyms: &Table) -> TcpDropSites {
+    let mut sites = TcpDropSites::NONE;
+    if reasons.source != Source::None {
+        return sites;
+    }
+    let wanted = tcp_functions::DROP_SITES
+        .iter()
+        .copied()
+        .chain([("tcp_drop", false)]);
+    for (name, dataless) in wanted {
+        let Some((start, end)) = kallsyms.range(name) else {
+            continue;
+        };
+        let i = sites.count as usize;
+        if i == sites.ranges.len() {
+            break;
+        }
+        sites.ranges[i] = CodeRange {
+            start,
+            end,
+            flags: if dataless {
+                code_range::SKIP_DATALESS
+            } else {
+                0
+            },
+        };
+        sites.count += 1;
+    }
+    sites
+}
+
+/// The state of the tcp_drop path hook.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DropPath {
+    /// Not needed: this kernel gives TCP drops a reason through kfree_skb (5.17+).
+    NotNeeded,
+    /// Attached, watching calls from these functions.
+    Attached(Vec<String>),
+    /// This kernel does not allow it; the reason.
+    Unavailable(String),
+}
+
+/// Attaches the tcp_drop path probe where `sites` found functions to watch.
+pub fn attach_drop_path(ebpf: &mut Ebpf, sites: &TcpDropSites, kallsyms: &Table) -> DropPath {
+    if sites.count == 0 {
+        return DropPath::NotNeeded;
+    }
+    if !Path::new("/sys/bus/event_source/devices/kprobe").exists() {
+        return DropPath::Unavailable("this kernel has no kprobes (CONFIG_KPROBES)".to_owned());
+    }
+    match attach_to(ebpf, program::TCP_DROP_PATH, &[tcp_functions::KFREE]) {
+        Ok(()) => DropPath::Attached(
+            sites.ranges[..sites.count as usize]
+                .iter()
+                .filter_map(|r| kallsyms.lookup(r.start).map(|s| s.name))
+                .collect(),
+        ),
+        Err(e) => DropPath::Unavailable(e.to_string()),
+    }
 }
 
 /// Attaches the TCP listener probes if this kernel has kprobes.

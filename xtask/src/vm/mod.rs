@@ -33,6 +33,7 @@ pub const SCENARIOS: &[&str] = &[
     "listen_overflow",
     "dropwatch_agrees",
     "listener_syn_events",
+    "tcp_window_probe",
     "diagnose_conntrack",
     "diagnose_neighbour_table",
 ];
