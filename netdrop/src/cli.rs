@@ -2,12 +2,13 @@
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
-use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
+use clap::{ArgAction, Args, Parser, Subcommand};
 use netdrop_common::AddrMatch;
 
 use crate::{
     aggregate::{GroupBy, SortBy},
     filter::{self, FilterSpec, Proto},
+    probe::AttachMode,
 };
 
 /// netdrop: see every packet the Linux kernel drops, why, where and whose.
@@ -349,17 +350,6 @@ pub struct KernelArgs {
     /// tracepoint, or the best that works.
     #[arg(long, value_enum, default_value_t = AttachMode::Auto)]
     pub attach: AttachMode,
-}
-
-/// `--attach`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum AttachMode {
-    /// BTF raw tracepoint, else classic tracepoint.
-    Auto,
-    /// BTF raw tracepoint only (tp_btf/kfree_skb).
-    Btf,
-    /// Classic tracepoint only (skb:kfree_skb).
-    Tracepoint,
 }
 
 /// Filters shared by every command that reads drops.

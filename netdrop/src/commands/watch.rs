@@ -9,7 +9,7 @@ use aya::maps::{MapData, RingBuf};
 use netdrop_common::config;
 
 use crate::{
-    aggregate::{self, GroupBy, SortBy, Totals, listeners::ListenerTotals},
+    aggregate::{self, Counters, GroupBy, SortBy, Totals, listeners::ListenerTotals},
     cli::WatchArgs,
     commands,
     error::Error,
@@ -22,7 +22,7 @@ use crate::{
         stats::{self, StatsReport},
         text,
     },
-    probe::{self, Conntrack, Counters, Probe, ProbeConfig},
+    probe::{self, Conntrack, Probe, ProbeConfig},
     time::Clock,
 };
 

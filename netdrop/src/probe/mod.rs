@@ -25,8 +25,7 @@ use netdrop_common::{
 };
 
 use crate::{
-    aggregate::Totals,
-    cli::AttachMode,
+    aggregate::{Counters, Totals},
     error::Error,
     filter::CompiledFilter,
     kernel::{Kernel, kallsyms::Table, offsets::HookArity, reasons::Source},
@@ -41,6 +40,17 @@ pub const DRAIN_INTERVAL: std::time::Duration = std::time::Duration::from_millis
 
 /// The compiled eBPF object.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/netdrop"));
+
+/// Which `kfree_skb` hook to use (`--attach`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AttachMode {
+    /// BTF raw tracepoint, else classic tracepoint.
+    Auto,
+    /// BTF raw tracepoint only (tp_btf/kfree_skb).
+    Btf,
+    /// Classic tracepoint only (skb:kfree_skb).
+    Tracepoint,
+}
 
 /// What to load.
 #[derive(Clone, Debug)]
@@ -113,25 +123,6 @@ impl fmt::Display for Hook {
             }
         }
     }
-}
-
-/// Kernel-side counters, summed over CPUs.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Counters {
-    /// Drops the hook saw.
-    pub seen: u64,
-    /// Drops that passed the filters.
-    pub matched: u64,
-    /// Events the ring buffer had no room for.
-    pub lost: u64,
-    pub location_untracked: u64,
-    pub device_untracked: u64,
-    pub flow_untracked: u64,
-    pub reason_untracked: u64,
-    pub stack_errors: u64,
-    /// Drops the kernel did not run our program for, because it was already running on
-    /// that CPU (a drop inside an interrupt that hit during another drop).
-    pub missed: u64,
 }
 
 /// Whether NETFILTER_DROPs can be told apart as conntrack's.
