@@ -4,24 +4,21 @@
 //! no record copy, typed arguments), else the classic tracepoint with offsets from its
 //! format file. Everything is detached when the [`Probe`] is dropped; nothing is pinned.
 
-use std::{
-    collections::HashMap,
-    fmt,
-    os::fd::{AsFd, AsRawFd},
-};
+use std::{collections::HashMap, fmt, os::fd::AsRawFd};
 
 pub mod attribution;
+pub mod hooks;
 
 use std::sync::{Arc, Mutex};
 
 use aya::{
     Btf as AyaBtf, Ebpf, EbpfLoader,
     maps::{HashMap as BpfHashMap, MapData, PerCpuArray, PerCpuHashMap, RingBuf, StackTraceMap},
-    programs::{BtfTracePoint, KProbe, Program, TracePoint},
+    programs::Program,
 };
 use netdrop_common::{
     CONNTRACK_FUNCTION, Config, KernelOffsets, MAX_DEVICES, MAX_LOCATIONS, MAX_STACKS, OFFSET_NONE,
-    TracepointLayout, global, map, program, stat,
+    TracepointLayout, global, map, stat,
 };
 
 use crate::{
@@ -106,11 +103,7 @@ impl fmt::Display for Hook {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Hook::BtfTracepoint(a) => {
-                let args = match a {
-                    HookArity::Two => "skb, location",
-                    HookArity::Three => "skb, location, reason",
-                    HookArity::Four => "skb, location, reason, rx_sk",
-                };
+                let args = hooks::kfree_skb::arguments(*a);
                 write!(f, "BTF raw tracepoint tp_btf/kfree_skb ({args})")
             }
             Hook::Tracepoint(l) => {
@@ -171,8 +164,8 @@ impl Probe {
         let mut btf_error = None;
         if cfg.attach != AttachMode::Tracepoint {
             match kernel.arity {
-                Some(arity) => match Self::try_btf(kernel, cfg, &aya_btf, arity) {
-                    Ok(p) => return Ok(p),
+                Some(arity) => match hooks::kfree_skb::attach_btf(kernel, cfg, &aya_btf, arity) {
+                    Ok((ebpf, hook, name, fd)) => return Self::finish(ebpf, hook, name, fd, cfg),
                     Err(e) if cfg.attach == AttachMode::Auto => {
                         tracing::info!(
                             "BTF raw tracepoint unavailable ({e}); trying the classic tracepoint"
@@ -189,55 +182,14 @@ impl Probe {
                 None => btf_error = Some("kernel BTF has no btf_trace_kfree_skb".to_owned()),
             }
         }
-        Self::try_tracepoint(kernel, cfg, &aya_btf).map_err(|e| match (btf_error, e) {
-            (Some(b), Error::Program { source, .. }) => Error::NoHook {
-                details: format!("BTF tracepoint: {b}; classic tracepoint: {source}"),
-            },
-            (_, e) => e,
-        })
-    }
-
-    fn try_btf(
-        kernel: &Kernel,
-        cfg: &ProbeConfig,
-        btf: &AyaBtf,
-        arity: HookArity,
-    ) -> Result<Self, Error> {
-        let mut ebpf = load_object(kernel, cfg, btf, &TracepointLayout::NONE)?;
-        let name = match arity {
-            HookArity::Two => program::BTF_2ARG,
-            HookArity::Three => program::BTF_3ARG,
-            HookArity::Four => program::BTF_4ARG,
-        };
-        let prog_err = |source| Error::Program {
-            program: name,
-            source,
-        };
-        let prog: &mut BtfTracePoint =
-            program_mut(&mut ebpf, name)?.try_into().map_err(prog_err)?;
-        prog.load("kfree_skb", btf).map_err(prog_err)?;
-        prog.attach().map_err(prog_err)?;
-        let prog_fd = prog.fd().map_err(prog_err)?.as_fd().as_raw_fd();
-        Self::finish(ebpf, Hook::BtfTracepoint(arity), name, prog_fd, cfg)
-    }
-
-    fn try_tracepoint(kernel: &Kernel, cfg: &ProbeConfig, btf: &AyaBtf) -> Result<Self, Error> {
-        let format = crate::kernel::kfree_skb_format()?;
-        let layout = format.kfree_skb_layout().map_err(|reason| Error::Format {
-            path: "events/skb/kfree_skb/format".into(),
-            reason,
-        })?;
-        let mut ebpf = load_object(kernel, cfg, btf, &layout)?;
-        let name = program::TRACEPOINT;
-        let prog_err = |source| Error::Program {
-            program: name,
-            source,
-        };
-        let prog: &mut TracePoint = program_mut(&mut ebpf, name)?.try_into().map_err(prog_err)?;
-        prog.load().map_err(prog_err)?;
-        prog.attach("skb", "kfree_skb").map_err(prog_err)?;
-        let prog_fd = prog.fd().map_err(prog_err)?.as_fd().as_raw_fd();
-        Self::finish(ebpf, Hook::Tracepoint(layout), name, prog_fd, cfg)
+        hooks::kfree_skb::attach_tracepoint(kernel, cfg, &aya_btf)
+            .and_then(|(ebpf, hook, name, fd)| Self::finish(ebpf, hook, name, fd, cfg))
+            .map_err(|e| match (btf_error, e) {
+                (Some(b), Error::Program { source, .. }) => Error::NoHook {
+                    details: format!("BTF tracepoint: {b}; classic tracepoint: {source}"),
+                },
+                (_, e) => e,
+            })
     }
 
     fn finish(
@@ -300,7 +252,7 @@ impl Probe {
             self.conntrack = Conntrack::Waiting;
             return;
         }
-        if !std::path::Path::new("/sys/bus/event_source/devices/kprobe").exists() {
+        if !std::path::Path::new(hooks::KPROBE_PMU).exists() {
             self.conntrack =
                 Conntrack::Unavailable("this kernel has no kprobes (CONFIG_KPROBES)".to_owned());
             tracing::info!(
@@ -309,7 +261,7 @@ impl Probe {
             );
             return;
         }
-        self.conntrack = match self.try_conntrack() {
+        self.conntrack = match hooks::conntrack::attach(&mut self.ebpf) {
             Ok(()) => {
                 tracing::info!("attached conntrack hook: kprobe/kretprobe {CONNTRACK_FUNCTION}");
                 Conntrack::Attached
@@ -322,21 +274,6 @@ impl Probe {
                 Conntrack::Unavailable(e.to_string())
             }
         };
-    }
-
-    fn try_conntrack(&mut self) -> Result<(), Error> {
-        for name in [program::CONNTRACK_IN_RET, program::CONNTRACK_IN] {
-            let prog_err = |source| Error::Program {
-                program: name,
-                source,
-            };
-            let prog: &mut KProbe = program_mut(&mut self.ebpf, name)?
-                .try_into()
-                .map_err(prog_err)?;
-            prog.load().map_err(prog_err)?;
-            prog.attach(CONNTRACK_FUNCTION, 0).map_err(prog_err)?;
-        }
-        Ok(())
     }
 
     /// Detaches and unloads the program, keeping the maps readable: counts freeze, so a
@@ -466,7 +403,7 @@ impl Probe {
     }
 }
 
-fn load_object(
+pub(crate) fn load_object(
     kernel: &Kernel,
     cfg: &ProbeConfig,
     btf: &AyaBtf,
@@ -535,7 +472,10 @@ fn netfilter_code() -> (u64, u64) {
     range.unwrap_or((0, 0))
 }
 
-fn program_mut<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut Program, Error> {
+pub(crate) fn program_mut<'a>(
+    ebpf: &'a mut Ebpf,
+    name: &'static str,
+) -> Result<&'a mut Program, Error> {
     ebpf.program_mut(name).ok_or(Error::NoHook {
         details: format!("program {name} missing from the eBPF object"),
     })
