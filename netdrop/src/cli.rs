@@ -119,6 +119,17 @@ Examples:
 
     /// List the drop reasons the running kernel reports, with their numbers.
     Reasons(ReasonsArgs),
+
+    /// List every hook family netdrop knows: attached, available, unavailable (and why) or
+    /// not implemented, what it hooks, and what netdrop uses instead.
+    #[command(after_help = "\
+As root, netdrop attaches the kfree_skb and conntrack hooks for a moment to tell; without
+root it reports what the kernel shows (BTF, tracefs, kprobe support, sock_diag).
+
+Examples:
+  sudo netdrop hooks
+  netdrop hooks --json | jq '.hooks[] | {id, status}'")]
+    Hooks(HooksArgs),
 }
 
 /// Options for `top`.
@@ -323,6 +334,17 @@ pub struct DiagnoseArgs {
     pub duration: Duration,
 
     /// One JSON document (findings, then the evidence they rest on) instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Options for `hooks`.
+#[derive(Debug, Args)]
+pub struct HooksArgs {
+    #[command(flatten)]
+    pub kernel: KernelArgs,
+
+    /// One JSON document instead of text.
     #[arg(long)]
     pub json: bool,
 }

@@ -50,6 +50,7 @@ pub async fn run(args: &DiagnoseArgs, verbose: u8) -> Result<(), Error> {
     let mut stop = commands::StopSignals::install()?;
     let mut probe = Probe::load(&kernel, &cfg)?;
     probe.attach_conntrack();
+    commands::log_hooks(&kernel, &probe);
     let ring = probe.take_events()?;
     let mut ring = probe::readable(ring).map_err(Error::io("polling the ring buffer"))?;
     let mut enricher = commands::host_enricher(&kernel);
