@@ -183,11 +183,6 @@ pub const FAMILIES: &[Family] = &[
     },
 ];
 
-/// The family with this id.
-pub fn family(id: &str) -> Option<&'static Family> {
-    FAMILIES.iter().find(|f| f.id == id)
-}
-
 /// `Ok` when the kernel has kprobes.
 pub fn needs_kprobes(facts: &KernelFacts) -> Result<(), String> {
     if facts.kprobes {
@@ -254,6 +249,10 @@ pub fn attached(probe: &super::Probe) -> Vec<(&'static str, Status)> {
 #[cfg(test)]
 pub mod tests {
     use super::*;
+
+    fn family(id: &str) -> Option<&'static Family> {
+        FAMILIES.iter().find(|f| f.id == id)
+    }
 
     /// This development machine: 6.18, BTF, no kprobes, no conntrack loaded.
     pub fn facts_6_18_no_kprobes() -> KernelFacts {
