@@ -2,12 +2,13 @@
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
-use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
+use clap::{ArgAction, Args, Parser, Subcommand};
 use netdrop_common::AddrMatch;
 
 use crate::{
     aggregate::{GroupBy, SortBy},
     filter::{self, FilterSpec, Proto},
+    probe::AttachMode,
 };
 
 /// netdrop: see every packet the Linux kernel drops, why, where and whose.
@@ -118,6 +119,17 @@ Examples:
 
     /// List the drop reasons the running kernel reports, with their numbers.
     Reasons(ReasonsArgs),
+
+    /// List every hook family netdrop knows: attached, available, unavailable (and why) or
+    /// not implemented, what it hooks, and what netdrop uses instead.
+    #[command(after_help = "\
+As root, netdrop attaches the kfree_skb and conntrack hooks for a moment to tell; without
+root it reports what the kernel shows (BTF, tracefs, kprobe support, sock_diag).
+
+Examples:
+  sudo netdrop hooks
+  netdrop hooks --json | jq '.hooks[] | {id, status}'")]
+    Hooks(HooksArgs),
 }
 
 /// Options for `top`.
@@ -326,6 +338,17 @@ pub struct DiagnoseArgs {
     pub json: bool,
 }
 
+/// Options for `hooks`.
+#[derive(Debug, Args)]
+pub struct HooksArgs {
+    #[command(flatten)]
+    pub kernel: KernelArgs,
+
+    /// One JSON document instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
 /// Options for `reasons`.
 #[derive(Debug, Args)]
 pub struct ReasonsArgs {
@@ -349,17 +372,6 @@ pub struct KernelArgs {
     /// tracepoint, or the best that works.
     #[arg(long, value_enum, default_value_t = AttachMode::Auto)]
     pub attach: AttachMode,
-}
-
-/// `--attach`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum AttachMode {
-    /// BTF raw tracepoint, else classic tracepoint.
-    Auto,
-    /// BTF raw tracepoint only (tp_btf/kfree_skb).
-    Btf,
-    /// Classic tracepoint only (skb:kfree_skb).
-    Tracepoint,
 }
 
 /// Filters shared by every command that reads drops.

@@ -80,6 +80,24 @@ enum Task {
         #[arg(long = "scenario")]
         scenarios: Vec<String>,
     },
+    /// Boot a Debian kernel in qemu and run one command there as root, with the static
+    /// netdrop on PATH and ip, tc, nft, dropwatch, dash and busybox; stream its output and
+    /// exit with its status. E.g. `cargo xtask vm-run --kernel 6.1 -- netdrop reasons`.
+    /// Needs root (apt, and the guest tools come from Debian packages).
+    VmRun {
+        /// Kernel to boot: 5.10, 6.1, 6.12.
+        #[arg(long)]
+        kernel: String,
+        /// File copied into the command's working directory in the guest (repeatable).
+        #[arg(long = "copy", value_name = "FILE")]
+        copy: Vec<PathBuf>,
+        /// Seconds the whole boot may take.
+        #[arg(long, default_value_t = 600)]
+        timeout: u64,
+        /// The command and its arguments, after `--`.
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
 }
 
 fn main() -> Result<()> {
@@ -113,6 +131,20 @@ fn main() -> Result<()> {
             })
         }
         Task::VmTest { kernels, scenarios } => vm::run(vm::VmArgs { kernels, scenarios }),
+        Task::VmRun {
+            kernel,
+            copy,
+            timeout,
+            command,
+        } => {
+            let status = vm::run_command(vm::RunArgs {
+                kernel,
+                copy,
+                command,
+                timeout: std::time::Duration::from_secs(timeout),
+            })?;
+            std::process::exit(status)
+        }
         Task::Bench { rounds, seconds } => bench::run(bench::BenchArgs { rounds, seconds }),
         Task::Lint => {
             setup::toolchain()?;

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use clap::ValueEnum;
 use netdrop_common::{DeviceKey, FlowKey, LocationKey, config};
 
-use crate::{kernel::reasons::Reasons, output::ReasonCount, probe::Counters};
+use crate::{kernel::reasons::Reasons, output::ReasonCount};
 
 /// How drops are grouped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, ValueEnum)]
@@ -57,6 +57,25 @@ impl GroupBy {
             Self::Netns => "netns",
         }
     }
+}
+
+/// Kernel-side counters, summed over CPUs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Drops the hook saw.
+    pub seen: u64,
+    /// Drops that passed the filters.
+    pub matched: u64,
+    /// Events the ring buffer had no room for.
+    pub lost: u64,
+    pub location_untracked: u64,
+    pub device_untracked: u64,
+    pub flow_untracked: u64,
+    pub reason_untracked: u64,
+    pub stack_errors: u64,
+    /// Drops the kernel did not run our program for, because it was already running on
+    /// that CPU (a drop inside an interrupt that hit during another drop).
+    pub missed: u64,
 }
 
 /// Cumulative kernel counts at one moment.

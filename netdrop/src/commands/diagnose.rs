@@ -50,6 +50,7 @@ pub async fn run(args: &DiagnoseArgs, verbose: u8) -> Result<(), Error> {
     let mut stop = commands::StopSignals::install()?;
     let mut probe = Probe::load(&kernel, &cfg)?;
     probe.attach_conntrack();
+    commands::log_hooks(&kernel, &probe);
     let ring = probe.take_events()?;
     let mut ring = probe::readable(ring).map_err(Error::io("polling the ring buffer"))?;
     let mut enricher = commands::host_enricher(&kernel);
@@ -114,12 +115,12 @@ pub async fn run(args: &DiagnoseArgs, verbose: u8) -> Result<(), Error> {
                 .into(),
         );
     }
-    if let crate::probe::tcp::TcpListen::Unavailable(why) = &probe.tcp_listen {
+    if let crate::probe::hooks::tcp::TcpListen::Unavailable(why) = &probe.tcp_listen {
         ev.unavailable.push(format!(
             "TCP listener hook: {why}; SYNs dropped at full listeners are counted by the kernel's counters, not one by one"
         ));
     }
-    if let crate::probe::tcp::DropPath::Unavailable(why) = &probe.tcp_drop_path {
+    if let crate::probe::hooks::tcp::DropPath::Unavailable(why) = &probe.tcp_drop_path {
         ev.unavailable.push(format!(
             "tcp_drop path hook: {why}; TCP drops inside the receive path are counted by TcpExt counters only"
         ));

@@ -25,6 +25,7 @@ pub async fn run(args: &ExporterArgs, verbose: u8) -> Result<(), Error> {
     };
     let mut stop = commands::StopSignals::install()?;
     let probe = Probe::load(&kernel, &cfg)?;
+    commands::log_hooks(&kernel, &probe);
     let mut enricher = commands::host_enricher(&kernel);
     let mut scrapes = commands::start_metrics(Some(args.metrics_addr)).await?;
     eprintln!(

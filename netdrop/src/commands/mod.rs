@@ -2,6 +2,7 @@
 
 pub mod diagnose;
 pub mod exporter;
+pub mod hooks;
 pub mod reasons;
 pub mod stats;
 pub mod top;
@@ -33,7 +34,7 @@ use crate::{
         ListenerNotice,
         metrics::{self, MetricsOptions, Scrape},
     },
-    probe::Probe,
+    probe::{Probe, hooks as registry},
 };
 
 /// What every tracing command does first: read the kernel and check the filters (no
@@ -48,6 +49,20 @@ pub fn prepare(
     privileges::check()?;
     privileges::raise_memlock();
     Ok((k, spec, compiled))
+}
+
+/// Says, with `-v`, which hook families this run attached and how the others stand (the
+/// list `netdrop hooks` prints).
+pub fn log_hooks(kernel: &Kernel, probe: &Probe) {
+    if !tracing::enabled!(tracing::Level::INFO) {
+        return;
+    }
+    let facts = registry::KernelFacts::read(Ok(kernel));
+    let report = registry::report(&facts, &registry::attached(probe));
+    tracing::info!("hooks on kernel {}:", facts.release);
+    for line in crate::output::hooks::lines(&report) {
+        tracing::info!("  {line}");
+    }
 }
 
 /// The enricher for this host: its kallsyms and namespaces.

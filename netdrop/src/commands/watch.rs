@@ -9,7 +9,7 @@ use aya::maps::{MapData, RingBuf};
 use netdrop_common::config;
 
 use crate::{
-    aggregate::{self, GroupBy, SortBy, Totals, listeners::ListenerTotals},
+    aggregate::{self, Counters, GroupBy, SortBy, Totals, listeners::ListenerTotals},
     cli::WatchArgs,
     commands,
     error::Error,
@@ -22,7 +22,7 @@ use crate::{
         stats::{self, StatsReport},
         text,
     },
-    probe::{self, Conntrack, Counters, Probe, ProbeConfig},
+    probe::{self, Conntrack, Probe, ProbeConfig},
     time::Clock,
 };
 
@@ -73,6 +73,7 @@ pub async fn run(args: &WatchArgs, verbose: u8) -> Result<(), Error> {
 
     let mut probe = Probe::load(&kernel, &cfg)?;
     probe.attach_conntrack();
+    commands::log_hooks(&kernel, &probe);
     let ring = probe.take_events()?;
     let mut ring = probe::readable(ring).map_err(Error::io("polling the ring buffer"))?;
     let format = if args.json {

@@ -1,6 +1,7 @@
 //! Writing records: one readable line each, or one JSON object per line.
 
 pub mod diagnose;
+pub mod hooks;
 pub mod json;
 pub mod metrics;
 pub mod printable;

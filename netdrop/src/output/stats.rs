@@ -5,10 +5,9 @@ use std::io::{self, Write};
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    aggregate::{self, GroupBy, GroupKey, Row},
+    aggregate::{self, Counters, GroupBy, GroupKey, Row},
     event::{self, Device, Enricher, Location, Netns, Packet, ReasonInfo, c_str},
     output::{ListenerNotice, ReasonCount, text},
-    probe::Counters,
 };
 
 /// Growth over the interval and since start.

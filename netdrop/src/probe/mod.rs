@@ -4,30 +4,25 @@
 //! no record copy, typed arguments), else the classic tracepoint with offsets from its
 //! format file. Everything is detached when the [`Probe`] is dropped; nothing is pinned.
 
-use std::{
-    collections::HashMap,
-    fmt,
-    os::fd::{AsFd, AsRawFd},
-};
+use std::{collections::HashMap, fmt, os::fd::AsRawFd};
 
 pub mod attribution;
-pub mod tcp;
+pub mod hooks;
 
 use std::sync::{Arc, Mutex};
 
 use aya::{
     Btf as AyaBtf, Ebpf, EbpfLoader,
     maps::{HashMap as BpfHashMap, MapData, PerCpuArray, PerCpuHashMap, RingBuf, StackTraceMap},
-    programs::{BtfTracePoint, KProbe, Program, TracePoint},
+    programs::Program,
 };
 use netdrop_common::{
     CONNTRACK_FUNCTION, Config, KernelOffsets, MAX_DEVICES, MAX_LOCATIONS, MAX_STACKS, OFFSET_NONE,
-    TracepointLayout, global, map, program, stat,
+    TracepointLayout, global, map, stat,
 };
 
 use crate::{
-    aggregate::Totals,
-    cli::AttachMode,
+    aggregate::{Counters, Totals},
     error::Error,
     filter::CompiledFilter,
     kernel::{Kernel, kallsyms::Table, offsets::HookArity, reasons::Source},
@@ -42,6 +37,17 @@ pub const DRAIN_INTERVAL: std::time::Duration = std::time::Duration::from_millis
 
 /// The compiled eBPF object.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/netdrop"));
+
+/// Which `kfree_skb` hook to use (`--attach`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AttachMode {
+    /// BTF raw tracepoint, else classic tracepoint.
+    Auto,
+    /// BTF raw tracepoint only (tp_btf/kfree_skb).
+    Btf,
+    /// Classic tracepoint only (skb:kfree_skb).
+    Tracepoint,
+}
 
 /// What to load.
 #[derive(Clone, Debug)]
@@ -97,11 +103,7 @@ impl fmt::Display for Hook {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Hook::BtfTracepoint(a) => {
-                let args = match a {
-                    HookArity::Two => "skb, location",
-                    HookArity::Three => "skb, location, reason",
-                    HookArity::Four => "skb, location, reason, rx_sk",
-                };
+                let args = hooks::kfree_skb::arguments(*a);
                 write!(f, "BTF raw tracepoint tp_btf/kfree_skb ({args})")
             }
             Hook::Tracepoint(l) => {
@@ -114,25 +116,6 @@ impl fmt::Display for Hook {
             }
         }
     }
-}
-
-/// Kernel-side counters, summed over CPUs.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Counters {
-    /// Drops the hook saw.
-    pub seen: u64,
-    /// Drops that passed the filters.
-    pub matched: u64,
-    /// Events the ring buffer had no room for.
-    pub lost: u64,
-    pub location_untracked: u64,
-    pub device_untracked: u64,
-    pub flow_untracked: u64,
-    pub reason_untracked: u64,
-    pub stack_errors: u64,
-    /// Drops the kernel did not run our program for, because it was already running on
-    /// that CPU (a drop inside an interrupt that hit during another drop).
-    pub missed: u64,
 }
 
 /// Whether NETFILTER_DROPs can be told apart as conntrack's.
@@ -158,9 +141,9 @@ pub struct Probe {
     /// State of the conntrack hook.
     pub conntrack: Conntrack,
     /// State of the TCP listener hook.
-    pub tcp_listen: tcp::TcpListen,
+    pub tcp_listen: hooks::tcp::TcpListen,
     /// State of the tcp_drop path hook (kernels before 5.17).
-    pub tcp_drop_path: tcp::DropPath,
+    pub tcp_drop_path: hooks::tcp::DropPath,
     prog_name: &'static str,
     prog_fd: i32,
     /// Recursion misses read just before [`Probe::detach`] closed the program.
@@ -185,8 +168,8 @@ impl Probe {
         let mut btf_error = None;
         if cfg.attach != AttachMode::Tracepoint {
             match kernel.arity {
-                Some(arity) => match Self::try_btf(kernel, cfg, &aya_btf, arity) {
-                    Ok(p) => return Ok(p),
+                Some(arity) => match hooks::kfree_skb::attach_btf(kernel, cfg, &aya_btf, arity) {
+                    Ok((ebpf, hook, name, fd)) => return Self::finish(ebpf, hook, name, fd, cfg, kernel),
                     Err(e) if cfg.attach == AttachMode::Auto => {
                         tracing::info!(
                             "BTF raw tracepoint unavailable ({e}); trying the classic tracepoint"
@@ -203,55 +186,14 @@ impl Probe {
                 None => btf_error = Some("kernel BTF has no btf_trace_kfree_skb".to_owned()),
             }
         }
-        Self::try_tracepoint(kernel, cfg, &aya_btf).map_err(|e| match (btf_error, e) {
-            (Some(b), Error::Program { source, .. }) => Error::NoHook {
-                details: format!("BTF tracepoint: {b}; classic tracepoint: {source}"),
-            },
-            (_, e) => e,
-        })
-    }
-
-    fn try_btf(
-        kernel: &Kernel,
-        cfg: &ProbeConfig,
-        btf: &AyaBtf,
-        arity: HookArity,
-    ) -> Result<Self, Error> {
-        let mut ebpf = load_object(kernel, cfg, btf, &TracepointLayout::NONE)?;
-        let name = match arity {
-            HookArity::Two => program::BTF_2ARG,
-            HookArity::Three => program::BTF_3ARG,
-            HookArity::Four => program::BTF_4ARG,
-        };
-        let prog_err = |source| Error::Program {
-            program: name,
-            source,
-        };
-        let prog: &mut BtfTracePoint =
-            program_mut(&mut ebpf, name)?.try_into().map_err(prog_err)?;
-        prog.load("kfree_skb", btf).map_err(prog_err)?;
-        prog.attach().map_err(prog_err)?;
-        let prog_fd = prog.fd().map_err(prog_err)?.as_fd().as_raw_fd();
-        Self::finish(ebpf, Hook::BtfTracepoint(arity), name, prog_fd, cfg, kernel)
-    }
-
-    fn try_tracepoint(kernel: &Kernel, cfg: &ProbeConfig, btf: &AyaBtf) -> Result<Self, Error> {
-        let format = crate::kernel::kfree_skb_format()?;
-        let layout = format.kfree_skb_layout().map_err(|reason| Error::Format {
-            path: "events/skb/kfree_skb/format".into(),
-            reason,
-        })?;
-        let mut ebpf = load_object(kernel, cfg, btf, &layout)?;
-        let name = program::TRACEPOINT;
-        let prog_err = |source| Error::Program {
-            program: name,
-            source,
-        };
-        let prog: &mut TracePoint = program_mut(&mut ebpf, name)?.try_into().map_err(prog_err)?;
-        prog.load().map_err(prog_err)?;
-        prog.attach("skb", "kfree_skb").map_err(prog_err)?;
-        let prog_fd = prog.fd().map_err(prog_err)?.as_fd().as_raw_fd();
-        Self::finish(ebpf, Hook::Tracepoint(layout), name, prog_fd, cfg, kernel)
+        hooks::kfree_skb::attach_tracepoint(kernel, cfg, &aya_btf)
+            .and_then(|(ebpf, hook, name, fd)| Self::finish(ebpf, hook, name, fd, cfg, kernel))
+            .map_err(|e| match (btf_error, e) {
+                (Some(b), Error::Program { source, .. }) => Error::NoHook {
+                    details: format!("BTF tracepoint: {b}; classic tracepoint: {source}"),
+                },
+                (_, e) => e,
+            })
     }
 
     fn finish(
@@ -285,9 +227,9 @@ impl Probe {
         )?));
         attribution::start_draining(&attribution);
         tracing::info!("attached {hook}");
-        let tcp_listen = tcp::attach(&mut ebpf, &kernel.reasons);
+        let tcp_listen = hooks::tcp::attach(&mut ebpf, &kernel.reasons);
         match &tcp_listen {
-            tcp::TcpListen::Attached { acks } => tracing::info!(
+            hooks::tcp::TcpListen::Attached { acks } => tracing::info!(
                 "attached TCP listener hook: kprobes on {}{}",
                 netdrop_common::tcp_functions::CONN_REQUEST,
                 if *acks {
@@ -296,26 +238,26 @@ impl Probe {
                     " (handshake ACKs are the kernel's TCP_LISTEN_OVERFLOW here)"
                 }
             ),
-            tcp::TcpListen::Unavailable(why) => tracing::info!(
+            hooks::tcp::TcpListen::Unavailable(why) => tracing::info!(
                 "TCP listener hook unavailable ({why}): SYNs dropped at full listeners are named from kernel counters and sock_diag"
             ),
         }
         let tcp_drop_path = if kernel.reasons.source == Source::None {
             let kallsyms = read_kallsyms();
-            let sites = tcp::drop_sites(&kernel.reasons, &kallsyms);
-            tcp::attach_drop_path(&mut ebpf, &sites, &kallsyms)
+            let sites = hooks::tcp::drop_sites(&kernel.reasons, &kallsyms);
+            hooks::tcp::attach_drop_path(&mut ebpf, &sites, &kallsyms)
         } else {
-            tcp::DropPath::NotNeeded
+            hooks::tcp::DropPath::NotNeeded
         };
         match &tcp_drop_path {
-            tcp::DropPath::Attached(sites) => tracing::info!(
+            hooks::tcp::DropPath::Attached(sites) => tracing::info!(
                 "attached tcp_drop path hook: kprobe on __kfree_skb, counting calls from {}",
                 sites.join(", ")
             ),
-            tcp::DropPath::Unavailable(why) => tracing::info!(
+            hooks::tcp::DropPath::Unavailable(why) => tracing::info!(
                 "tcp_drop path hook unavailable ({why}): TCP drops inside the receive path (PAWS, window, memory) are not seen on this kernel; TcpExt counters still count them"
             ),
-            tcp::DropPath::NotNeeded => {}
+            hooks::tcp::DropPath::NotNeeded => {}
         }
         Ok(Self {
             attribution,
@@ -349,7 +291,7 @@ impl Probe {
             self.conntrack = Conntrack::Waiting;
             return;
         }
-        if !std::path::Path::new("/sys/bus/event_source/devices/kprobe").exists() {
+        if !std::path::Path::new(hooks::KPROBE_PMU).exists() {
             self.conntrack =
                 Conntrack::Unavailable("this kernel has no kprobes (CONFIG_KPROBES)".to_owned());
             tracing::info!(
@@ -358,7 +300,7 @@ impl Probe {
             );
             return;
         }
-        self.conntrack = match self.try_conntrack() {
+        self.conntrack = match hooks::conntrack::attach(&mut self.ebpf) {
             Ok(()) => {
                 tracing::info!("attached conntrack hook: kprobe/kretprobe {CONNTRACK_FUNCTION}");
                 Conntrack::Attached
@@ -371,21 +313,6 @@ impl Probe {
                 Conntrack::Unavailable(e.to_string())
             }
         };
-    }
-
-    fn try_conntrack(&mut self) -> Result<(), Error> {
-        for name in [program::CONNTRACK_IN_RET, program::CONNTRACK_IN] {
-            let prog_err = |source| Error::Program {
-                program: name,
-                source,
-            };
-            let prog: &mut KProbe = program_mut(&mut self.ebpf, name)?
-                .try_into()
-                .map_err(prog_err)?;
-            prog.load().map_err(prog_err)?;
-            prog.attach(CONNTRACK_FUNCTION, 0).map_err(prog_err)?;
-        }
-        Ok(())
     }
 
     /// Detaches and unloads the program, keeping the maps readable: counts freeze, so a
@@ -515,7 +442,7 @@ impl Probe {
     }
 }
 
-fn load_object(
+pub(crate) fn load_object(
     kernel: &Kernel,
     cfg: &ProbeConfig,
     btf: &AyaBtf,
@@ -528,7 +455,7 @@ fn load_object(
     let tcp_drop_sites = kallsyms
         .as_ref()
         .map_or(netdrop_common::TcpDropSites::NONE, |t| {
-            tcp::drop_sites(&kernel.reasons, t)
+            hooks::tcp::drop_sites(&kernel.reasons, t)
         });
     let config = Config {
         flags: cfg.flags,

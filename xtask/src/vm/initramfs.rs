@@ -33,6 +33,17 @@ for m in $(cat /modules/order); do
     insmod /modules/$m.ko || echo "NDVM MODULE-FAIL $m"
 done
 ip link set lo up
+if [ -f /vmrun/command ]; then
+    dmesg -n 1
+    cd /vmrun/work
+    # dash, not busybox sh: busybox's shell runs its own applets (ip, tc) before PATH.
+    mkdir -p /vmrun/bin
+    ln -s /bin/dash /vmrun/bin/sh
+    echo "NDVM RUN START"
+    PATH=/vmrun/bin:$PATH dash /vmrun/command
+    printf '\nNDVM EXIT %d\n' $?
+    poweroff -f
+fi
 NETDROP_BIN=/bin/netdrop /bin/netdrop-vm-scenarios
 poweroff -f
 "#;
@@ -42,13 +53,30 @@ const TOOLS: &[(&str, &str)] = &[
     ("ip", "/sbin/ip"),
     ("nft", "/usr/sbin/nft"),
     ("dropwatch", "/usr/bin/dropwatch"),
+    ("tc", "/sbin/tc"),
+    ("dash", "/bin/dash"),
 ];
 
 /// Busybox applets not linked, because a real tool above replaces them.
-const SHADOWED: &[&str] = &["ip"];
+const SHADOWED: &[&str] = &["ip", "tc"];
 
-/// Builds `out` (gzip'd newc cpio) from `guest_bins` (netdrop, runner) and `modules`.
-pub fn build(work: &Path, out: &Path, guest_bins: &[PathBuf], modules: &[Module]) -> Result<()> {
+/// A command for /init to run instead of the scenarios (`cargo xtask vm-run`).
+pub struct GuestCommand {
+    /// The command line, already quoted for sh.
+    pub line: String,
+    /// Files copied into its working directory, `/vmrun/work`.
+    pub files: Vec<PathBuf>,
+}
+
+/// Builds `out` (gzip'd newc cpio) from `guest_bins` (netdrop, runner) and `modules`; with
+/// `command`, /init runs it instead of the scenarios.
+pub fn build(
+    work: &Path,
+    out: &Path,
+    guest_bins: &[PathBuf],
+    modules: &[Module],
+    command: Option<&GuestCommand>,
+) -> Result<()> {
     let root = work.join("root");
     let _ = std::fs::remove_dir_all(&root);
     for d in [
@@ -96,6 +124,17 @@ pub fn build(work: &Path, out: &Path, guest_bins: &[PathBuf], modules: &[Module]
         order.push('\n');
     }
     std::fs::write(root.join("modules/order"), order)?;
+    if let Some(c) = command {
+        let dir = root.join("vmrun/work");
+        std::fs::create_dir_all(&dir)?;
+        for f in &c.files {
+            let name = f
+                .file_name()
+                .with_context(|| format!("--copy {}: not a file name", f.display()))?;
+            copy(f, &dir.join(name))?;
+        }
+        std::fs::write(root.join("vmrun/command"), format!("{}\n", c.line))?;
+    }
     std::fs::write(root.join("etc/passwd"), "root:x:0:0:root:/:/bin/sh\n")?;
     std::fs::write(root.join("etc/group"), "root:x:0:\n")?;
     let init = root.join("init");

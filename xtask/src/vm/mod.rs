@@ -7,6 +7,7 @@
 
 mod initramfs;
 mod kernel;
+mod run;
 
 use std::{
     collections::BTreeMap,
@@ -18,6 +19,7 @@ use std::{
 };
 
 use anyhow::{Context, Result, bail};
+pub use run::{RunArgs, run as run_command};
 
 use crate::{cmd, setup};
 
@@ -75,15 +77,7 @@ pub fn run(args: VmArgs) -> Result<()> {
     } else {
         args.kernels
             .iter()
-            .map(|k| {
-                kernel::KERNELS
-                    .iter()
-                    .find(|s| s.name == k)
-                    .with_context(|| {
-                        let names: Vec<_> = kernel::KERNELS.iter().map(|s| s.name).collect();
-                        format!("unknown kernel `{k}`: choose from {}", names.join(", "))
-                    })
-            })
+            .map(|k| kernel_spec(k))
             .collect::<Result<_>>()?
     };
     for s in &args.scenarios {
@@ -103,34 +97,23 @@ pub fn run(args: VmArgs) -> Result<()> {
     setup::toolchain()?;
     setup::install_packages(VM_TOOLS)?;
     setup::rust_target(MUSL)?;
-    let guest_bins = build_guest_binaries()?;
+    let guest_bins = build_guest_binaries(&["netdrop", "netdrop-tests"])?;
 
     let vm_dir = cmd::target_dir().join("vm");
-    let cache = vm_dir.join("kernels");
     let logs = vm_dir.join("logs");
-    std::fs::create_dir_all(&cache)?;
     std::fs::create_dir_all(&logs)?;
 
     let mut table: BTreeMap<String, BTreeMap<String, Outcome>> = BTreeMap::new();
     let mut problems = Vec::new();
     for spec in kernels {
-        let apt = kernel::Apt::for_spec(spec, &vm_dir.join("apt"))?;
-        let package = kernel::resolve(spec, &apt)?;
-        eprintln!(
-            "xtask: {}: {package} {}",
-            spec.name,
-            apt.version(&package)
-                .as_deref()
-                .unwrap_or("(version unknown)")
-        );
-        let k = kernel::fetch(&package, &cache, &apt)?;
-        let modules = kernel::modules_with_deps(&k.modules_dir, &kernel::modules(spec))?;
+        let (k, modules) = fetch_kernel(spec, &vm_dir)?;
         let initrd = vm_dir.join(format!("initramfs-{}.cpio.gz", k.release));
         initramfs::build(
             &vm_dir.join(format!("work-{}", k.release)),
             &initrd,
             &guest_bins,
             &modules,
+            None,
         )?;
         let accel = accel(&vm_dir, &k.vmlinuz, &initrd);
         let log = logs.join(format!("{}.log", k.release));
@@ -212,31 +195,64 @@ pub fn run(args: VmArgs) -> Result<()> {
     }
 }
 
-/// Static musl builds of netdrop and the scenario runner.
-fn build_guest_binaries() -> Result<Vec<PathBuf>> {
-    cmd::run(
-        cmd::cargo()
-            .args(["build", "--release", "--target", MUSL])
-            .args([
-                "--package",
-                "netdrop",
-                "--package",
-                "netdrop-tests",
-                "--bins",
-            ]),
-    )?;
-    let dir = cmd::target_dir().join(MUSL).join("release");
-    Ok(vec![dir.join("netdrop"), dir.join("netdrop-vm-scenarios")])
+/// The kernel vm-test names `name` (5.10, 6.1, 6.12).
+fn kernel_spec(name: &str) -> Result<&'static kernel::KernelSpec> {
+    kernel::KERNELS
+        .iter()
+        .find(|s| s.name == name)
+        .with_context(|| {
+            let names: Vec<_> = kernel::KERNELS.iter().map(|s| s.name).collect();
+            format!("unknown kernel `{name}`: choose from {}", names.join(", "))
+        })
 }
 
-struct Boot {
-    lines: Vec<String>,
-    timed_out: bool,
+/// Fetches `spec`'s package through apt (cached under `vm_dir`), printing the exact
+/// package and version, and extracts the modules the guest loads.
+fn fetch_kernel(
+    spec: &kernel::KernelSpec,
+    vm_dir: &Path,
+) -> Result<(kernel::Kernel, Vec<kernel::Module>)> {
+    let cache = vm_dir.join("kernels");
+    std::fs::create_dir_all(&cache)?;
+    let apt = kernel::Apt::for_spec(spec, &vm_dir.join("apt"))?;
+    let package = kernel::resolve(spec, &apt)?;
+    eprintln!(
+        "xtask: {}: {package} {}",
+        spec.name,
+        apt.version(&package)
+            .as_deref()
+            .unwrap_or("(version unknown)")
+    );
+    let k = kernel::fetch(&package, &cache, &apt)?;
+    let modules = kernel::modules_with_deps(&k.modules_dir, &kernel::modules(spec))?;
+    Ok((k, modules))
+}
+
+/// Static musl builds of the binaries of `packages` (netdrop; netdrop-tests for the
+/// scenario runner).
+fn build_guest_binaries(packages: &[&str]) -> Result<Vec<PathBuf>> {
+    let mut c = cmd::cargo();
+    c.args(["build", "--release", "--target", MUSL]);
+    for p in packages {
+        c.args(["--package", p]);
+    }
+    cmd::run(c.arg("--bins"))?;
+    let dir = cmd::target_dir().join(MUSL).join("release");
+    let mut bins = vec![dir.join("netdrop")];
+    if packages.contains(&"netdrop-tests") {
+        bins.push(dir.join("netdrop-vm-scenarios"));
+    }
+    Ok(bins)
+}
+
+pub(super) struct Boot {
+    pub lines: Vec<String>,
+    pub timed_out: bool,
 }
 
 /// Boots `vmlinuz` with `initrd`, writing the console to `log` and calling `on_line` for
 /// each line, until the guest powers off or `timeout` passes.
-fn boot(
+pub(super) fn boot(
     vmlinuz: &Path,
     initrd: &Path,
     accel: &str,
@@ -349,7 +365,7 @@ fn print_table(table: &BTreeMap<String, BTreeMap<String, Outcome>>, scenarios: &
 
 /// `kvm` if this host can boot a guest with KVM (probed once per host kernel, with a short
 /// timeout: nested virtualisation sometimes hangs), else `tcg`.
-fn accel(vm_dir: &Path, vmlinuz: &Path, initrd: &Path) -> &'static str {
+pub(super) fn accel(vm_dir: &Path, vmlinuz: &Path, initrd: &Path) -> &'static str {
     if let Ok(v) = std::env::var("NETDROP_VM_ACCEL") {
         return if v == "kvm" { "kvm" } else { "tcg" };
     }

@@ -12,7 +12,7 @@ use std::path::Path;
 use aya::{Ebpf, programs::KProbe};
 use netdrop_common::{CodeRange, TcpDropSites, code_range, program, tcp_functions};
 
-use super::program_mut;
+use super::{super::program_mut, Family, KernelFacts, needs_kprobes};
 use crate::{
     error::Error,
     kernel::{
@@ -20,6 +20,35 @@ use crate::{
         reasons::{Reasons, Source},
     },
 };
+
+/// The listener probes, for the hook registry.
+pub const LISTEN_FAMILY: Family = Family {
+    id: "tcp_listen",
+    hooks: "kprobes tcp_conn_request, tcp_v4_syn_recv_sock, tcp_v6_syn_recv_sock",
+    kernels: "kernels with CONFIG_KPROBES (the functions exist from 4.x to 6.18)",
+    gives: "each SYN or handshake ACK dropped at a full accept queue or a full SYN queue (syncookies off) as a drop event with the client's tuple: LISTEN_OVERFLOW / SYN_QUEUE_FULL, netdrop's reasons, marked inferred",
+    instead: "listeners (sock_diag) and the TcpExt listen counters, without the clients",
+    implemented: true,
+    available: needs_kprobes,
+};
+
+/// The tcp_drop path probe, for the hook registry.
+pub const DROP_PATH_FAMILY: Family = Family {
+    id: "tcp_drop",
+    hooks: "kprobe __kfree_skb, counted when called from the TCP receive functions tcp_drop() was inlined into",
+    kernels: "before 5.17 with CONFIG_KPROBES; from 5.17 these drops reach kfree_skb with a reason and need no hook",
+    gives: "TCP segments the receive path refuses (PAWS, sequence, window, receive memory) on kernels where no tracepoint shows them, reason inferred from the function",
+    instead: "the TcpExt counters (PAWSEstab, TCPZeroWindowDrop, TCPRcvQDrop, ...)",
+    implemented: true,
+    available: drop_path_available,
+};
+
+fn drop_path_available(facts: &KernelFacts) -> Result<(), String> {
+    if facts.drop_reasons {
+        return Err("not needed here: this kernel gives TCP drops a reason through kfree_skb".to_owned());
+    }
+    needs_kprobes(facts)
+}
 
 /// State of the TCP listener hook.
 #[derive(Clone, Debug, PartialEq, Eq)]

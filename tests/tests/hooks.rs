@@ -1,0 +1,76 @@
+//! `netdrop hooks` on the machine that runs the tests (kernel 6.18, BTF, no kprobes). Needs
+//! root to attach: compiled only with `--features privileged` (`cargo xtask test`).
+#![cfg(feature = "privileged")]
+
+use netdrop_tests::run;
+use serde_json::Value;
+
+#[test]
+fn hooks_reports_what_this_kernel_allows() {
+    let out = run(&["hooks", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
+    let hook = |id: &str| {
+        v["hooks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|h| h["id"] == id)
+            .unwrap_or_else(|| panic!("no {id} in {v}"))
+            .clone()
+    };
+    assert_eq!(v["privileged"], true);
+
+    let kfree = hook("kfree_skb");
+    assert_eq!(kfree["status"]["state"], "attached", "{kfree}");
+    let how = kfree["status"]["detail"].as_str().unwrap();
+    assert!(
+        how.starts_with("BTF raw tracepoint tp_btf/kfree_skb"),
+        "{how}"
+    );
+
+    let ct = hook("conntrack");
+    assert_eq!(ct["status"]["state"], "unavailable", "{ct}");
+    assert!(
+        ct["status"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("no kprobes"),
+        "{ct}"
+    );
+
+    assert_eq!(hook("listeners")["status"]["state"], "available");
+    assert_eq!(hook("counters")["status"]["state"], "available");
+    let tcp = hook("tcp_listen");
+    assert_eq!(tcp["status"]["state"], "unavailable", "{tcp}");
+    assert!(
+        tcp["status"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("no kprobes"),
+        "{tcp}"
+    );
+    // 6.18 names TCP drops through kfree_skb: the tcp_drop path hook is not needed.
+    let tcp_drop = hook("tcp_drop");
+    assert_eq!(tcp_drop["status"]["state"], "unavailable", "{tcp_drop}");
+    assert!(
+        tcp_drop["status"]["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("not needed here"),
+        "{tcp_drop}"
+    );
+    assert_eq!(hook("backlog")["status"]["state"], "not_implemented");
+
+    let text = run(&["hooks"]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert_eq!(text.lines().count(), 8, "{text}");
+    assert!(
+        text.contains("\nconntrack  unavailable (this kernel has no kprobes"),
+        "{text}"
+    );
+}
