@@ -336,6 +336,11 @@ pub struct DiagnoseArgs {
     /// One JSON document (findings, then the evidence they rest on) instead of text.
     #[arg(long)]
     pub json: bool,
+
+    /// Diagnose again, offline, from the evidence in a saved `diagnose --json` document
+    /// (e.g. on another machine, or with a newer netdrop); reads no kernel, needs no root.
+    #[arg(long, value_name = "FILE")]
+    pub from: Option<PathBuf>,
 }
 
 /// Options for `hooks`.

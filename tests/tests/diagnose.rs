@@ -223,6 +223,37 @@ fn several_faults_at_once_give_several_findings() {
     let rank = |s: &str| ["info", "warning", "critical"].iter().position(|x| *x == s);
     assert!(sev.windows(2).all(|w| rank(w[0]) >= rank(w[1])), "{sev:?}");
     assert_eq!(report["schema"], 1);
+
+    // The saved document diagnoses the same offline, without root or a kernel.
+    let saved = std::env::temp_dir().join(format!("netdrop-diagnose-{}.json", std::process::id()));
+    std::fs::write(&saved, report.to_string()).unwrap();
+    let out = std::process::Command::new(netdrop_tests::netdrop_bin())
+        .args(["diagnose", "--json", "--from"])
+        .arg(&saved)
+        .env("PATH", "/nonexistent")
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_file(&saved);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let again: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(again["findings"], report["findings"]);
+    assert_eq!(again["time"], report["time"]);
+}
+
+#[test]
+fn from_a_file_that_is_no_diagnosis_is_one_sentence() {
+    let out = netdrop_tests::run(&["diagnose", "--from", "/etc/hostname"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with("netdrop: /etc/hostname is not a `netdrop diagnose --json` document"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
 }
 
 #[test]

@@ -36,6 +36,9 @@ const SAMPLES_PER_REASON: usize = 16;
 const TOP: usize = 30;
 
 pub async fn run(args: &DiagnoseArgs, verbose: u8) -> Result<(), Error> {
+    if let Some(path) = &args.from {
+        return write_report(&offline(path)?, args.json);
+    }
     let (kernel, spec, filter) = commands::prepare(&args.kernel, &args.filter)?;
     let flags = config::EVENTS
         | config::BY_REASON
@@ -152,13 +155,40 @@ pub async fn run(args: &DiagnoseArgs, verbose: u8) -> Result<(), Error> {
     ev.qdiscs = qdiscs(&namespaces, &ev);
 
     let report = Report::new(ev, enricher.clock().rfc3339(Clock::monotonic_now()));
+    write_report(&report, args.json)
+}
+
+/// The diagnosis of the evidence saved in `path` by `diagnose --json` (the whole document,
+/// or its `evidence` object alone), with the rules of this netdrop.
+fn offline(path: &Path) -> Result<Report, Error> {
+    let text =
+        std::fs::read_to_string(path).map_err(Error::io(format!("reading {}", path.display())))?;
+    let doc: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+        Error::BadArgument(format!(
+            "{} is not a `netdrop diagnose --json` document: {e}",
+            path.display()
+        ))
+    })?;
+    let time = doc["time"].as_str().unwrap_or_default().to_owned();
+    let evidence = doc.get("evidence").cloned().unwrap_or(doc);
+    let evidence: Evidence = serde_json::from_value(evidence).map_err(|e| {
+        Error::BadArgument(format!(
+            "{} holds no diagnose evidence netdrop can read: {e}",
+            path.display()
+        ))
+    })?;
+    Ok(Report::new(evidence, time))
+}
+
+/// Writes a report as text or as one JSON document.
+fn write_report(report: &Report, json: bool) -> Result<(), Error> {
     let mut out = io::stdout().lock();
-    let res = if args.json {
-        serde_json::to_writer(&mut out, &report)
+    let res = if json {
+        serde_json::to_writer(&mut out, report)
             .map_err(io::Error::other)
             .and_then(|()| writeln!(out))
     } else {
-        output::diagnose::write_text(&mut out, &report)
+        output::diagnose::write_text(&mut out, report)
     };
     match res {
         Err(e) if e.kind() != io::ErrorKind::BrokenPipe => {

@@ -169,7 +169,9 @@ impl Probe {
         if cfg.attach != AttachMode::Tracepoint {
             match kernel.arity {
                 Some(arity) => match hooks::kfree_skb::attach_btf(kernel, cfg, &aya_btf, arity) {
-                    Ok((ebpf, hook, name, fd)) => return Self::finish(ebpf, hook, name, fd, cfg, kernel),
+                    Ok((ebpf, hook, name, fd)) => {
+                        return Self::finish(ebpf, hook, name, fd, cfg, kernel);
+                    }
                     Err(e) if cfg.attach == AttachMode::Auto => {
                         tracing::info!(
                             "BTF raw tracepoint unavailable ({e}); trying the classic tracepoint"

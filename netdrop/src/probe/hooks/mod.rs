@@ -343,7 +343,9 @@ pub mod tests {
             s("tcp_listen"),
             Status::Unavailable("this kernel has no kprobes (CONFIG_KPROBES)".to_owned())
         );
-        assert!(matches!(s("tcp_drop"), Status::Unavailable(w) if w.starts_with("not needed here")));
+        assert!(
+            matches!(s("tcp_drop"), Status::Unavailable(w) if w.starts_with("not needed here"))
+        );
         assert_eq!(s("backlog"), Status::NotImplemented);
 
         let r = report(&facts_5_10(), &[]);

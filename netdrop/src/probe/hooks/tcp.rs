@@ -45,7 +45,9 @@ pub const DROP_PATH_FAMILY: Family = Family {
 
 fn drop_path_available(facts: &KernelFacts) -> Result<(), String> {
     if facts.drop_reasons {
-        return Err("not needed here: this kernel gives TCP drops a reason through kfree_skb".to_owned());
+        return Err(
+            "not needed here: this kernel gives TCP drops a reason through kfree_skb".to_owned(),
+        );
     }
     needs_kprobes(facts)
 }
