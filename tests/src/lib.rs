@@ -40,6 +40,38 @@ pub fn netdrop_bin() -> PathBuf {
     bin
 }
 
+/// A `netdrop` command that dies with the test process, even when a failed assert or a
+/// kill leaves it behind (it would keep programs loaded).
+pub fn netdrop_command() -> Command {
+    let mut cmd = Command::new(netdrop_bin());
+    // SAFETY: prctl in the forked child before exec; async-signal-safe.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    cmd
+}
+
+/// `netdrop diagnose --json ARGS` around `traffic`: started, `traffic` run, a moment for the
+/// kernel counters, then ended the way an operator would (a signal); the report.
+pub fn diagnose_report(args: &[&str], traffic: impl FnOnce()) -> Result<Value, String> {
+    let mut full = vec!["diagnose", "--json", "--duration", "5m"];
+    full.extend_from_slice(args);
+    let d = Watch::spawn(&full, "netdrop: diagnosing");
+    traffic();
+    thread::sleep(Duration::from_millis(1500));
+    let r = d.stop();
+    if !r.status.success() {
+        return Err(format!("diagnose failed: {}", r.stderr));
+    }
+    match r.lines.as_slice() {
+        [report] => Ok(report.clone()),
+        other => Err(format!("not one JSON document: {other:?}")),
+    }
+}
+
 /// Runs `netdrop args` to completion.
 pub fn run(args: &[&str]) -> std::process::Output {
     Command::new(netdrop_bin())
@@ -80,16 +112,7 @@ impl Watch {
 
     /// Starts `netdrop ARGS` and waits until its stderr shows `ready`.
     pub fn spawn(args: &[&str], ready: &str) -> Self {
-        let mut cmd = Command::new(netdrop_bin());
-        // SAFETY: prctl in the forked child before exec; async-signal-safe.
-        unsafe {
-            std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
-                // Die with the test process, even if it is killed without unwinding.
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
-        let mut child = cmd
+        let mut child = netdrop_command()
             .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -651,4 +674,19 @@ pub fn raw_syn(src: std::net::Ipv4Addr, sport: u16, dst: std::net::Ipv4Addr, dpo
         assert_eq!(n, 40, "sendto: {}", std::io::Error::last_os_error());
         libc::close(fd);
     }
+}
+
+/// Sets SO_RCVBUF (the kernel doubles it and applies its minimum).
+pub fn set_rcvbuf(s: &UdpSocket, bytes: i32) {
+    // SAFETY: setsockopt with a valid fd and an int option.
+    let rc = unsafe {
+        libc::setsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(s),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            (&raw const bytes).cast(),
+            size_of::<i32>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0, "SO_RCVBUF");
 }

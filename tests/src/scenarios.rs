@@ -302,7 +302,7 @@ fn udp_rcvbuf() -> Outcome {
     let listen = addr(&ns.ns_addr, 9005);
     let sock = ns.inside(|| {
         let s = UdpSocket::bind(listen).expect("bind in namespace");
-        set_rcvbuf(&s, 1);
+        crate::set_rcvbuf(&s, 1);
         s
     });
     let w = Watch::start(&["--netns", &ns.name, "--port", "9005"]);
@@ -328,21 +328,6 @@ fn udp_rcvbuf() -> Outcome {
     reason(full[0], "SOCKET_RCVBUFF")?;
     flow(full[0], "udp", src, listen, &ns.ns_if, &ns)?;
     flow_counted(stats, "SOCKET_RCVBUFF", src, listen, full.len() as u64, &ns)
-}
-
-fn set_rcvbuf(s: &UdpSocket, bytes: i32) {
-    use std::os::fd::AsRawFd;
-    // SAFETY: setsockopt with a valid fd and an int option.
-    let rc = unsafe {
-        libc::setsockopt(
-            s.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUF,
-            (&raw const bytes).cast(),
-            size_of::<i32>() as libc::socklen_t,
-        )
-    };
-    assert_eq!(rc, 0, "SO_RCVBUF");
 }
 
 /// Scenario 6: Neighbour resolution failure (on-link address nobody answers): NEIGH_FAILED or
@@ -568,14 +553,7 @@ fn dropwatch_agrees() -> Outcome {
 /// Runs `netdrop diagnose --json` around `traffic` (ended by a signal once the counters had
 /// a moment) and returns the finding of class `id`.
 fn diagnose_finding(args: &[&str], id: &str, traffic: impl FnOnce()) -> Result<Value, String> {
-    let mut full = vec!["diagnose", "--json", "--duration", "5m"];
-    full.extend_from_slice(args);
-    let d = Watch::spawn(&full, "netdrop: diagnosing");
-    traffic();
-    thread::sleep(Duration::from_millis(1500));
-    let r = d.stop();
-    ensure!(r.status.success(), "diagnose failed: {}", r.stderr);
-    let report = r.lines.first().ok_or("diagnose printed nothing")?;
+    let report = crate::diagnose_report(args, traffic)?;
     report["findings"]
         .as_array()
         .and_then(|f| f.iter().find(|f| f["class"] == id))

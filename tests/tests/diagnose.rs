@@ -7,25 +7,14 @@ use std::{
     net::{SocketAddr, TcpListener, TcpStream, UdpSocket},
     os::fd::AsRawFd,
     thread,
-    time::Duration,
 };
 
-use netdrop_tests::{NetnsPair, Watch, ip, run_cmd, udp_send};
+use netdrop_tests::{NetnsPair, ip, run_cmd, udp_send};
 use serde_json::Value;
 
-/// Starts `diagnose --json` (long enough never to end by itself), runs `traffic`, lets the
-/// kernel counters settle, then ends it the way an operator would (Ctrl-C) and returns the
-/// report.
+/// `diagnose --json ARGS` around `traffic`; the report.
 fn diagnose(args: &[&str], traffic: impl FnOnce()) -> Value {
-    let mut full = vec!["diagnose", "--json", "--duration", "5m"];
-    full.extend_from_slice(args);
-    let d = Watch::spawn(&full, "netdrop: diagnosing");
-    traffic();
-    thread::sleep(Duration::from_millis(1500));
-    let r = d.stop();
-    assert!(r.status.success(), "{}", r.stderr);
-    assert_eq!(r.lines.len(), 1, "one JSON document: {:#?}", r.lines);
-    r.lines[0].clone()
+    netdrop_tests::diagnose_report(args, traffic).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// The finding of class `id`, or a failure listing the findings there are.
@@ -67,20 +56,6 @@ fn knob<'a>(f: &'a Value, name: &str, ns: Option<&str>) -> &'a str {
         .unwrap_or_else(|| panic!("no setting {name} ({ns:?}) in {:#}", f["knobs"]))
 }
 
-fn set_rcvbuf(s: &UdpSocket, bytes: i32) {
-    // SAFETY: setsockopt with a valid fd and an int option.
-    let rc = unsafe {
-        libc::setsockopt(
-            s.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUF,
-            (&raw const bytes).cast(),
-            size_of::<i32>() as libc::socklen_t,
-        )
-    };
-    assert_eq!(rc, 0, "SO_RCVBUF");
-}
-
 /// A TCP connect that does not wait for the handshake.
 fn connect_nowait(dst: SocketAddr) -> i32 {
     // SAFETY: a fresh non-blocking socket we own; EINPROGRESS is expected.
@@ -104,7 +79,7 @@ fn several_faults_at_once_give_several_findings() {
     ns.nft("add rule inet ndd input udp dport 47204 drop");
     let (rcv, listener) = ns.inside(|| {
         let s = UdpSocket::bind(at(47202)).unwrap();
-        set_rcvbuf(&s, 1);
+        netdrop_tests::set_rcvbuf(&s, 1);
         let l = TcpListener::bind(at(47203)).unwrap();
         // SAFETY: listen(2) on a listening socket we own.
         assert_eq!(unsafe { libc::listen(l.as_raw_fd(), 1) }, 0);

@@ -7,28 +7,19 @@ use std::{
     io::{BufRead, BufReader},
     net::SocketAddr,
     os::fd::AsRawFd,
-    process::{Child, Command, Stdio},
+    process::{Child, Stdio},
     thread,
     time::{Duration, Instant},
 };
 
 use netdrop_tests::{
-    NetnsPair, Watch, closed_udp_port, field, free_tcp_port, http_get, netdrop_bin, to_port,
-    udp_send, udp_to_loopback,
+    NetnsPair, Watch, closed_udp_port, field, free_tcp_port, http_get, to_port, udp_send,
+    udp_to_loopback,
 };
 
 /// Starts `netdrop ARGS` with plain (not JSON) stdout and waits until stderr shows `ready`.
 fn spawn_plain(args: &[&str], ready: &str) -> Child {
-    let mut cmd = Command::new(netdrop_bin());
-    // SAFETY: prctl in the forked child before exec; async-signal-safe.
-    unsafe {
-        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
-            // Die with the test, even when a failed assert leaves the child behind.
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            Ok(())
-        });
-    }
-    let mut child = cmd
+    let mut child = netdrop_tests::netdrop_command()
         .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -322,16 +322,7 @@ fn names_with_escape_sequences_reach_the_terminal_escaped() {
         full.extend_from_slice(args);
         netdrop_tests::ip(&full);
     }
-    let mut cmd = std::process::Command::new(netdrop_tests::netdrop_bin());
-    // SAFETY: prctl in the forked child before exec; async-signal-safe.
-    unsafe {
-        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
-            // Die with the test, even when a failed assert leaves the child behind.
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            Ok(())
-        });
-    }
-    let mut child = cmd
+    let mut child = netdrop_tests::netdrop_command()
         .args([
             "watch", "--netns", &ns.name, "--port", "47140", "--count", "1",
         ])

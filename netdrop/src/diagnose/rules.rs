@@ -205,6 +205,17 @@ fn in_netns(n: Option<&Netns>) -> String {
     }
 }
 
+/// `udp 10.0.0.2:53`, `tcp [::1]:443`, `icmp 10.0.0.2`.
+fn port_name(p: &crate::event::Packet) -> String {
+    let proto = p.protocol.as_deref().unwrap_or("?");
+    let dst = p.dst.as_deref().unwrap_or("?");
+    match p.dport {
+        Some(port) if dst.contains(':') => format!("{proto} [{dst}]:{port}"),
+        Some(port) => format!("{proto} {dst}:{port}"),
+        None => format!("{proto} {dst}"),
+    }
+}
+
 fn netns_label(n: &Netns) -> String {
     n.name.clone().unwrap_or_else(|| n.inode.to_string())
 }
@@ -212,35 +223,21 @@ fn netns_label(n: &Netns) -> String {
 /// Destination ports of the class's flows: `udp 10.0.0.2:53`.
 fn ports(f: &mut Finding, c: &Class, ev: &Evidence) {
     let mut sum: BTreeMap<(String, Option<u32>), (Option<Netns>, u64)> = BTreeMap::new();
-    for fl in ev.flows_of(c.reasons) {
-        let p = &fl.packet;
-        let proto = p.protocol.clone().unwrap_or_else(|| "?".into());
-        let dst = p.dst.clone().unwrap_or_else(|| "?".into());
-        let name = match p.dport {
-            Some(port) if dst.contains(':') => format!("{proto} [{dst}]:{port}"),
-            Some(port) => format!("{proto} {dst}:{port}"),
-            None => format!("{proto} {dst}"),
-        };
+    let mut add = |p: &crate::event::Packet, netns: &Option<Netns>, n: u64| {
         let e = sum
-            .entry((name, fl.netns.as_ref().map(|n| n.inode)))
-            .or_insert((fl.netns.clone(), 0));
-        e.1 += fl.count;
+            .entry((port_name(p), netns.as_ref().map(|n| n.inode)))
+            .or_insert((netns.clone(), 0));
+        e.1 += n;
+    };
+    let mut flows = 0;
+    for fl in ev.flows_of(c.reasons) {
+        add(&fl.packet, &fl.netns, fl.count);
+        flows += 1;
     }
     // Kernels without reasons count flows under UNKNOWN: name the ports of the samples.
-    if sum.is_empty() {
+    if flows == 0 {
         for s in ev.samples_of(c.reasons) {
-            let p = &s.packet;
-            let proto = p.protocol.clone().unwrap_or_else(|| "?".into());
-            let dst = p.dst.clone().unwrap_or_else(|| "?".into());
-            let name = match p.dport {
-                Some(port) if dst.contains(':') => format!("{proto} [{dst}]:{port}"),
-                Some(port) => format!("{proto} {dst}:{port}"),
-                None => format!("{proto} {dst}"),
-            };
-            let e = sum
-                .entry((name, s.netns.as_ref().map(|n| n.inode)))
-                .or_insert((s.netns.clone(), 0));
-            e.1 += 1;
+            add(&s.packet, &s.netns, 1);
         }
     }
     let mut rows: Vec<_> = sum.into_iter().collect();
