@@ -3,6 +3,7 @@
 pub mod diagnose;
 pub mod exporter;
 pub mod reasons;
+pub mod sockets;
 pub mod stats;
 pub mod top;
 pub mod watch;

@@ -5,7 +5,7 @@ use std::io::{self, BufWriter, Write};
 use crate::{
     aggregate::listeners::ListenerTotals,
     cli::StatsArgs,
-    commands,
+    commands::{self, sockets::SocketWatch},
     error::Error,
     kernel::counters::CounterWatch,
     output::stats::{self, StatsReport},
@@ -40,6 +40,8 @@ pub async fn run(args: &StatsArgs, verbose: u8) -> Result<(), Error> {
     // Listener counters are polled only to name overflowing listeners in the report.
     let mut counter_watch = (!spec.hides_listeners()).then(|| CounterWatch::new(spec.netns));
     let mut listener_totals = ListenerTotals::default();
+    // Sockets are dumped once per report to name those whose own drop count grew.
+    let mut socket_watch = (!spec.hides_sockets()).then(|| SocketWatch::new(spec.netns));
     let mut prev = probe.totals()?;
     let start = tokio::time::Instant::now() + args.interval;
     let mut tick = tokio::time::interval_at(start, args.interval);
@@ -69,6 +71,9 @@ pub async fn run(args: &StatsArgs, verbose: u8) -> Result<(), Error> {
             report.listeners =
                 commands::listener_notices(&changes, c, &spec, &mut enricher, &report.time);
             listener_totals.add(&report.listeners);
+        }
+        if let Some(w) = socket_watch.as_mut() {
+            report.sockets = w.poll(&spec, &mut enricher);
         }
         if !write(&mut out, &report, args.json, &clock.local_hms(now.mono_ns))? {
             break;

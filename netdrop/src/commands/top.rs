@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 use crate::{
     aggregate::{GroupBy, SortBy, Totals, listeners::ListenerTotals},
     cli::TopArgs,
-    commands,
+    commands::{self, sockets::SocketWatch},
     error::Error,
     event::Enricher,
     kernel::counters::CounterWatch,
@@ -77,6 +77,7 @@ pub async fn run(args: &TopArgs, verbose: u8) -> Result<(), Error> {
     };
     let mut counter_watch = (!spec.hides_listeners()).then(|| CounterWatch::new(spec.netns));
     let mut listener_totals = ListenerTotals::default();
+    let mut socket_watch = (!spec.hides_sockets()).then(|| SocketWatch::new(spec.netns));
     let mut prev = probe.totals()?;
     let mut last = (prev.clone(), prev.clone());
     let mut tick =
@@ -103,10 +104,15 @@ pub async fn run(args: &TopArgs, verbose: u8) -> Result<(), Error> {
                     None => Vec::new(),
                 };
                 listener_totals.add(&listeners);
+                let sockets = match socket_watch.as_mut() {
+                    Some(w) => w.poll(&spec, &mut enricher),
+                    None => Vec::new(),
+                };
                 if !model.paused {
                     last = (prev.clone(), now.clone());
                     refresh(&mut model, &mut enricher, &last, &clock);
                     model.report.listeners = listeners;
+                    model.report.sockets = sockets;
                 }
                 prev = now;
                 refreshes += 1;
@@ -148,9 +154,11 @@ pub async fn run(args: &TopArgs, verbose: u8) -> Result<(), Error> {
     result
 }
 
-/// Rebuilds the report shown from the last interval (the listeners named in it stay).
+/// Rebuilds the report shown from the last interval (the listeners and sockets named in
+/// it stay).
 fn refresh(model: &mut TopModel, enricher: &mut Enricher, last: &(Totals, Totals), clock: &Clock) {
     let listeners = std::mem::take(&mut model.report.listeners);
+    let sockets = std::mem::take(&mut model.report.sockets);
     model.report = stats::report(
         enricher,
         model.by,
@@ -161,6 +169,7 @@ fn refresh(model: &mut TopModel, enricher: &mut Enricher, last: &(Totals, Totals
         clock.rfc3339(last.1.mono_ns),
     );
     model.report.listeners = listeners;
+    model.report.sockets = sockets;
 }
 
 /// Reads key presses on a thread (crossterm blocks) and forwards them.

@@ -3,7 +3,7 @@
 use std::io::{self, Write};
 
 use super::{
-    CounterNotice, JsonLine, ListenerNotice, LostNotice, Summary,
+    CounterNotice, JsonLine, ListenerNotice, LostNotice, SocketNotice, Summary,
     printable::printable,
     stats::{self, StatsReport},
 };
@@ -81,6 +81,28 @@ pub fn listener_line(l: &ListenerNotice, local_time: &str) -> String {
         l.state,
         l.queue,
         l.limit
+    )
+}
+
+/// `udp 10.0.0.2:5353 netns demo +40 sk_drops (total 43) rqueue 2304 task python3[123]`,
+/// with `-> 10.0.0.1:40000` after the local end of a connected socket.
+pub fn socket_line(s: &SocketNotice) -> String {
+    let remote = match (&s.remote_addr, s.remote_port) {
+        (Some(a), Some(p)) => format!(" -> {}", endpoint(a, p)),
+        _ => String::new(),
+    };
+    let task = s
+        .process
+        .as_ref()
+        .map_or_else(|| "-".to_owned(), |p| format!("{}[{}]", p.comm, p.pid));
+    format!(
+        "{} {}{remote} netns {} +{} sk_drops (total {}) rqueue {} task {task}",
+        s.protocol,
+        endpoint(&s.addr, s.port),
+        netns_name(&s.netns),
+        s.drops,
+        s.sk_drops,
+        s.rqueue
     )
 }
 
@@ -280,6 +302,43 @@ pub(crate) mod tests {
         );
     }
 
+    pub(crate) fn socket() -> SocketNotice {
+        let g = crate::aggregate::sockets::Grown {
+            netns: 7,
+            socket: crate::aggregate::sockets::tests::udp(5353, 4242, 43),
+            growth: 40,
+            total: 43,
+        };
+        let netns = Netns {
+            inode: 7,
+            name: Some("demo".into()),
+            source: "procfs".into(),
+        };
+        let owner = crate::kernel::owners::Owner {
+            pid: 123,
+            comm: "python3".into(),
+        };
+        SocketNotice::new(&g, netns, Some(owner))
+    }
+
+    #[test]
+    fn socket_lines_name_both_ends_and_the_task() {
+        let mut s = socket();
+        assert_eq!(
+            socket_line(&s),
+            "udp 10.0.0.2:5353 netns demo +40 sk_drops (total 43) rqueue 2304 task python3[123]"
+        );
+        s.protocol = "tcp".into();
+        s.addr = "::1".into();
+        s.remote_addr = Some("::1".into());
+        s.remote_port = Some(443);
+        s.process = None;
+        assert_eq!(
+            socket_line(&s),
+            "tcp [::1]:5353 -> [::1]:443 netns demo +40 sk_drops (total 43) rqueue 2304 task -"
+        );
+    }
+
     fn record() -> DropRecord {
         crate::testdata::drop_record()
     }
@@ -403,6 +462,7 @@ pub(crate) mod tests {
             groups: vec![row("NO_SOCKET", 7), row("TCP_CSUM", 3)],
             other: Count::default(),
             listeners: vec![],
+            sockets: vec![],
         };
         let mut out = Vec::new();
         write_summary(&mut out, &s, &hist).unwrap();
