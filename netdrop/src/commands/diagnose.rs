@@ -56,6 +56,9 @@ pub async fn run(args: &DiagnoseArgs, verbose: u8) -> Result<(), Error> {
     let namespaces = Namespaces::discover(spec.netns);
     let before = namespaces.snapshot();
     let cpus_before = softnet_cpus();
+    // Sockets are dumped each second to catch those whose own drop count grows; the
+    // baseline is taken before saying we are ready, so no drop after that is missed.
+    let mut socket_watch = (!spec.hides_sockets()).then(|| SocketWatch::new(spec.netns));
     eprintln!(
         "netdrop: diagnosing for {:?} via {} (Ctrl-C ends early and still reports)",
         args.duration, probe.hook
@@ -66,8 +69,6 @@ pub async fn run(args: &DiagnoseArgs, verbose: u8) -> Result<(), Error> {
     // namespaces whose listen counters grew.
     let mut counter_watch = CounterWatch::new(spec.netns);
     let mut named: Vec<ListenerNotice> = Vec::new();
-    // Sockets are dumped each second to catch those whose own drop count grows.
-    let mut socket_watch = (!spec.hides_sockets()).then(|| SocketWatch::new(spec.netns));
     let mut dropping: Vec<SocketDrop> = Vec::new();
     let deadline = tokio::time::Instant::now() + args.duration;
     let mut drain = tokio::time::interval(probe::DRAIN_INTERVAL);

@@ -30,6 +30,9 @@ pub async fn run(args: &StatsArgs, verbose: u8) -> Result<(), Error> {
     let mut enricher = commands::host_enricher(&kernel);
     let clock = Clock::now();
     let mut scrapes = commands::start_metrics(args.metrics.metrics_addr).await?;
+    // Sockets are dumped once per report to name those whose own drop count grew; the
+    // baseline is taken before saying we are ready, so no drop after that is missed.
+    let mut socket_watch = (!spec.hides_sockets()).then(|| SocketWatch::new(spec.netns));
     eprintln!(
         "netdrop: counting drops by {} via {}, a report every {:?}; Ctrl-C to stop",
         args.by.name(),
@@ -40,8 +43,6 @@ pub async fn run(args: &StatsArgs, verbose: u8) -> Result<(), Error> {
     // Listener counters are polled only to name overflowing listeners in the report.
     let mut counter_watch = (!spec.hides_listeners()).then(|| CounterWatch::new(spec.netns));
     let mut listener_totals = ListenerTotals::default();
-    // Sockets are dumped once per report to name those whose own drop count grew.
-    let mut socket_watch = (!spec.hides_sockets()).then(|| SocketWatch::new(spec.netns));
     let mut prev = probe.totals()?;
     let start = tokio::time::Instant::now() + args.interval;
     let mut tick = tokio::time::interval_at(start, args.interval);

@@ -63,6 +63,8 @@ pub async fn run(args: &TopArgs, verbose: u8) -> Result<(), Error> {
         lost: 0,
         history: HashMap::new(),
     };
+    // The sockets' baseline is taken before saying we are ready.
+    let mut socket_watch = (!spec.hides_sockets()).then(|| SocketWatch::new(spec.netns));
     let (keys_tx, mut keys) = mpsc::channel(16);
     let mut terminal = if interactive {
         spawn_key_reader(keys_tx);
@@ -77,7 +79,6 @@ pub async fn run(args: &TopArgs, verbose: u8) -> Result<(), Error> {
     };
     let mut counter_watch = (!spec.hides_listeners()).then(|| CounterWatch::new(spec.netns));
     let mut listener_totals = ListenerTotals::default();
-    let mut socket_watch = (!spec.hides_sockets()).then(|| SocketWatch::new(spec.netns));
     let mut prev = probe.totals()?;
     let mut last = (prev.clone(), prev.clone());
     let mut tick =

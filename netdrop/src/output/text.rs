@@ -84,7 +84,7 @@ pub fn listener_line(l: &ListenerNotice, local_time: &str) -> String {
     )
 }
 
-/// `udp 10.0.0.2:5353 netns demo +40 sk_drops (total 43) rqueue 2304 task python3[123]`,
+/// `udp 10.0.0.2:5353 netns demo +40 sk_drops task python3[123] (total 43, rqueue 2304)`,
 /// with `-> 10.0.0.1:40000` after the local end of a connected socket.
 pub fn socket_line(s: &SocketNotice) -> String {
     let remote = match (&s.remote_addr, s.remote_port) {
@@ -95,8 +95,9 @@ pub fn socket_line(s: &SocketNotice) -> String {
         .process
         .as_ref()
         .map_or_else(|| "-".to_owned(), |p| format!("{}[{}]", p.comm, p.pid));
+    // Who and how much first: `top` cuts the line at the terminal's width.
     format!(
-        "{} {}{remote} netns {} +{} sk_drops (total {}) rqueue {} task {task}",
+        "{} {}{remote} netns {} +{} sk_drops task {task} (total {}, rqueue {})",
         s.protocol,
         endpoint(&s.addr, s.port),
         netns_name(&s.netns),
@@ -326,7 +327,7 @@ pub(crate) mod tests {
         let mut s = socket();
         assert_eq!(
             socket_line(&s),
-            "udp 10.0.0.2:5353 netns demo +40 sk_drops (total 43) rqueue 2304 task python3[123]"
+            "udp 10.0.0.2:5353 netns demo +40 sk_drops task python3[123] (total 43, rqueue 2304)"
         );
         s.protocol = "tcp".into();
         s.addr = "::1".into();
@@ -335,7 +336,7 @@ pub(crate) mod tests {
         s.process = None;
         assert_eq!(
             socket_line(&s),
-            "tcp [::1]:5353 -> [::1]:443 netns demo +40 sk_drops (total 43) rqueue 2304 task -"
+            "tcp [::1]:5353 -> [::1]:443 netns demo +40 sk_drops task - (total 43, rqueue 2304)"
         );
     }
 

@@ -359,7 +359,9 @@ mod tests {
         let s = screen(&m);
         assert!(s[3].starts_with("LISTENER "), "{}", s[3]);
         assert!(
-            s[4].starts_with("SOCKET udp 10.0.0.2:5353 netns demo +40 sk_drops (total 43)"),
+            s[4].starts_with(
+                "SOCKET udp 10.0.0.2:5353 netns demo +40 sk_drops task python3[123] (total 43"
+            ),
             "{}",
             s[4]
         );
