@@ -24,7 +24,10 @@ use crate::{
     },
     error::Error,
     event::{self, DropRecord, Enricher, Netns, ReasonInfo},
-    kernel::counters::{self, CounterWatch, Snapshot},
+    kernel::{
+        counters::{self, CounterWatch, Snapshot},
+        owners::Owner,
+    },
     output::{self, ListenerNotice, SocketNotice, text},
     probe::{self, Conntrack, Probe, ProbeConfig},
     time::Clock,
@@ -147,7 +150,7 @@ pub async fn run(args: &DiagnoseArgs, verbose: u8) -> Result<(), Error> {
             port: n.port,
             queue: n.queue,
             limit: n.limit,
-            process: n.process.map(|p| format!("{}[{}]", p.comm, p.pid)),
+            process: n.process.as_ref().map(Owner::label),
         })
         .collect();
     dropping.sort_by(|a, b| b.drops.cmp(&a.drops).then(a.port.cmp(&b.port)));
@@ -210,7 +213,7 @@ fn keep_sockets(kept: &mut Vec<SocketDrop>, found: Vec<SocketNotice>) {
             drops: n.drops,
             sk_drops: n.sk_drops,
             rqueue: n.rqueue,
-            process: n.process.map(|p| format!("{}[{}]", p.comm, p.pid)),
+            process: n.process.as_ref().map(Owner::label),
         };
         let same = |k: &SocketDrop| {
             k.netns.as_ref().map(|n| n.inode) == s.netns.as_ref().map(|n| n.inode)

@@ -74,7 +74,7 @@ pub fn listener_line(l: &ListenerNotice, local_time: &str) -> String {
     let task = l
         .process
         .as_ref()
-        .map_or_else(|| "-".to_owned(), |p| format!("{}[{}]", p.comm, p.pid));
+        .map_or_else(|| "-".to_owned(), crate::kernel::owners::Owner::label);
     format!(
         "{local_time} LISTENER {addr} netns {} {} {}/{} (accept queue) {growth} task {task} (from counters + sock_diag)",
         netns_name(&l.netns),
@@ -94,7 +94,7 @@ pub fn socket_line(s: &SocketNotice) -> String {
     let task = s
         .process
         .as_ref()
-        .map_or_else(|| "-".to_owned(), |p| format!("{}[{}]", p.comm, p.pid));
+        .map_or_else(|| "-".to_owned(), crate::kernel::owners::Owner::label);
     // Who and how much first: `top` cuts the line at the terminal's width.
     format!(
         "{} {}{remote} netns {} +{} sk_drops task {task} (total {}, rqueue {})",
@@ -272,6 +272,12 @@ pub(crate) mod tests {
             },
             shared_by: 1,
         };
+        let (netns, owner) = demo();
+        ListenerNotice::new(&named, netns, Some(owner), "t".into())
+    }
+
+    /// Namespace `demo` (inode 7) and `python3[123]`, where the named sockets live.
+    fn demo() -> (Netns, crate::kernel::owners::Owner) {
         let netns = Netns {
             inode: 7,
             name: Some("demo".into()),
@@ -281,7 +287,7 @@ pub(crate) mod tests {
             pid: 123,
             comm: "python3".into(),
         };
-        ListenerNotice::new(&named, netns, Some(owner), "t".into())
+        (netns, owner)
     }
 
     #[test]
@@ -310,15 +316,7 @@ pub(crate) mod tests {
             growth: 40,
             total: 43,
         };
-        let netns = Netns {
-            inode: 7,
-            name: Some("demo".into()),
-            source: "procfs".into(),
-        };
-        let owner = crate::kernel::owners::Owner {
-            pid: 123,
-            comm: "python3".into(),
-        };
+        let (netns, owner) = demo();
         SocketNotice::new(&g, netns, Some(owner))
     }
 
