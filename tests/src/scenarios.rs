@@ -21,8 +21,8 @@ use std::{
 use serde_json::Value;
 
 use crate::{
-    NetnsPair, Watch, backlog1_listener, field, ip, nonblocking_connect, sysctl, tcp_refused,
-    to_port, udp_send,
+    NetnsPair, Watch, backlog1_listener, field, ip, nonblocking_connect, set_rcvbuf, sysctl,
+    tcp_refused, to_port, udp_send,
 };
 
 /// Outcome of one scenario.
@@ -327,21 +327,6 @@ fn udp_rcvbuf() -> Outcome {
     reason(full[0], "SOCKET_RCVBUFF")?;
     flow(full[0], "udp", src, listen, &ns.ns_if, &ns)?;
     flow_counted(stats, "SOCKET_RCVBUFF", src, listen, full.len() as u64, &ns)
-}
-
-fn set_rcvbuf(s: &UdpSocket, bytes: i32) {
-    use std::os::fd::AsRawFd;
-    // SAFETY: setsockopt with a valid fd and an int option.
-    let rc = unsafe {
-        libc::setsockopt(
-            s.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUF,
-            (&raw const bytes).cast(),
-            size_of::<i32>() as libc::socklen_t,
-        )
-    };
-    assert_eq!(rc, 0, "SO_RCVBUF");
 }
 
 /// Scenario 6: Neighbour resolution failure (on-link address nobody answers): NEIGH_FAILED or

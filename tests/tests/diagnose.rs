@@ -10,7 +10,7 @@ use std::{
     time::Duration,
 };
 
-use netdrop_tests::{NetnsPair, Watch, ip, run_cmd, udp_send};
+use netdrop_tests::{NetnsPair, Watch, ip, run_cmd, set_rcvbuf, udp_send};
 use serde_json::Value;
 
 /// Starts `diagnose --json` (long enough never to end by itself), runs `traffic`, lets the
@@ -65,20 +65,6 @@ fn knob<'a>(f: &'a Value, name: &str, ns: Option<&str>) -> &'a str {
         .find(|k| k["name"] == name && k["netns"]["name"].as_str() == ns)
         .and_then(|k| k["value"].as_str())
         .unwrap_or_else(|| panic!("no setting {name} ({ns:?}) in {:#}", f["knobs"]))
-}
-
-fn set_rcvbuf(s: &UdpSocket, bytes: i32) {
-    // SAFETY: setsockopt with a valid fd and an int option.
-    let rc = unsafe {
-        libc::setsockopt(
-            s.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUF,
-            (&raw const bytes).cast(),
-            size_of::<i32>() as libc::socklen_t,
-        )
-    };
-    assert_eq!(rc, 0, "SO_RCVBUF");
 }
 
 /// A TCP connect that does not wait for the handshake.

@@ -6,12 +6,11 @@
 
 use std::{
     net::{SocketAddr, UdpSocket},
-    os::fd::AsRawFd,
     thread,
     time::Duration,
 };
 
-use netdrop_tests::{NetnsPair, Watch};
+use netdrop_tests::{NetnsPair, Watch, set_rcvbuf};
 use serde_json::{Value, json};
 
 /// Datagrams sent; a 1-byte SO_RCVBUF (raised by the kernel to its minimum) holds a few.
@@ -22,18 +21,7 @@ const SENT: u64 = 64;
 fn tiny_udp(ns: &NetnsPair, at: SocketAddr) -> UdpSocket {
     ns.inside(|| {
         let s = UdpSocket::bind(at).unwrap();
-        let bytes: i32 = 1;
-        // SAFETY: setsockopt with a valid fd and an int option.
-        let rc = unsafe {
-            libc::setsockopt(
-                s.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVBUF,
-                (&raw const bytes).cast(),
-                size_of::<i32>() as libc::socklen_t,
-            )
-        };
-        assert_eq!(rc, 0);
+        set_rcvbuf(&s, 1);
         s
     })
 }
