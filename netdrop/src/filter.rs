@@ -161,6 +161,39 @@ impl FilterSpec {
             && self.iface.is_none()
     }
 
+    /// True when a record of a socket that dropped (`tcp` when `tcp`, else UDP; with ports
+    /// `local` and `remote`, IPv6 when `ipv6`) passes the filters: `--proto` matches its
+    /// protocol and family, `--port` either of its ports (the local one for the datagrams
+    /// it receives, the remote one for a client's connection); `--host`, `--src`, `--dst`
+    /// and `--iface` hide socket records, as they hide listener records.
+    pub fn keeps_socket(&self, tcp: bool, local: u16, remote: u16, ipv6: bool) -> bool {
+        let family = if ipv6 {
+            libc::ETH_P_IPV6
+        } else {
+            libc::ETH_P_IP
+        } as u16;
+        let l4 = if tcp {
+            libc::IPPROTO_TCP
+        } else {
+            libc::IPPROTO_UDP
+        } as u8;
+        self.proto
+            .is_none_or(|p| (p.l4 == 0 || p.l4 == l4) && (p.l3 == 0 || p.l3 == family))
+            && self.port.is_none_or(|p| p == local || p == remote)
+            && self.host.is_none()
+            && self.src.is_none()
+            && self.dst.is_none()
+            && self.iface.is_none()
+    }
+
+    /// True when no socket record can pass the filters, so there is no need to look.
+    pub fn hides_sockets(&self) -> bool {
+        let port = self.port.unwrap_or(0);
+        [(true, false), (true, true), (false, false), (false, true)]
+            .into_iter()
+            .all(|(tcp, ipv6)| !self.keeps_socket(tcp, port, 0, ipv6))
+    }
+
     /// True when no listener record can pass the filters, so there is no need to look.
     pub fn hides_listeners(&self) -> bool {
         !self.keeps_listener(self.port.unwrap_or(0), false)
@@ -275,6 +308,32 @@ mod tests {
         // A namespace filter is applied by reading only that namespace.
         let ns = spec(&|s| s.netns = Some(7));
         assert!(ns.keeps_listener(1, false));
+    }
+
+    #[test]
+    fn socket_records_follow_port_and_proto() {
+        let spec = |proto: Option<&str>, port: Option<u16>| FilterSpec {
+            proto: proto.map(|p| parse_proto(p).unwrap()),
+            port,
+            ..FilterSpec::default()
+        };
+        let none = spec(None, None);
+        assert!(none.keeps_socket(true, 1, 0, false) && !none.hides_sockets());
+        let udp = spec(Some("udp"), Some(5353));
+        assert!(udp.keeps_socket(false, 5353, 0, true));
+        assert!(!udp.keeps_socket(true, 5353, 0, false));
+        assert!(!udp.keeps_socket(false, 5354, 0, false));
+        // A client's connection: the port is the remote one.
+        let tcp = spec(Some("tcp"), Some(443));
+        assert!(tcp.keeps_socket(true, 40000, 443, false) && !tcp.hides_sockets());
+        for p in ["icmp", "arp"] {
+            assert!(spec(Some(p), None).hides_sockets(), "{p}");
+        }
+        let host = FilterSpec {
+            host: Some(parse_prefix("10.0.0.2").unwrap()),
+            ..FilterSpec::default()
+        };
+        assert!(host.hides_sockets());
     }
 
     fn reasons() -> Reasons {

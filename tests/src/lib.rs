@@ -676,17 +676,17 @@ pub fn raw_syn(src: std::net::Ipv4Addr, sport: u16, dst: std::net::Ipv4Addr, dpo
     }
 }
 
-/// Sets SO_RCVBUF (the kernel doubles it and applies its minimum).
-pub fn set_rcvbuf(s: &UdpSocket, bytes: i32) {
+/// Sets `SO_RCVBUF` of `s` (the kernel doubles it and raises it to its minimum).
+pub fn set_rcvbuf(s: &std::net::UdpSocket, bytes: i32) {
     // SAFETY: setsockopt with a valid fd and an int option.
     let rc = unsafe {
         libc::setsockopt(
-            std::os::fd::AsRawFd::as_raw_fd(s),
+            s.as_raw_fd(),
             libc::SOL_SOCKET,
             libc::SO_RCVBUF,
             (&raw const bytes).cast(),
             size_of::<i32>() as libc::socklen_t,
         )
     };
-    assert_eq!(rc, 0, "SO_RCVBUF");
+    assert_eq!(rc, 0, "SO_RCVBUF: {}", std::io::Error::last_os_error());
 }

@@ -175,6 +175,7 @@ pub(crate) mod tests {
 
     pub(crate) fn listener(port: u16, rqueue: u32, wqueue: u32) -> DiagSocket {
         DiagSocket {
+            protocol: crate::kernel::sockdiag::Protocol::Tcp,
             family: libc::AF_INET as u8,
             state: 10,
             local: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)),

@@ -4,6 +4,7 @@
 
 pub mod held;
 pub mod listeners;
+pub mod sockets;
 
 use std::collections::HashMap;
 

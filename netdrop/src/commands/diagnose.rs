@@ -13,19 +13,22 @@ use netdrop_common::config;
 use crate::{
     aggregate::Totals,
     cli::DiagnoseArgs,
-    commands,
+    commands::{self, sockets::SocketWatch},
     diagnose::{
         Report, classes,
         evidence::{
             Count, CounterDelta, CpuDelta, DeviceCount, Evidence, FirewallMatch, FlowCount, Knob,
-            Listener, LocationCount, Qdisc, Route, reason_matches,
+            Listener, LocationCount, Qdisc, Route, SocketDrop, reason_matches,
         },
         knobs, nft,
     },
     error::Error,
     event::{self, DropRecord, Enricher, Netns, ReasonInfo},
-    kernel::counters::{self, CounterWatch, Snapshot},
-    output::{self, ListenerNotice, text},
+    kernel::{
+        counters::{self, CounterWatch, Snapshot},
+        owners::Owner,
+    },
+    output::{self, ListenerNotice, SocketNotice, text},
     probe::{self, Conntrack, Probe, ProbeConfig},
     time::Clock,
 };
@@ -60,6 +63,9 @@ pub async fn run(args: &DiagnoseArgs, verbose: u8) -> Result<(), Error> {
     let namespaces = Namespaces::discover(spec.netns);
     let before = namespaces.snapshot();
     let cpus_before = softnet_cpus();
+    // Sockets are dumped each second to catch those whose own drop count grows; the
+    // baseline is taken before saying we are ready, so no drop after that is missed.
+    let mut socket_watch = (!spec.hides_sockets()).then(|| SocketWatch::new(spec.netns));
     eprintln!(
         "netdrop: diagnosing for {:?} via {} (Ctrl-C ends early and still reports)",
         args.duration, probe.hook
@@ -70,6 +76,7 @@ pub async fn run(args: &DiagnoseArgs, verbose: u8) -> Result<(), Error> {
     // namespaces whose listen counters grew.
     let mut counter_watch = CounterWatch::new(spec.netns);
     let mut named: Vec<ListenerNotice> = Vec::new();
+    let mut dropping: Vec<SocketDrop> = Vec::new();
     let deadline = tokio::time::Instant::now() + args.duration;
     let mut drain = tokio::time::interval(probe::DRAIN_INTERVAL);
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
@@ -87,6 +94,9 @@ pub async fn run(args: &DiagnoseArgs, verbose: u8) -> Result<(), Error> {
                 let time = enricher.clock().rfc3339(Clock::monotonic_now());
                 let found = commands::listener_notices(&changes, &counter_watch, &spec, &mut enricher, &time);
                 keep_listeners(&mut named, found);
+                if let Some(w) = socket_watch.as_mut() {
+                    keep_sockets(&mut dropping, w.poll(&spec, &mut enricher));
+                }
             }
             _ = stop.recv() => break,
             _ = tokio::time::sleep_until(deadline) => break,
@@ -94,6 +104,10 @@ pub async fn run(args: &DiagnoseArgs, verbose: u8) -> Result<(), Error> {
     }
     probe.detach();
     samples.take(ring.get_mut(), &mut probe, &mut enricher);
+    // A last look: drops since the last tick (a watch ended by Ctrl-C right after them).
+    if let Some(w) = socket_watch.as_mut() {
+        keep_sockets(&mut dropping, w.poll(&spec, &mut enricher));
+    }
     let duration_s = started.elapsed().as_secs_f64();
     let totals = probe.totals()?;
     let after = namespaces.snapshot();
@@ -145,9 +159,11 @@ pub async fn run(args: &DiagnoseArgs, verbose: u8) -> Result<(), Error> {
             port: n.port,
             queue: n.queue,
             limit: n.limit,
-            process: n.process.map(|p| format!("{}[{}]", p.comm, p.pid)),
+            process: n.process.as_ref().map(Owner::label),
         })
         .collect();
+    dropping.sort_by(|a, b| b.drops.cmp(&a.drops).then(a.port.cmp(&b.port)));
+    ev.sockets = dropping;
     let involved = involved_namespaces(&ev);
     ev.knobs = read_knobs(&namespaces, &involved, &ev);
     ev.firewall = firewall(&namespaces, &ev);
@@ -216,6 +232,44 @@ fn keep_listeners(named: &mut Vec<ListenerNotice>, found: Vec<ListenerNotice>) {
 
 /// Listeners kept in the evidence.
 const MAX_LISTENERS: usize = 32;
+
+/// Adds the sockets that dropped in one poll to those seen before: one entry per socket,
+/// its growth summed over the polls, its latest `sk_drops`, its longest receive queue.
+fn keep_sockets(kept: &mut Vec<SocketDrop>, found: Vec<SocketNotice>) {
+    for n in found {
+        let s = SocketDrop {
+            netns: Some(n.netns),
+            protocol: n.protocol,
+            local: text::endpoint(&n.addr, n.port),
+            port: n.port,
+            remote: n
+                .remote_addr
+                .zip(n.remote_port)
+                .map(|(a, p)| text::endpoint(&a, p)),
+            drops: n.drops,
+            sk_drops: n.sk_drops,
+            rqueue: n.rqueue,
+            process: n.process.as_ref().map(Owner::label),
+        };
+        let same = |k: &SocketDrop| {
+            k.netns.as_ref().map(|n| n.inode) == s.netns.as_ref().map(|n| n.inode)
+                && k.protocol == s.protocol
+                && k.local == s.local
+                && k.remote == s.remote
+        };
+        if let Some(k) = kept.iter_mut().find(|k| same(k)) {
+            k.drops += s.drops;
+            k.sk_drops = s.sk_drops;
+            k.rqueue = k.rqueue.max(s.rqueue);
+            k.process = s.process.or(k.process.take());
+        } else if kept.len() < MAX_SOCKETS {
+            kept.push(s);
+        }
+    }
+}
+
+/// Sockets kept in the evidence.
+const MAX_SOCKETS: usize = 32;
 
 /// Whole records, at most [`SAMPLES_PER_REASON`] per reason.
 #[derive(Default)]
@@ -619,4 +673,37 @@ fn uname_release() -> String {
     std::fs::read_to_string("/proc/sys/kernel/osrelease")
         .map(|s| s.trim().to_owned())
         .unwrap_or_else(|_| "?".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sockets_add_up_over_polls() {
+        let mut kept = Vec::new();
+        let one = crate::output::text::tests::socket();
+        let mut other = one.clone();
+        other.port = 53;
+        keep_sockets(&mut kept, vec![one.clone(), other]);
+        let mut again = one;
+        again.drops = 2;
+        again.sk_drops = 45;
+        again.rqueue = 0;
+        keep_sockets(&mut kept, vec![again]);
+        assert_eq!(kept.len(), 2);
+        let s = &kept[0];
+        assert_eq!(
+            (s.local.as_str(), s.drops, s.sk_drops, s.rqueue),
+            ("10.0.0.2:5353", 42, 45, 2304)
+        );
+        assert_eq!(
+            (
+                s.protocol.as_str(),
+                s.remote.as_deref(),
+                s.process.as_deref()
+            ),
+            ("udp", None, Some("python3[123]"))
+        );
+    }
 }

@@ -4,6 +4,7 @@ pub mod diagnose;
 pub mod exporter;
 pub mod hooks;
 pub mod reasons;
+pub mod sockets;
 pub mod stats;
 pub mod top;
 pub mod watch;

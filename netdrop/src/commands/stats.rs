@@ -5,7 +5,7 @@ use std::io::{self, BufWriter, Write};
 use crate::{
     aggregate::listeners::ListenerTotals,
     cli::StatsArgs,
-    commands,
+    commands::{self, sockets::SocketWatch},
     error::Error,
     kernel::counters::CounterWatch,
     output::stats::{self, StatsReport},
@@ -31,6 +31,9 @@ pub async fn run(args: &StatsArgs, verbose: u8) -> Result<(), Error> {
     let mut enricher = commands::host_enricher(&kernel);
     let clock = Clock::now();
     let mut scrapes = commands::start_metrics(args.metrics.metrics_addr).await?;
+    // Sockets are dumped once per report to name those whose own drop count grew; the
+    // baseline is taken before saying we are ready, so no drop after that is missed.
+    let mut socket_watch = (!spec.hides_sockets()).then(|| SocketWatch::new(spec.netns));
     eprintln!(
         "netdrop: counting drops by {} via {}, a report every {:?}; Ctrl-C to stop",
         args.by.name(),
@@ -70,6 +73,9 @@ pub async fn run(args: &StatsArgs, verbose: u8) -> Result<(), Error> {
             report.listeners =
                 commands::listener_notices(&changes, c, &spec, &mut enricher, &report.time);
             listener_totals.add(&report.listeners);
+        }
+        if let Some(w) = socket_watch.as_mut() {
+            report.sockets = w.poll(&spec, &mut enricher);
         }
         if !write(&mut out, &report, args.json, &clock.local_hms(now.mono_ns))? {
             break;

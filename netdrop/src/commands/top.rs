@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 use crate::{
     aggregate::{GroupBy, SortBy, Totals, listeners::ListenerTotals},
     cli::TopArgs,
-    commands,
+    commands::{self, sockets::SocketWatch},
     error::Error,
     event::Enricher,
     kernel::counters::CounterWatch,
@@ -64,6 +64,8 @@ pub async fn run(args: &TopArgs, verbose: u8) -> Result<(), Error> {
         lost: 0,
         history: HashMap::new(),
     };
+    // The sockets' baseline is taken before saying we are ready.
+    let mut socket_watch = (!spec.hides_sockets()).then(|| SocketWatch::new(spec.netns));
     let (keys_tx, mut keys) = mpsc::channel(16);
     let mut terminal = if interactive {
         spawn_key_reader(keys_tx);
@@ -104,10 +106,15 @@ pub async fn run(args: &TopArgs, verbose: u8) -> Result<(), Error> {
                     None => Vec::new(),
                 };
                 listener_totals.add(&listeners);
+                let sockets = match socket_watch.as_mut() {
+                    Some(w) => w.poll(&spec, &mut enricher),
+                    None => Vec::new(),
+                };
                 if !model.paused {
                     last = (prev.clone(), now.clone());
                     refresh(&mut model, &mut enricher, &last, &clock);
                     model.report.listeners = listeners;
+                    model.report.sockets = sockets;
                 }
                 prev = now;
                 refreshes += 1;
@@ -149,9 +156,11 @@ pub async fn run(args: &TopArgs, verbose: u8) -> Result<(), Error> {
     result
 }
 
-/// Rebuilds the report shown from the last interval (the listeners named in it stay).
+/// Rebuilds the report shown from the last interval (the listeners and sockets named in
+/// it stay).
 fn refresh(model: &mut TopModel, enricher: &mut Enricher, last: &(Totals, Totals), clock: &Clock) {
     let listeners = std::mem::take(&mut model.report.listeners);
+    let sockets = std::mem::take(&mut model.report.sockets);
     model.report = stats::report(
         enricher,
         model.by,
@@ -162,6 +171,7 @@ fn refresh(model: &mut TopModel, enricher: &mut Enricher, last: &(Totals, Totals
         clock.rfc3339(last.1.mono_ns),
     );
     model.report.listeners = listeners;
+    model.report.sockets = sockets;
 }
 
 /// Reads key presses on a thread (crossterm blocks) and forwards them.

@@ -43,6 +43,11 @@ pub struct Evidence {
     pub knobs: Vec<Knob>,
     /// Listening sockets and their queues where listen drops grew.
     pub listeners: Vec<Listener>,
+    /// Sockets whose own drop count (`sk_drops`, read through sock_diag each second)
+    /// grew during the watch, the most first. Absent in evidence recorded before it
+    /// existed.
+    #[serde(default)]
+    pub sockets: Vec<SocketDrop>,
     /// nftables rules that could have dropped the sampled NETFILTER_DROPs.
     pub firewall: Vec<FirewallMatch>,
     /// `ip route get` for destinations that had no route.
@@ -125,6 +130,27 @@ pub struct Listener {
     pub queue: u32,
     /// The accept queue's limit: min(listen() backlog, net.core.somaxconn).
     pub limit: u32,
+    /// Owning process, `comm[pid]`, when found.
+    pub process: Option<String>,
+}
+
+/// A socket that dropped while watched, by its own count (`sk_drops`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SocketDrop {
+    pub netns: Option<Netns>,
+    /// `tcp` or `udp`.
+    pub protocol: String,
+    /// `address:port` (`[address]:port` for IPv6).
+    pub local: String,
+    pub port: u16,
+    /// `address:port` of the peer of a connected socket.
+    pub remote: Option<String>,
+    /// Growth of `sk_drops` over the watch (from the socket's first sighting).
+    pub drops: u64,
+    /// `sk_drops` when last read: drops since the socket was created.
+    pub sk_drops: u64,
+    /// The longest receive queue seen, in bytes.
+    pub rqueue: u32,
     /// Owning process, `comm[pid]`, when found.
     pub process: Option<String>,
 }

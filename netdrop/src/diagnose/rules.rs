@@ -39,7 +39,8 @@ pub struct Finding {
 /// An object a finding is about.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Object {
-    /// `port`, `listener`, `device`, `cpu`, `netns`, `rule`, `destination`, `qdisc`.
+    /// `port`, `listener`, `socket`, `device`, `cpu`, `netns`, `rule`, `destination`,
+    /// `qdisc`.
     pub kind: &'static str,
     pub name: String,
     pub netns: Option<Netns>,
@@ -151,7 +152,12 @@ fn finding(c: &'static Class, ev: &Evidence) -> Option<Finding> {
         .cloned();
     f.knobs = ev.knobs_named(netns.as_ref().map(|n| n.inode), c.knobs);
     match c.id {
-        "no_socket" | "udp_rcvbuf" | "tcp_sequence" | "paws" => ports(&mut f, c, ev),
+        "no_socket" | "tcp_sequence" | "paws" => ports(&mut f, c, ev),
+        "udp_rcvbuf" => {
+            ports(&mut f, c, ev);
+            sockets(&mut f, ev, "udp");
+        }
+        "tcp_memory" => sockets(&mut f, ev, "tcp"),
         "listen_queue" => listeners(&mut f, ev, netns.as_ref()),
         "syn_flood" => syn_queue(&mut f, ev, netns.as_ref()),
         "conntrack_full" => conntrack(&mut f, ev, netns.as_ref(), ct_marked, ct_counted),
@@ -249,6 +255,32 @@ fn ports(f: &mut Finding, c: &Class, ev: &Evidence) {
             netns,
             drops: Some(n),
             detail: None,
+        });
+    }
+}
+
+/// The sockets of `protocol` whose own drop count grew: `udp 10.0.0.2:5353`, measured by
+/// the kernel per socket.
+fn sockets(f: &mut Finding, ev: &Evidence, protocol: &str) {
+    for s in ev.sockets.iter().filter(|s| s.protocol == protocol) {
+        let remote = s
+            .remote
+            .as_ref()
+            .map(|r| format!(" -> {r}"))
+            .unwrap_or_default();
+        f.objects.push(Object {
+            kind: "socket",
+            name: format!("{} {}{remote}", s.protocol, s.local),
+            netns: s.netns.clone(),
+            drops: Some(s.drops),
+            detail: Some(format!(
+                "sk_drops +{}{}",
+                s.drops,
+                s.process
+                    .as_ref()
+                    .map(|p| format!(", process {p}"))
+                    .unwrap_or_default()
+            )),
         });
     }
 }
@@ -594,7 +626,7 @@ fn devices_from_counters(f: &mut Finding, grown: &[&super::evidence::CounterDelt
 mod tests {
     use super::*;
     use crate::{
-        diagnose::evidence::{Count, CounterDelta, CpuDelta, Listener},
+        diagnose::evidence::{Count, CounterDelta, CpuDelta, Listener, SocketDrop},
         event::{DropRecord, Netfilter},
     };
 
@@ -698,6 +730,74 @@ mod tests {
         );
         assert_eq!(f[0].basis, "inferred");
         assert_eq!(f[0].drops, 40);
+    }
+
+    fn socket(protocol: &str, local: &str, drops: u64) -> SocketDrop {
+        SocketDrop {
+            netns: Some(ns("web")),
+            protocol: protocol.into(),
+            local: local.into(),
+            port: local.rsplit(':').next().unwrap().parse().unwrap(),
+            remote: (protocol == "tcp").then(|| "10.0.0.1:40000".to_owned()),
+            drops,
+            sk_drops: drops + 3,
+            rqueue: 2304,
+            process: (protocol == "udp").then(|| "python3[42]".to_owned()),
+        }
+    }
+
+    #[test]
+    fn sockets_that_dropped_are_named_in_their_finding() {
+        let mut ev = evidence();
+        ev.reasons = vec![reason("SOCKET_RCVBUFF", 40), reason("PROTO_MEM", 5)];
+        ev.sockets = vec![
+            socket("udp", "10.0.0.2:5353", 40),
+            socket("tcp", "10.0.0.2:8080", 5),
+        ];
+        let f = findings(&ev);
+        assert_eq!(classes(&f), vec!["udp_rcvbuf", "tcp_memory"]);
+        let sockets = |f: &Finding| -> Vec<Object> {
+            f.objects
+                .iter()
+                .filter(|o| o.kind == "socket")
+                .cloned()
+                .collect()
+        };
+        assert_eq!(
+            sockets(&f[0]),
+            vec![Object {
+                kind: "socket",
+                name: "udp 10.0.0.2:5353".into(),
+                netns: Some(ns("web")),
+                drops: Some(40),
+                detail: Some("sk_drops +40, process python3[42]".into()),
+            }]
+        );
+        assert_eq!(
+            sockets(&f[1]),
+            vec![Object {
+                kind: "socket",
+                name: "tcp 10.0.0.2:8080 -> 10.0.0.1:40000".into(),
+                netns: Some(ns("web")),
+                drops: Some(5),
+                detail: Some("sk_drops +5".into()),
+            }]
+        );
+    }
+
+    #[test]
+    fn evidence_recorded_before_sockets_still_reads() {
+        let mut ev = evidence();
+        ev.reasons = vec![reason("SOCKET_RCVBUFF", 40)];
+        ev.sockets = vec![socket("udp", "10.0.0.2:5353", 40)];
+        let mut json = serde_json::to_value(&ev).unwrap();
+        assert_eq!(json["sockets"][0]["local"], "10.0.0.2:5353");
+        let back: Evidence = serde_json::from_value(json.clone()).unwrap();
+        assert_eq!(back, ev);
+        json.as_object_mut().unwrap().remove("sockets");
+        let old: Evidence = serde_json::from_value(json).unwrap();
+        assert!(old.sockets.is_empty());
+        assert!(findings(&old)[0].objects.iter().all(|o| o.kind != "socket"));
     }
 
     #[test]

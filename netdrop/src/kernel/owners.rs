@@ -17,6 +17,13 @@ pub struct Owner {
     pub comm: String,
 }
 
+impl Owner {
+    /// `comm[pid]`, as the outputs name a process.
+    pub fn label(&self) -> String {
+        format!("{}[{}]", self.comm, self.pid)
+    }
+}
+
 /// The owner of each socket inode in `inodes` that a process under `proc_root` holds
 /// (the lowest pid when several share it). Processes that exit or deny access while
 /// being read are skipped.

@@ -44,13 +44,21 @@ const RECV_BUF: usize = 64 << 10;
 const RECV_TIMEOUT_S: u8 = 2;
 
 /// Transport protocol of a dump.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Protocol {
     Tcp,
     Udp,
 }
 
 impl Protocol {
+    /// `tcp` or `udp`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Tcp => "tcp",
+            Self::Udp => "udp",
+        }
+    }
+
     fn number(self) -> u8 {
         match self {
             Self::Tcp => libc::IPPROTO_TCP as u8,
@@ -62,6 +70,8 @@ impl Protocol {
 /// One socket of a dump.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DiagSocket {
+    /// The protocol the dump asked for (replies do not carry it).
+    pub protocol: Protocol,
     /// `AF_INET` or `AF_INET6`.
     pub family: u8,
     /// TCP state (`10` = LISTEN); UDP sockets report `7` (close) or `1` (connected).
@@ -133,7 +143,7 @@ pub enum Parsed {
 
 /// Parses one read's worth of netlink messages, appending sockets to `out`. Messages too
 /// short for their type are skipped; a malformed length ends the buffer.
-pub fn parse(buf: &[u8], out: &mut Vec<DiagSocket>) -> Parsed {
+pub fn parse(buf: &[u8], protocol: Protocol, out: &mut Vec<DiagSocket>) -> Parsed {
     let mut rest = buf;
     while rest.len() >= NLMSG_HDR {
         let len = u32_at(rest, 0) as usize;
@@ -158,7 +168,7 @@ pub fn parse(buf: &[u8], out: &mut Vec<DiagSocket>) -> Parsed {
                 };
             }
             SOCK_DIAG_BY_FAMILY => {
-                if let Some(s) = parse_msg(body) {
+                if let Some(s) = parse_msg(body, protocol) {
                     out.push(s);
                 }
             }
@@ -170,7 +180,7 @@ pub fn parse(buf: &[u8], out: &mut Vec<DiagSocket>) -> Parsed {
 }
 
 /// One `struct inet_diag_msg` and its attributes.
-fn parse_msg(b: &[u8]) -> Option<DiagSocket> {
+fn parse_msg(b: &[u8], protocol: Protocol) -> Option<DiagSocket> {
     if b.len() < MSG_LEN {
         return None;
     }
@@ -193,6 +203,7 @@ fn parse_msg(b: &[u8]) -> Option<DiagSocket> {
     };
     // inet_diag_sockid starts at 4: sport, dport (big endian), src[16], dst[16], if, cookie.
     let mut s = DiagSocket {
+        protocol,
         family,
         state: b[1],
         local_port: u16::from_be_bytes([b[4], b[5]]),
@@ -244,10 +255,6 @@ pub fn listeners(ns_file: &Path) -> std::io::Result<Dump> {
 
 /// TCP sockets (every state but the mini sockets of TIME_WAIT and SYN_RECV) and UDP
 /// sockets of the namespace behind `ns_file`, with each one's `sk_drops`.
-#[expect(
-    dead_code,
-    reason = "for the coming report of sockets that drop; tested with dropping_here"
-)]
 pub fn dropping(ns_file: &Path) -> std::io::Result<Dump> {
     super::netns::run_in(ns_file, dropping_here)?
 }
@@ -268,7 +275,7 @@ fn dump_here(protocol: Protocol, states: u32, meminfo: bool) -> std::io::Result<
     let mut dump = Dump::default();
     for (seq, family) in [libc::AF_INET, libc::AF_INET6].into_iter().enumerate() {
         let req = request(family as u8, protocol, states, meminfo, seq as u32 + 1);
-        if !dump_one(&req, &mut dump)? {
+        if !dump_one(&req, protocol, &mut dump)? {
             break;
         }
     }
@@ -276,7 +283,7 @@ fn dump_here(protocol: Protocol, states: u32, meminfo: bool) -> std::io::Result<
 }
 
 /// Sends one request and reads its replies into `dump`; false once the cap was reached.
-fn dump_one(req: &[u8], dump: &mut Dump) -> std::io::Result<bool> {
+fn dump_one(req: &[u8], protocol: Protocol, dump: &mut Dump) -> std::io::Result<bool> {
     let sock = open()?;
     send(&sock, req)?;
     let mut buf = vec![0u8; RECV_BUF];
@@ -293,7 +300,7 @@ fn dump_one(req: &[u8], dump: &mut Dump) -> std::io::Result<bool> {
         if n == 0 {
             return Ok(true);
         }
-        let parsed = parse(&buf[..n as usize], &mut dump.sockets);
+        let parsed = parse(&buf[..n as usize], protocol, &mut dump.sockets);
         if dump.sockets.len() > MAX_SOCKETS {
             // Closing the socket discards what the kernel has not sent yet.
             dump.sockets.truncate(MAX_SOCKETS);
@@ -445,7 +452,7 @@ mod tests {
         v6[15] = 1;
         buf.extend(reply(libc::AF_INET6 as u8, TCP_LISTEN, &v6, 443, (0, 4096)));
         let mut out = Vec::new();
-        assert_eq!(parse(&buf, &mut out), Parsed::More);
+        assert_eq!(parse(&buf, Protocol::Tcp, &mut out), Parsed::More);
         assert_eq!(out.len(), 2);
         let s = &out[0];
         assert!(s.is_listener());
@@ -460,8 +467,9 @@ mod tests {
     fn meminfo_gives_sk_drops() {
         let buf = reply_with(libc::AF_INET as u8, 7, &[0; 4], 53, (0, 0), Some(17));
         let mut out = Vec::new();
-        parse(&buf, &mut out);
+        parse(&buf, Protocol::Udp, &mut out);
         assert_eq!(out[0].drops, Some(17));
+        assert_eq!(out[0].protocol, Protocol::Udp);
         assert!(!out[0].is_listener());
     }
 
@@ -469,25 +477,40 @@ mod tests {
     fn done_error_and_garbage() {
         let mut out = Vec::new();
         assert_eq!(
-            parse(&nlmsg(libc::NLMSG_DONE as u16, &[0; 4]), &mut out),
+            parse(
+                &nlmsg(libc::NLMSG_DONE as u16, &[0; 4]),
+                Protocol::Tcp,
+                &mut out
+            ),
             Parsed::Done
         );
         let err = nlmsg(libc::NLMSG_ERROR as u16, &(-libc::EPERM).to_ne_bytes());
-        assert_eq!(parse(&err, &mut out), Parsed::Error(libc::EPERM));
+        assert_eq!(
+            parse(&err, Protocol::Tcp, &mut out),
+            Parsed::Error(libc::EPERM)
+        );
         let ack = nlmsg(libc::NLMSG_ERROR as u16, &0i32.to_ne_bytes());
-        assert_eq!(parse(&ack, &mut out), Parsed::Done);
+        assert_eq!(parse(&ack, Protocol::Tcp, &mut out), Parsed::Done);
         // A short message is skipped, a length past the buffer ends it, nothing panics.
         assert_eq!(
-            parse(&nlmsg(SOCK_DIAG_BY_FAMILY, &[2, 10]), &mut out),
+            parse(
+                &nlmsg(SOCK_DIAG_BY_FAMILY, &[2, 10]),
+                Protocol::Tcp,
+                &mut out
+            ),
             Parsed::More
         );
         let mut bad = reply(libc::AF_INET as u8, TCP_LISTEN, &[1, 2, 3, 4], 1, (0, 1));
         bad[0] = 0xff;
-        assert_eq!(parse(&bad, &mut out), Parsed::More);
-        assert_eq!(parse(&[1, 2, 3], &mut out), Parsed::More);
+        assert_eq!(parse(&bad, Protocol::Tcp, &mut out), Parsed::More);
+        assert_eq!(parse(&[1, 2, 3], Protocol::Tcp, &mut out), Parsed::More);
         // An unknown family has no address to read.
         assert_eq!(
-            parse(&reply(1, TCP_LISTEN, &[], 1, (0, 1)), &mut out),
+            parse(
+                &reply(1, TCP_LISTEN, &[], 1, (0, 1)),
+                Protocol::Tcp,
+                &mut out
+            ),
             Parsed::More
         );
         assert!(out.is_empty());
@@ -514,7 +537,11 @@ mod tests {
             assert_eq!(i32::from(v6.family), libc::AF_INET6);
         }
         let d = dropping_here().unwrap();
-        let udp = d.sockets.iter().find(|s| s.local_port == uport).unwrap();
+        let udp = d
+            .sockets
+            .iter()
+            .find(|s| s.local_port == uport && s.protocol == Protocol::Udp)
+            .unwrap();
         assert_eq!(udp.drops, Some(0));
         assert!(d.sockets.iter().any(|s| s.local_port == port));
     }

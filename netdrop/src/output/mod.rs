@@ -113,6 +113,60 @@ impl ListenerNotice {
     }
 }
 
+/// A socket whose own drop count (`sk_drops`) grew in the interval, read through
+/// sock_diag: measured by the kernel per socket, not inferred.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SocketNotice {
+    /// `tcp` or `udp`.
+    pub protocol: String,
+    pub netns: crate::event::Netns,
+    /// `ipv4` or `ipv6`.
+    pub family: String,
+    /// Local address and port (`0.0.0.0` / `::` for any).
+    pub addr: String,
+    pub port: u16,
+    /// Remote address and port of a connected socket; `null` for an unconnected one.
+    pub remote_addr: Option<String>,
+    pub remote_port: Option<u16>,
+    /// Growth of `sk_drops` over the interval.
+    pub drops: u64,
+    /// `sk_drops` now: drops since the socket was created.
+    pub sk_drops: u64,
+    /// Bytes waiting in the receive queue when read.
+    pub rqueue: u32,
+    pub inode: u32,
+    pub uid: u32,
+    /// A process holding the socket (the lowest pid), if one was found.
+    pub process: Option<crate::kernel::owners::Owner>,
+}
+
+impl SocketNotice {
+    /// The record of a socket that dropped, in namespace `netns` and held by `process`.
+    pub fn new(
+        g: &crate::aggregate::sockets::Grown,
+        netns: crate::event::Netns,
+        process: Option<crate::kernel::owners::Owner>,
+    ) -> Self {
+        let s = &g.socket;
+        let connected = s.remote_port != 0;
+        Self {
+            protocol: s.protocol.name().to_owned(),
+            netns,
+            family: if s.local.is_ipv6() { "ipv6" } else { "ipv4" }.to_owned(),
+            addr: s.local.to_string(),
+            port: s.local_port,
+            remote_addr: connected.then(|| s.remote.to_string()),
+            remote_port: connected.then_some(s.remote_port),
+            drops: g.growth,
+            sk_drops: g.total,
+            rqueue: s.rqueue,
+            inode: s.inode,
+            uid: s.uid,
+            process,
+        }
+    }
+}
+
 /// Per-reason count.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReasonCount {

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     aggregate::{self, Counters, GroupBy, GroupKey, Row},
     event::{self, Device, Enricher, Location, Netns, Packet, ReasonInfo, c_str},
-    output::{ListenerNotice, ReasonCount, text},
+    output::{ListenerNotice, ReasonCount, SocketNotice, text},
 };
 
 /// Growth over the interval and since start.
@@ -86,6 +86,10 @@ pub struct StatsReport {
     /// sock_diag; see [`ListenerNotice`]).
     #[serde(default)]
     pub listeners: Vec<ListenerNotice>,
+    /// Sockets whose own drop count (`sk_drops`) grew in the interval, most first (see
+    /// [`SocketNotice`]).
+    #[serde(default)]
+    pub sockets: Vec<SocketNotice>,
 }
 
 /// Builds the report for the interval from `prev` to `now`.
@@ -125,6 +129,7 @@ pub fn report(
         groups,
         other: count(other_i, other_t),
         listeners: Vec::new(),
+        sockets: Vec::new(),
     }
 }
 
@@ -284,6 +289,12 @@ pub fn write_text(out: &mut impl Write, r: &StatsReport, local_time: &str) -> io
         )?;
         for l in &r.listeners {
             writeln!(out, "   {}", text::listener_line(l, "").trim_start())?;
+        }
+    }
+    if !r.sockets.is_empty() {
+        writeln!(out, "  sockets that dropped (sk_drops, from sock_diag):")?;
+        for s in &r.sockets {
+            writeln!(out, "   {}", text::socket_line(s))?;
         }
     }
     writeln!(out)

@@ -3,7 +3,7 @@
 use std::io::{self, Write};
 
 use super::{
-    CounterNotice, JsonLine, ListenerNotice, LostNotice, Summary,
+    CounterNotice, JsonLine, ListenerNotice, LostNotice, SocketNotice, Summary,
     printable::printable,
     stats::{self, StatsReport},
 };
@@ -74,13 +74,36 @@ pub fn listener_line(l: &ListenerNotice, local_time: &str) -> String {
     let task = l
         .process
         .as_ref()
-        .map_or_else(|| "-".to_owned(), |p| format!("{}[{}]", p.comm, p.pid));
+        .map_or_else(|| "-".to_owned(), crate::kernel::owners::Owner::label);
     format!(
         "{local_time} LISTENER {addr} netns {} {} {}/{} (accept queue) {growth} task {task} (from counters + sock_diag)",
         netns_name(&l.netns),
         l.state,
         l.queue,
         l.limit
+    )
+}
+
+/// `udp 10.0.0.2:5353 netns demo +40 sk_drops task python3[123] (total 43, rqueue 2304)`,
+/// with `-> 10.0.0.1:40000` after the local end of a connected socket.
+pub fn socket_line(s: &SocketNotice) -> String {
+    let remote = match (&s.remote_addr, s.remote_port) {
+        (Some(a), Some(p)) => format!(" -> {}", endpoint(a, p)),
+        _ => String::new(),
+    };
+    let task = s
+        .process
+        .as_ref()
+        .map_or_else(|| "-".to_owned(), crate::kernel::owners::Owner::label);
+    // Who and how much first: `top` cuts the line at the terminal's width.
+    format!(
+        "{} {}{remote} netns {} +{} sk_drops task {task} (total {}, rqueue {})",
+        s.protocol,
+        endpoint(&s.addr, s.port),
+        netns_name(&s.netns),
+        s.drops,
+        s.sk_drops,
+        s.rqueue
     )
 }
 
@@ -249,6 +272,12 @@ pub(crate) mod tests {
             },
             shared_by: 1,
         };
+        let (netns, owner) = demo();
+        ListenerNotice::new(&named, netns, Some(owner), "t".into())
+    }
+
+    /// Namespace `demo` (inode 7) and `python3[123]`, where the named sockets live.
+    fn demo() -> (Netns, crate::kernel::owners::Owner) {
         let netns = Netns {
             inode: 7,
             name: Some("demo".into()),
@@ -258,7 +287,7 @@ pub(crate) mod tests {
             pid: 123,
             comm: "python3".into(),
         };
-        ListenerNotice::new(&named, netns, Some(owner), "t".into())
+        (netns, owner)
     }
 
     #[test]
@@ -277,6 +306,35 @@ pub(crate) mod tests {
             listener_line(&l, "t"),
             "t LISTENER [::]:8080 netns demo full 2/1 (accept queue) +152 ListenOverflows \
              (shared by 2 full listeners) task - (from counters + sock_diag)"
+        );
+    }
+
+    pub(crate) fn socket() -> SocketNotice {
+        let g = crate::aggregate::sockets::Grown {
+            netns: 7,
+            socket: crate::aggregate::sockets::tests::udp(5353, 4242, 43),
+            growth: 40,
+            total: 43,
+        };
+        let (netns, owner) = demo();
+        SocketNotice::new(&g, netns, Some(owner))
+    }
+
+    #[test]
+    fn socket_lines_name_both_ends_and_the_task() {
+        let mut s = socket();
+        assert_eq!(
+            socket_line(&s),
+            "udp 10.0.0.2:5353 netns demo +40 sk_drops task python3[123] (total 43, rqueue 2304)"
+        );
+        s.protocol = "tcp".into();
+        s.addr = "::1".into();
+        s.remote_addr = Some("::1".into());
+        s.remote_port = Some(443);
+        s.process = None;
+        assert_eq!(
+            socket_line(&s),
+            "tcp [::1]:5353 -> [::1]:443 netns demo +40 sk_drops task - (total 43, rqueue 2304)"
         );
     }
 
@@ -403,6 +461,7 @@ pub(crate) mod tests {
             groups: vec![row("NO_SOCKET", 7), row("TCP_CSUM", 3)],
             other: Count::default(),
             listeners: vec![],
+            sockets: vec![],
         };
         let mut out = Vec::new();
         write_summary(&mut out, &s, &hist).unwrap();

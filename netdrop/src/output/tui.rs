@@ -14,7 +14,10 @@ use ratatui::{
 
 use crate::{
     aggregate::{GroupBy, SortBy},
-    output::{stats::StatsReport, text::listener_line},
+    output::{
+        stats::StatsReport,
+        text::{listener_line, socket_line},
+    },
 };
 
 /// Seconds of history behind each reason's sparkline.
@@ -22,6 +25,8 @@ pub const HISTORY: usize = 60;
 
 /// Overflowing listeners named under the header, at most.
 const LISTENER_LINES: usize = 2;
+/// Sockets that dropped named under the header (after the listeners), at most.
+const SOCKET_LINES: usize = 2;
 
 /// What the screen shows.
 pub struct TopModel {
@@ -129,6 +134,19 @@ pub fn draw(f: &mut Frame<'_>, m: &TopModel) {
         named.push(Line::raw(format!(
             "(+{} more listeners)",
             r.listeners.len() - LISTENER_LINES
+        )));
+    }
+    // Sockets whose sk_drops grew in the interval: up to two more lines.
+    named.extend(
+        r.sockets
+            .iter()
+            .take(SOCKET_LINES)
+            .map(|s| Line::raw(format!("SOCKET {}", socket_line(s)))),
+    );
+    if r.sockets.len() > SOCKET_LINES {
+        named.push(Line::raw(format!(
+            "(+{} more sockets)",
+            r.sockets.len() - SOCKET_LINES
         )));
     }
     let [head, table, foot] = Layout::vertical([
@@ -264,6 +282,7 @@ mod tests {
             ],
             other: Count::default(),
             listeners: vec![],
+            sockets: vec![],
         };
         let mut m = TopModel {
             by: GroupBy::Reason,
@@ -330,6 +349,25 @@ mod tests {
         );
         assert!(s[5].starts_with("(+1 more listeners)"), "{}", s[5]);
         assert!(s[6].contains("drops/s"), "the table follows: {}", s[6]);
+    }
+
+    #[test]
+    fn sockets_that_drop_are_named_after_the_listeners() {
+        let mut m = model();
+        m.report.listeners = vec![crate::output::text::tests::listener()];
+        m.report.sockets = vec![crate::output::text::tests::socket(); 3];
+        let s = screen(&m);
+        assert!(s[3].starts_with("LISTENER "), "{}", s[3]);
+        assert!(
+            s[4].starts_with(
+                "SOCKET udp 10.0.0.2:5353 netns demo +40 sk_drops task python3[123] (total 43"
+            ),
+            "{}",
+            s[4]
+        );
+        assert!(s[5].starts_with("SOCKET udp"), "{}", s[5]);
+        assert!(s[6].starts_with("(+1 more sockets)"), "{}", s[6]);
+        assert!(s[7].contains("drops/s"), "the table follows: {}", s[7]);
     }
 
     #[test]
