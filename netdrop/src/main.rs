@@ -46,6 +46,7 @@ fn main() -> ExitCode {
             Command::Exporter(args) => commands::exporter::run(args, cli.verbose).await,
             Command::Diagnose(args) => commands::diagnose::run(args, cli.verbose).await,
             Command::Reasons(args) => commands::reasons::run(args),
+            Command::BenchPipeline(args) => commands::bench_pipeline::run(args),
         }
     });
     match res {
