@@ -283,8 +283,8 @@ fn pipeline(netdrop: &Path) -> Result<()> {
         );
     }
     println!(
-        "events/s: over wall time; events/cpu-s: over the process's CPU time (lower than the\n\
-         wall rate only when the machine took the CPU away); decode share: decoding alone\n\
+        "events/s: over wall time; events/cpu-s: over the process's CPU time (higher than the\n\
+         wall rate when the machine took the CPU away); decode share: decoding alone\n\
          as a share of the whole. Target: JSON >= 2,000,000 events/s."
     );
     Ok(())
@@ -427,13 +427,14 @@ fn run_mode(
     Ok(s)
 }
 
-struct Tracer {
-    child: Child,
+/// A tracer started by [`start`], to be ended by [`stop`].
+pub struct Tracer {
+    pub child: Child,
     stderr: mpsc::Receiver<String>,
 }
 
 /// Starts a tracer (stdout to /dev/null) and waits for `ready` on its stderr or stdout.
-fn start(c: &mut Command, ready: &str) -> Result<Tracer> {
+pub fn start(c: &mut Command, ready: &str) -> Result<Tracer> {
     let mut child = c
         .stdin(Stdio::null())
         .stdout(if ready == "Attaching" {
@@ -487,7 +488,7 @@ fn start(c: &mut Command, ready: &str) -> Result<Tracer> {
 }
 
 /// SIGINT, wait, and return (stderr, (CPU seconds, peak RSS KiB)) from wait4's rusage.
-fn stop(t: Tracer) -> Result<(String, (f64, u64))> {
+pub fn stop(t: Tracer) -> Result<(String, (f64, u64))> {
     let pid = t.child.id() as i32;
     // taskset execs the tracer, so the pid is the tracer's.
     // SAFETY: plain kill/wait4 on our own child.

@@ -5,6 +5,7 @@
 mod bench;
 mod cmd;
 mod setup;
+mod soak;
 mod test;
 mod vm;
 
@@ -77,6 +78,16 @@ enum Task {
         #[arg(long)]
         pipeline: bool,
     },
+    /// Long run (not part of CI or `test`): `netdrop exporter --metrics-flows 20` under about
+    /// 100,000 new flows a minute and two drop reasons, in a network namespace it creates;
+    /// prints RSS over time, how full the flow tables got, whether per-reason totals match
+    /// what was sent and what the kernel counted, and whether the busy flow of the last
+    /// minute is attributed. Needs root.
+    Soak {
+        /// How long to run.
+        #[arg(long, default_value_t = 2.0)]
+        minutes: f64,
+    },
     /// Run the drop scenarios inside qemu on Debian distribution kernels (6.1, 6.12):
     /// downloads the kernels through apt (cached under target/vm), builds static netdrop
     /// and the scenario runner, boots each kernel and prints a kernel x scenario table.
@@ -133,6 +144,7 @@ fn main() -> Result<()> {
             senders,
             pipeline_only: pipeline,
         }),
+        Task::Soak { minutes } => soak::run(soak::SoakArgs { minutes }),
         Task::Lint => {
             setup::toolchain()?;
             lint()
