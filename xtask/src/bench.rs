@@ -72,6 +72,13 @@ const PORT: u16 = 9;
 /// Synthetic events per `bench-pipeline` run.
 const PIPELINE_EVENTS: u64 = 4_000_000;
 
+/// All rounds with one number of senders.
+struct SenderRun {
+    senders: usize,
+    placement: Placement,
+    samples: Vec<(Mode, Sample)>,
+}
+
 /// Where the senders and the tracer run.
 #[derive(Clone, Debug)]
 struct Placement {
@@ -187,7 +194,11 @@ pub fn run(args: BenchArgs) -> Result<()> {
             println!("note: {note}");
         }
         report(&modes, &samples);
-        results.push((n, placement, samples));
+        results.push(SenderRun {
+            senders: n,
+            placement,
+            samples,
+        });
     }
     legend();
     if results.len() > 1 {
@@ -198,7 +209,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
 
 /// One line per number of senders: the shares of aggregation and streaming, and what
 /// streaming delivered.
-fn per_senders(results: &[(usize, Placement, Vec<(Mode, Sample)>)]) {
+fn per_senders(results: &[SenderRun]) {
     println!(
         "\n{:>7} {:>16} {:>11} {:>11} {:>11} {:>9} {:>11}  placement",
         "senders",
@@ -209,7 +220,12 @@ fn per_senders(results: &[(usize, Placement, Vec<(Mode, Sample)>)]) {
         "lost",
         "unaccounted"
     );
-    for (n, placement, samples) in results {
+    for SenderRun {
+        senders: n,
+        placement,
+        samples,
+    } in results
+    {
         let of = |m: Mode| samples.iter().filter(move |(x, _)| *x == m).map(|(_, s)| s);
         let share = |m: Mode| {
             let ratios: Vec<f64> = of(m).filter_map(|s| s.ratio).collect();

@@ -174,7 +174,7 @@ fn traffic(stop: &AtomicBool) -> Result<Sent> {
                     sent.closed += 1;
                 }
             }
-            if f % 5 == 0 && sock.send_to(b"x", dropped).is_ok() {
+            if f.is_multiple_of(5) && sock.send_to(b"x", dropped).is_ok() {
                 sent.nft += 1;
             }
         }

@@ -109,7 +109,7 @@ pub fn synthetic(n: usize, reasons: &[u32]) -> Vec<u8> {
                 | flag::HAS_L3
                 | flag::HAS_L4,
             l3_proto: proto::ETH_P_IP,
-            l4_proto: if k % 4 == 0 { 6 } else { 17 },
+            l4_proto: if k.is_multiple_of(4) { 6 } else { 17 },
             tcp_flags: 0x02,
             sport: 32768 + (k % 28000) as u16,
             dport: [53, 80, 443, 9, 8080][i % 5],
