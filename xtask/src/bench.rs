@@ -128,15 +128,7 @@ impl Placement {
 
 pub fn run(args: BenchArgs) -> Result<()> {
     if args.pipeline_only {
-        cmd::run(cmd::cargo().args([
-            "build",
-            "--release",
-            "--package",
-            "netdrop",
-            "--bin",
-            "netdrop",
-        ]))?;
-        return pipeline(&cmd::target_dir().join("release").join("netdrop"));
+        return pipeline(&crate::build(true)?);
     }
     if args.senders.is_empty() || args.senders.contains(&0) {
         bail!("--senders takes numbers of senders from 1 up, e.g. --senders 1,2");

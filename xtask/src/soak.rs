@@ -58,15 +58,7 @@ pub fn run(args: SoakArgs) -> Result<()> {
     }
     setup::toolchain()?;
     setup::install_packages(&[("ip", "iproute2"), ("nft", "nftables")])?;
-    cmd::run(cmd::cargo().args([
-        "build",
-        "--release",
-        "--package",
-        "netdrop",
-        "--bin",
-        "netdrop",
-    ]))?;
-    let netdrop = cmd::target_dir().join("release").join("netdrop");
+    let netdrop = crate::build(true)?;
     let ns = Namespace::create()?;
     let noports_before = ns.udp_noports()?;
     let mut exporter = Command::new(&netdrop);
