@@ -713,11 +713,46 @@ mod serde_like {
     #[cfg(test)]
     mod tests {
         #[test]
+        fn reads_the_pipeline_line() {
+            let p = super::parse_pipeline(
+                "{\"format\":\"json\",\"events\":4000,\"bytes\":2529530,\"wall_s\":0.002,\"cpu_s\":0.001,\"events_per_s\":2000000,\"decode_only_s\":0.000}\n",
+            )
+            .unwrap();
+            assert_eq!(p.events, 4000.0);
+            assert_eq!(p.bytes, 2529530.0);
+            assert_eq!(p.wall_s, 0.002);
+            assert!(super::parse_pipeline("{}").is_err());
+        }
+
+        #[test]
         fn reads_the_generator_line() {
             let g = super::parse("{\"sent\": 445440, \"secs\": 2.003710, \"rate\": 222307.6}\n")
                 .unwrap();
             assert_eq!(g.sent, 445440);
             assert_eq!(g.rate, 222307.6);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Placement;
+
+    #[test]
+    fn placement_says_what_shares_a_cpu() {
+        let one = Placement::new(1, 2);
+        assert_eq!(one.senders, [0]);
+        assert_eq!(one.tracer, 1);
+        assert_eq!(one.sharing(), None);
+        let two = Placement::new(2, 2);
+        assert_eq!(
+            two.sharing().as_deref(),
+            Some("1 sender(s) share CPU 1 with the tracer")
+        );
+        let three = Placement::new(3, 2);
+        assert_eq!(three.senders, [0, 1, 0]);
+        let note = three.sharing().unwrap();
+        assert!(note.contains("3 senders share 2 CPUs"), "{note}");
+        assert_eq!(Placement::new(2, 4).sharing(), None);
     }
 }
