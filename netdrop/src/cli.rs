@@ -2,7 +2,7 @@
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
-use clap::{ArgAction, Args, Parser, Subcommand};
+use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 use netdrop_common::AddrMatch;
 
 use crate::{
@@ -130,6 +130,29 @@ Examples:
   sudo netdrop hooks
   netdrop hooks --json | jq '.hooks[] | {id, status}'")]
     Hooks(HooksArgs),
+
+    /// Measure decoding, enrichment and output on synthetic events (for `cargo xtask bench`).
+    #[command(hide = true)]
+    BenchPipeline(BenchPipelineArgs),
+}
+
+/// Options for the hidden `bench-pipeline`.
+#[derive(Debug, Args)]
+pub struct BenchPipelineArgs {
+    /// Synthetic events to run through the pipeline.
+    #[arg(long, value_name = "N", default_value_t = 4_000_000)]
+    pub events: u64,
+
+    /// Output format measured.
+    #[arg(long, value_enum, default_value_t = PipelineFormat::Json)]
+    pub format: PipelineFormat,
+}
+
+/// Output formats of `bench-pipeline`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum PipelineFormat {
+    Json,
+    Text,
 }
 
 /// Options for `top`.

@@ -468,13 +468,21 @@ fn packet(ev: &DropEvent) -> Packet {
 
 /// Name of an ethertype.
 pub fn family_name(ethertype: u16) -> Option<String> {
-    Some(match ethertype {
-        0 => return None,
-        proto::ETH_P_IP => "ipv4".to_owned(),
-        proto::ETH_P_IPV6 => "ipv6".to_owned(),
-        proto::ETH_P_ARP => "arp".to_owned(),
-        other => format!("{other:#06x}"),
-    })
+    match family_str(ethertype) {
+        Some(name) => Some(name.to_owned()),
+        None if ethertype == 0 => None,
+        None => Some(format!("{ethertype:#06x}")),
+    }
+}
+
+/// Name of a common ethertype, without allocating; `None` for 0 and for the rest.
+pub fn family_str(ethertype: u16) -> Option<&'static str> {
+    match ethertype {
+        proto::ETH_P_IP => Some("ipv4"),
+        proto::ETH_P_IPV6 => Some("ipv6"),
+        proto::ETH_P_ARP => Some("arp"),
+        _ => None,
+    }
 }
 
 /// Name of an IP protocol number.

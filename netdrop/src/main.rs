@@ -47,6 +47,7 @@ fn main() -> ExitCode {
             Command::Diagnose(args) => commands::diagnose::run(args, cli.verbose).await,
             Command::Reasons(args) => commands::reasons::run(args),
             Command::Hooks(args) => commands::hooks::run(args),
+            Command::BenchPipeline(args) => commands::bench_pipeline::run(args),
         }
     });
     match res {

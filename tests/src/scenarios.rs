@@ -21,8 +21,8 @@ use std::{
 use serde_json::Value;
 
 use crate::{
-    NetnsPair, Watch, backlog1_listener, field, ip, nonblocking_connect, set_rcvbuf, sysctl,
-    tcp_refused, to_port, udp_send,
+    NetnsPair, Watch, backlog1_listener, field, ip, nonblocking_connect, sysctl, tcp_refused,
+    to_port, udp_send,
 };
 
 /// Outcome of one scenario.

@@ -9,7 +9,7 @@ use std::{
     thread,
 };
 
-use netdrop_tests::{NetnsPair, ip, run_cmd, set_rcvbuf, udp_send};
+use netdrop_tests::{NetnsPair, ip, run_cmd, udp_send};
 use serde_json::Value;
 
 /// `diagnose --json ARGS` around `traffic`; the report.

@@ -1,12 +1,15 @@
 //! `cargo xtask bench`: what tracing costs the traced workload, measured in one run.
 //!
-//! One core (CPU 0) sends UDP datagrams to a closed loopback port, each a NO_SOCKET drop;
-//! the tracer runs on the other core (CPU 1). Modes run interleaved, round after round, so
+//! N senders (`--senders 1,2`), each pinned to its own CPU where the machine has one, send
+//! UDP datagrams to a closed loopback port, each a NO_SOCKET drop; the tracer runs on the
+//! last CPU. Modes run interleaved, round after round, so
 //! machine noise hits them alike: untraced, `netdrop stats` (in-kernel aggregation),
 //! `netdrop watch --json > /dev/null` (streaming every event), and bpftrace counting per
 //! reason when bpftrace is installed. Reported: the generator's drop rate as a share of the
 //! untraced one (medians over rounds), events delivered and lost, the tracer's CPU seconds
 //! per million drops, and its peak RSS. No timing is asserted: these are figures to read.
+//! Last, `netdrop bench-pipeline` measures user space alone (decode, enrich, write) on
+//! synthetic events; `--pipeline` runs only that, without root or a kernel.
 
 use std::{
     io::{BufRead, BufReader},
@@ -24,6 +27,10 @@ use crate::{cmd, setup};
 pub struct BenchArgs {
     pub rounds: usize,
     pub seconds: f64,
+    /// Numbers of senders to measure, each in its own set of rounds.
+    pub senders: Vec<usize>,
+    /// Only the user-space pipeline figure.
+    pub pipeline_only: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,10 +68,71 @@ struct Sample {
 }
 
 const PORT: u16 = 9;
-const GEN_CPU: &str = "0";
-const TRACER_CPU: &str = "1";
+
+/// Synthetic events per `bench-pipeline` run.
+const PIPELINE_EVENTS: u64 = 4_000_000;
+
+/// All rounds with one number of senders.
+struct SenderRun {
+    senders: usize,
+    placement: Placement,
+    samples: Vec<(Mode, Sample)>,
+}
+
+/// Where the senders and the tracer run.
+#[derive(Clone, Debug)]
+struct Placement {
+    senders: Vec<usize>,
+    tracer: usize,
+}
+
+impl Placement {
+    /// Sender `i` on CPU `i` (wrapping), the tracer on the last CPU.
+    fn new(senders: usize, cpus: usize) -> Self {
+        Self {
+            senders: (0..senders).map(|i| i % cpus).collect(),
+            tracer: cpus - 1,
+        }
+    }
+
+    /// What shares a CPU, in words; `None` when nothing does.
+    fn sharing(&self) -> Option<String> {
+        let mut notes = Vec::new();
+        let distinct: std::collections::BTreeSet<_> = self.senders.iter().collect();
+        if distinct.len() < self.senders.len() {
+            notes.push(format!(
+                "{} senders share {} CPUs with each other",
+                self.senders.len(),
+                distinct.len()
+            ));
+        }
+        let with_tracer = self.senders.iter().filter(|&&c| c == self.tracer).count();
+        if with_tracer > 0 {
+            notes.push(format!(
+                "{with_tracer} sender(s) share CPU {} with the tracer",
+                self.tracer
+            ));
+        }
+        (!notes.is_empty()).then(|| notes.join("; "))
+    }
+
+    fn describe(&self) -> String {
+        let cpus: Vec<String> = self.senders.iter().map(usize::to_string).collect();
+        format!(
+            "senders on CPU {}, tracer on CPU {}",
+            cpus.join(","),
+            self.tracer
+        )
+    }
+}
 
 pub fn run(args: BenchArgs) -> Result<()> {
+    if args.pipeline_only {
+        return pipeline(&crate::build(true)?);
+    }
+    if args.senders.is_empty() || args.senders.contains(&0) {
+        bail!("--senders takes numbers of senders from 1 up, e.g. --senders 1,2");
+    }
     if !cmd::is_root() {
         bail!("the benchmark loads eBPF programs: run `sudo -E cargo xtask bench`");
     }
@@ -99,12 +167,145 @@ pub fn run(args: BenchArgs) -> Result<()> {
     if cpus < 2 {
         bail!("the benchmark needs two CPUs: one sends, one traces");
     }
-    eprintln!(
-        "xtask: {} rounds x {} modes x {}s; sender on CPU {GEN_CPU}, tracer on CPU {TRACER_CPU}",
-        args.rounds,
-        modes.len(),
-        args.seconds
+    let mut results = Vec::new();
+    for &n in &args.senders {
+        let placement = Placement::new(n, cpus);
+        eprintln!(
+            "xtask: {n} sender(s): {} rounds x {} modes x {}s; {}",
+            args.rounds,
+            modes.len(),
+            args.seconds,
+            placement.describe()
+        );
+        if let Some(note) = placement.sharing() {
+            eprintln!("xtask: note: this machine has {cpus} CPUs: {note}; running anyway");
+        }
+        let samples = rounds(&args, &modes, &placement, &netdrop, &dropgen)?;
+        println!("\n{n} sender(s): {}", placement.describe());
+        if let Some(note) = placement.sharing() {
+            println!("note: {note}");
+        }
+        report(&modes, &samples);
+        results.push(SenderRun {
+            senders: n,
+            placement,
+            samples,
+        });
+    }
+    legend();
+    if results.len() > 1 {
+        per_senders(&results);
+    }
+    pipeline(&netdrop)
+}
+
+/// One line per number of senders: the shares of aggregation and streaming, and what
+/// streaming delivered.
+fn per_senders(results: &[SenderRun]) {
+    println!(
+        "\n{:>7} {:>16} {:>11} {:>11} {:>11} {:>9} {:>11}  placement",
+        "senders",
+        "untraced drops/s",
+        "stats share",
+        "watch share",
+        "delivered",
+        "lost",
+        "unaccounted"
     );
+    for SenderRun {
+        senders: n,
+        placement,
+        samples,
+    } in results
+    {
+        let of = |m: Mode| samples.iter().filter(move |(x, _)| *x == m).map(|(_, s)| s);
+        let share = |m: Mode| {
+            let ratios: Vec<f64> = of(m).filter_map(|s| s.ratio).collect();
+            if ratios.is_empty() {
+                "-".to_owned()
+            } else {
+                format!("{:.3}", median(ratios))
+            }
+        };
+        let untraced = median(of(Mode::Untraced).map(|s| s.rate).collect());
+        let sum = |f: fn(&Sample) -> Option<u64>| of(Mode::Watch).map(f).sum::<Option<u64>>();
+        let (delivered, lost, matched) =
+            (sum(|s| s.delivered), sum(|s| s.lost), sum(|s| s.matched));
+        let dash = |v: Option<u64>| v.map_or("-".to_owned(), |v| v.to_string());
+        let unaccounted = match (delivered, lost, matched) {
+            (Some(d), Some(l), Some(m)) => (m as i64 - (d + l) as i64).to_string(),
+            _ => "-".to_owned(),
+        };
+        let mut place = placement.describe();
+        if let Some(note) = placement.sharing() {
+            place = format!("{place} ({note})");
+        }
+        println!(
+            "{n:>7} {untraced:>16.0} {:>11} {:>11} {:>11} {:>9} {unaccounted:>11}  {place}",
+            share(Mode::Stats),
+            share(Mode::Watch),
+            dash(delivered),
+            dash(lost),
+        );
+    }
+}
+
+/// User space alone: `netdrop bench-pipeline` on one CPU for JSON and text, each format
+/// three times, the median quoted.
+fn pipeline(netdrop: &Path) -> Result<()> {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cpu = cpus - 1;
+    println!(
+        "\nuser-space pipeline (decode, enrich, write, output discarded), synthetic events, CPU {cpu}:"
+    );
+    println!(
+        "{:<7} {:>10} {:>14} {:>16} {:>12} {:>14}",
+        "format", "events", "events/s", "events/cpu-s", "bytes/event", "decode share"
+    );
+    for format in ["json", "text"] {
+        let mut runs = Vec::new();
+        for _ in 0..3 {
+            let events = if format == "json" {
+                PIPELINE_EVENTS
+            } else {
+                PIPELINE_EVENTS / 10
+            };
+            let out = cmd::output(taskset(cpu, netdrop).args([
+                "bench-pipeline",
+                "--events",
+                &events.to_string(),
+                "--format",
+                format,
+            ]))
+            .context("running netdrop bench-pipeline")?;
+            runs.push(serde_like::parse_pipeline(&out)?);
+        }
+        let med = |f: fn(&serde_like::Pipeline) -> f64| median(runs.iter().map(f).collect());
+        let events = runs[0].events;
+        println!(
+            "{format:<7} {events:>10.0} {:>14.0} {:>16.0} {:>12.0} {:>14.3}",
+            med(|p| p.events / p.wall_s),
+            med(|p| p.events / p.cpu_s.max(1e-9)),
+            med(|p| p.bytes / p.events),
+            med(|p| p.decode_only_s / p.wall_s),
+        );
+    }
+    println!(
+        "events/s: over wall time; events/cpu-s: over the process's CPU time (higher than the\n\
+         wall rate when the machine took the CPU away); decode share: decoding alone\n\
+         as a share of the whole. Target: JSON >= 2,000,000 events/s."
+    );
+    Ok(())
+}
+
+/// All rounds of all modes with one placement of senders.
+fn rounds(
+    args: &BenchArgs,
+    modes: &[Mode],
+    placement: &Placement,
+    netdrop: &Path,
+    dropgen: &Path,
+) -> Result<Vec<(Mode, Sample)>> {
     // Each traced run sits between two untraced runs and is compared with their mean: the
     // machine's speed drifts (other tenants), slowly enough for neighbours to agree.
     let mut samples: Vec<(Mode, Sample)> = Vec::new();
@@ -114,7 +315,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         .filter(|m| *m != Mode::Untraced)
         .collect();
     let run = |mode: Mode, round: usize| -> Result<Sample> {
-        let s = run_mode(mode, &netdrop, &dropgen, args.seconds)
+        let s = run_mode(mode, netdrop, dropgen, args.seconds, placement)
             .with_context(|| format!("round {round}, {}", mode.name()))?;
         eprintln!(
             "xtask: round {round} {:<34} {:>9.0} drops/s",
@@ -138,29 +339,35 @@ pub fn run(args: BenchArgs) -> Result<()> {
         }
         samples.push((Mode::Untraced, before));
     }
-    report(&modes, &samples);
-    Ok(())
+    Ok(samples)
 }
 
-fn taskset(cpu: &str, program: &Path) -> Command {
+fn taskset(cpu: usize, program: &Path) -> Command {
     let mut c = Command::new("taskset");
-    c.args(["-c", cpu]).arg(program);
+    c.args(["-c", &cpu.to_string()]).arg(program);
     c
 }
 
-fn run_mode(mode: Mode, netdrop: &Path, dropgen: &Path, seconds: f64) -> Result<Sample> {
+fn run_mode(
+    mode: Mode,
+    netdrop: &Path,
+    dropgen: &Path,
+    seconds: f64,
+    placement: &Placement,
+) -> Result<Sample> {
+    let tracer_cpu = placement.tracer;
     let tracer = match mode {
         Mode::Untraced => None,
         Mode::Stats => Some(start(
-            taskset(TRACER_CPU, netdrop).args(["stats", "--json", "--interval", "1"]),
+            taskset(tracer_cpu, netdrop).args(["stats", "--json", "--interval", "1"]),
             "netdrop: counting drops",
         )?),
         Mode::Watch => Some(start(
-            taskset(TRACER_CPU, netdrop).args(["watch", "--json", "--no-counters"]),
+            taskset(tracer_cpu, netdrop).args(["watch", "--json", "--no-counters"]),
             "netdrop: watching",
         )?),
         Mode::Bpftrace => Some(start(
-            taskset(TRACER_CPU, Path::new("bpftrace")).args([
+            taskset(tracer_cpu, Path::new("bpftrace")).args([
                 "-e",
                 "tracepoint:skb:kfree_skb { @[args->reason] = count(); }",
             ]),
@@ -168,23 +375,35 @@ fn run_mode(mode: Mode, netdrop: &Path, dropgen: &Path, seconds: f64) -> Result<
         )?),
     };
     let cpu_before = tracer.as_ref().map(|t| proc_cpu_seconds(t.child.id()));
-    let out = taskset(GEN_CPU, dropgen)
-        .arg(PORT.to_string())
-        .arg(format!("{seconds}"))
-        .output()
-        .context("running the drop generator")?;
-    if !out.status.success() {
-        bail!(
-            "drop generator failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+    let senders = placement
+        .senders
+        .iter()
+        .map(|&cpu| {
+            taskset(cpu, dropgen)
+                .arg(PORT.to_string())
+                .arg(format!("{seconds}"))
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .context("starting the drop generator")
+        })
+        .collect::<Result<Vec<_>>>()?;
+    // The senders run side by side: their rates add up.
+    let mut s = Sample::default();
+    for sender in senders {
+        let out = sender
+            .wait_with_output()
+            .context("running the drop generator")?;
+        if !out.status.success() {
+            bail!(
+                "drop generator failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let generated = serde_like::parse(&String::from_utf8_lossy(&out.stdout))?;
+        s.rate += generated.rate;
+        s.sent += generated.sent;
     }
-    let generated: serde_like::Gen = serde_like::parse(&String::from_utf8_lossy(&out.stdout))?;
-    let mut s = Sample {
-        rate: generated.rate,
-        sent: generated.sent,
-        ..Default::default()
-    };
     if let Some(t) = tracer {
         // CPU spent while drops were being made: start-up (reading BTF and kallsyms) is
         // reported apart, as it does not grow with the number of drops.
@@ -216,13 +435,14 @@ fn run_mode(mode: Mode, netdrop: &Path, dropgen: &Path, seconds: f64) -> Result<
     Ok(s)
 }
 
-struct Tracer {
-    child: Child,
+/// A tracer started by [`start`], to be ended by [`stop`].
+pub struct Tracer {
+    pub child: Child,
     stderr: mpsc::Receiver<String>,
 }
 
 /// Starts a tracer (stdout to /dev/null) and waits for `ready` on its stderr or stdout.
-fn start(c: &mut Command, ready: &str) -> Result<Tracer> {
+pub fn start(c: &mut Command, ready: &str) -> Result<Tracer> {
     let mut child = c
         .stdin(Stdio::null())
         .stdout(if ready == "Attaching" {
@@ -276,7 +496,7 @@ fn start(c: &mut Command, ready: &str) -> Result<Tracer> {
 }
 
 /// SIGINT, wait, and return (stderr, (CPU seconds, peak RSS KiB)) from wait4's rusage.
-fn stop(t: Tracer) -> Result<(String, (f64, u64))> {
+pub fn stop(t: Tracer) -> Result<(String, (f64, u64))> {
     let pid = t.child.id() as i32;
     // taskset execs the tracer, so the pid is the tracer's.
     // SAFETY: plain kill/wait4 on our own child.
@@ -429,6 +649,10 @@ fn report(modes: &[Mode], samples: &[(Mode, Sample)]) {
             );
         }
     }
+}
+
+/// What the columns of [`report`] mean.
+fn legend() {
     println!(
         "\nshare: median over rounds of the sender's drop rate with the tracer, divided by the mean of the\n\
          untraced runs just before and after (1.000 = free); IQR: the middle half of those ratios. cpu s/Mdrop: the\n\
@@ -447,23 +671,59 @@ mod serde_like {
         pub rate: f64,
     }
 
+    /// The line of `netdrop bench-pipeline`.
+    pub struct Pipeline {
+        pub events: f64,
+        pub bytes: f64,
+        pub wall_s: f64,
+        pub cpu_s: f64,
+        pub decode_only_s: f64,
+    }
+
+    fn field<'a>(s: &'a str, k: &str) -> Option<&'a str> {
+        let at = s.find(&format!("\"{k}\":"))? + k.len() + 3;
+        s[at..].split([',', '}']).next().map(str::trim)
+    }
+
+    fn number(s: &str, k: &str) -> Result<f64> {
+        field(s, k)
+            .and_then(|v| v.parse().ok())
+            .with_context(|| format!("no {k} in {s:?}"))
+    }
+
+    pub fn parse_pipeline(s: &str) -> Result<Pipeline> {
+        Ok(Pipeline {
+            events: number(s, "events")?,
+            bytes: number(s, "bytes")?,
+            wall_s: number(s, "wall_s")?,
+            cpu_s: number(s, "cpu_s")?,
+            decode_only_s: number(s, "decode_only_s")?,
+        })
+    }
+
     pub fn parse(s: &str) -> Result<Gen> {
-        let field = |k: &str| -> Option<&str> {
-            let at = s.find(&format!("\"{k}\":"))? + k.len() + 3;
-            s[at..].split([',', '}']).next().map(str::trim)
-        };
         Ok(Gen {
-            sent: field("sent")
+            sent: field(s, "sent")
                 .and_then(|v| v.parse().ok())
                 .context("generator output")?,
-            rate: field("rate")
-                .and_then(|v| v.parse().ok())
-                .context("generator output")?,
+            rate: number(s, "rate")?,
         })
     }
 
     #[cfg(test)]
     mod tests {
+        #[test]
+        fn reads_the_pipeline_line() {
+            let p = super::parse_pipeline(
+                "{\"format\":\"json\",\"events\":4000,\"bytes\":2529530,\"wall_s\":0.002,\"cpu_s\":0.001,\"events_per_s\":2000000,\"decode_only_s\":0.000}\n",
+            )
+            .unwrap();
+            assert_eq!(p.events, 4000.0);
+            assert_eq!(p.bytes, 2529530.0);
+            assert_eq!(p.wall_s, 0.002);
+            assert!(super::parse_pipeline("{}").is_err());
+        }
+
         #[test]
         fn reads_the_generator_line() {
             let g = super::parse("{\"sent\": 445440, \"secs\": 2.003710, \"rate\": 222307.6}\n")
@@ -471,5 +731,28 @@ mod serde_like {
             assert_eq!(g.sent, 445440);
             assert_eq!(g.rate, 222307.6);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Placement;
+
+    #[test]
+    fn placement_says_what_shares_a_cpu() {
+        let one = Placement::new(1, 2);
+        assert_eq!(one.senders, [0]);
+        assert_eq!(one.tracer, 1);
+        assert_eq!(one.sharing(), None);
+        let two = Placement::new(2, 2);
+        assert_eq!(
+            two.sharing().as_deref(),
+            Some("1 sender(s) share CPU 1 with the tracer")
+        );
+        let three = Placement::new(3, 2);
+        assert_eq!(three.senders, [0, 1, 0]);
+        let note = three.sharing().unwrap();
+        assert!(note.contains("3 senders share 2 CPUs"), "{note}");
+        assert_eq!(Placement::new(2, 4).sharing(), None);
     }
 }

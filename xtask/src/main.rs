@@ -5,6 +5,7 @@
 mod bench;
 mod cmd;
 mod setup;
+mod soak;
 mod test;
 mod vm;
 
@@ -56,10 +57,11 @@ enum Task {
     },
     /// rustfmt (nightly, for the import options in rustfmt.toml) and clippy -D warnings.
     Lint,
-    /// Measure what tracing costs: a sender on one core makes drops as fast as it can while
-    /// netdrop (stats; watch --json > /dev/null) or bpftrace traces on the other; prints
-    /// each mode's drop rate as a share of the untraced one, events delivered and lost,
-    /// CPU per million drops and peak RSS. Needs root.
+    /// Measure what tracing costs: senders on their own cores make drops as fast as they can
+    /// while netdrop (stats; watch --json > /dev/null) or bpftrace traces on the last core;
+    /// prints each mode's drop rate as a share of the untraced one, events delivered and
+    /// lost, CPU per million drops and peak RSS, per number of senders; then the events per
+    /// second user space sustains on synthetic events. Needs root.
     Bench {
         /// Rounds of all modes, each traced run between two untraced ones.
         #[arg(long, default_value_t = 8)]
@@ -67,6 +69,24 @@ enum Task {
         /// Seconds each run sends drops.
         #[arg(long, default_value_t = 2.0)]
         seconds: f64,
+        /// Numbers of drop generators to measure, each pinned to its own CPU where the
+        /// machine has one (repeatable or a list: --senders 1,2).
+        #[arg(long, value_delimiter = ',', default_value = "1")]
+        senders: Vec<usize>,
+        /// Only measure user space (decode, enrich, JSON and text output) on synthetic
+        /// events: no root, no kernel. The full benchmark ends with this figure too.
+        #[arg(long)]
+        pipeline: bool,
+    },
+    /// Long run (not part of CI or `test`): `netdrop exporter --metrics-flows 20` under about
+    /// 100,000 new flows a minute and two drop reasons, in a network namespace it creates;
+    /// prints RSS over time, how full the flow tables got, whether per-reason totals match
+    /// what was sent and what the kernel counted, and whether the busy flow of the last
+    /// minute is attributed. Needs root.
+    Soak {
+        /// How long to run.
+        #[arg(long, default_value_t = 2.0)]
+        minutes: f64,
     },
     /// Run the drop scenarios inside qemu on Debian distribution kernels (6.1, 6.12):
     /// downloads the kernels through apt (cached under target/vm), builds static netdrop
@@ -145,7 +165,18 @@ fn main() -> Result<()> {
             })?;
             std::process::exit(status)
         }
-        Task::Bench { rounds, seconds } => bench::run(bench::BenchArgs { rounds, seconds }),
+        Task::Bench {
+            rounds,
+            seconds,
+            senders,
+            pipeline,
+        } => bench::run(bench::BenchArgs {
+            rounds,
+            seconds,
+            senders,
+            pipeline_only: pipeline,
+        }),
+        Task::Soak { minutes } => soak::run(soak::SoakArgs { minutes }),
         Task::Lint => {
             setup::toolchain()?;
             lint()

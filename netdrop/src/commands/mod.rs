@@ -1,5 +1,6 @@
 //! One module per subcommand, plus what they share: serving metrics while they run.
 
+pub mod bench_pipeline;
 pub mod diagnose;
 pub mod exporter;
 pub mod hooks;

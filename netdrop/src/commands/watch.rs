@@ -6,7 +6,7 @@ use std::{
 };
 
 use aya::maps::{MapData, RingBuf};
-use netdrop_common::config;
+use netdrop_common::{DropEvent, config};
 
 use crate::{
     aggregate::{self, Counters, GroupBy, SortBy, Totals, listeners::ListenerTotals},
@@ -82,21 +82,13 @@ pub async fn run(args: &WatchArgs, verbose: u8) -> Result<(), Error> {
         Format::Text
     };
     let enricher = commands::host_enricher(&kernel);
-    let clock = enricher.clock();
-    let mut sink = Sink {
-        out: BufWriter::with_capacity(1 << 16, io::stdout().lock()),
+    let mut sink = Sink::new(
+        BufWriter::with_capacity(1 << 16, io::stdout().lock()),
         format,
         enricher,
-        clock,
-        delivered: 0,
-        limit: args.count,
-        closed: false,
-        show_stack: args.stack,
-        conntrack_hook: false,
-        counter_growth: Vec::new(),
-        fast: DropWriter::new(kernel.reasons.lookup("NETFILTER_DROP").ok()),
-        batch: Vec::with_capacity(BATCH_BYTES + 4096),
-    };
+        args.count,
+        args.stack,
+    );
     // Counter lines cannot be narrowed to packets; listener records can (by port).
     let show_counters = !spec.selects_packets();
     let mut counter_watch = (!args.no_counters && (show_counters || !spec.hides_listeners()))
@@ -264,8 +256,8 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     }
 }
 
-/// Where records go.
-struct Sink<W: Write> {
+/// Where records go: `watch` writes to stdout, `bench-pipeline` to a sink that discards.
+pub struct Sink<W: Write> {
     out: W,
     format: Format,
     enricher: Enricher,
@@ -284,6 +276,31 @@ struct Sink<W: Write> {
 }
 
 impl<W: Write> Sink<W> {
+    /// Records go to `out` in `format`; `limit` is --count, `show_stack` is --stack.
+    pub fn new(
+        out: W,
+        format: Format,
+        enricher: Enricher,
+        limit: Option<u64>,
+        show_stack: bool,
+    ) -> Self {
+        let netfilter_reason = enricher.reasons.lookup("NETFILTER_DROP").ok();
+        Self {
+            out,
+            format,
+            clock: enricher.clock(),
+            enricher,
+            delivered: 0,
+            limit,
+            closed: false,
+            show_stack,
+            conntrack_hook: false,
+            counter_growth: Vec::new(),
+            fast: DropWriter::new(netfilter_reason),
+            batch: Vec::with_capacity(BATCH_BYTES + 4096),
+        }
+    }
+
     /// Writes the batched JSON lines to stdout.
     fn flush_batch(&mut self) -> io::Result<()> {
         if self.batch.is_empty() {
@@ -300,7 +317,7 @@ impl<W: Write> Sink<W> {
 
     /// Writes the records waiting in the ring buffer, at most [`DRAIN_BATCH`].
     fn drain(&mut self, ring: &mut RingBuf<MapData>, probe: &mut Probe) -> Drained {
-        self.fast.expire();
+        self.start_batch();
         let mut left = Drained::All;
         for _ in 0..DRAIN_BATCH {
             if self.closed || self.limit_reached() {
@@ -314,40 +331,66 @@ impl<W: Write> Sink<W> {
                 continue;
             };
             drop(item);
-            let res = if self.format == Format::Json && self.fast.handles(&ev, self.show_stack) {
-                // Lines gather in `batch` and reach stdout in large writes.
-                self.fast
-                    .write(&mut self.batch, &ev, &mut self.enricher, &self.clock);
-                if self.batch.len() >= BATCH_BYTES {
-                    self.flush_batch()
-                } else {
-                    Ok(())
-                }
-            } else {
-                let flushed = self.flush_batch();
-                self.check(flushed);
-                let stack = (ev.flags & netdrop_common::flag::HAS_STACK != 0)
-                    .then(|| probe.stack(ev.stack_id as u32))
-                    .flatten();
-                let record = self
-                    .enricher
-                    .record(&ev, stack, self.show_stack, self.conntrack_hook);
-                match self.format {
-                    Format::Json => json::write_line(&mut self.out, &JsonLine::Drop(record)),
-                    Format::Text => {
-                        let t = self.clock.local_hms(ev.timestamp_ns);
-                        writeln!(self.out, "{}", text::drop_line(&record, &t))
-                    }
-                }
-            };
-            self.delivered += 1;
-            self.check(res);
+            self.write_event(&ev, || probe.stack(ev.stack_id as u32));
         }
+        self.finish_batch();
+        left
+    }
+
+    /// Writes one decoded event; `stack` fetches its kernel stack when it has one.
+    pub fn write_event<'s>(&mut self, ev: &DropEvent, stack: impl FnOnce() -> Option<&'s [u64]>) {
+        let res = if self.format == Format::Json && self.fast.handles(ev, self.show_stack) {
+            // Lines gather in `batch` and reach stdout in large writes.
+            self.fast
+                .write(&mut self.batch, ev, &mut self.enricher, &self.clock);
+            if self.batch.len() >= BATCH_BYTES {
+                self.flush_batch()
+            } else {
+                Ok(())
+            }
+        } else {
+            let flushed = self.flush_batch();
+            self.check(flushed);
+            let stack = (ev.flags & netdrop_common::flag::HAS_STACK != 0)
+                .then(stack)
+                .flatten();
+            let record = self
+                .enricher
+                .record(ev, stack, self.show_stack, self.conntrack_hook);
+            match self.format {
+                Format::Json => json::write_line(&mut self.out, &JsonLine::Drop(record)),
+                Format::Text => {
+                    let t = self.clock.local_hms(ev.timestamp_ns);
+                    writeln!(self.out, "{}", text::drop_line(&record, &t))
+                }
+            }
+        };
+        self.delivered += 1;
+        self.check(res);
+    }
+
+    /// Writes what is batched and flushes the output: the end of a drain.
+    pub fn finish_batch(&mut self) {
         let res = self.flush_batch();
         self.check(res);
         let res = self.out.flush();
         self.check(res);
-        left
+    }
+
+    /// Events written so far.
+    pub fn delivered(&self) -> u64 {
+        self.delivered
+    }
+
+    /// The output, once everything is written.
+    pub fn into_output(self) -> W {
+        self.out
+    }
+
+    /// Starts a new batch of events: cached JSON fragments older than their lifetime are
+    /// rebuilt.
+    pub fn start_batch(&mut self) {
+        self.fast.expire();
     }
 
     /// Writes a notice when the kernel counted lost or skipped events since the last one.

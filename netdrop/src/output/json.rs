@@ -290,9 +290,13 @@ pub mod fast {
         out.extend_from_slice(b"{\"length\":");
         out.extend_from_slice(num.format(ev.skb_len).as_bytes());
         out.extend_from_slice(b",\"family\":");
-        match event::family_name(ev.l3_proto) {
-            Some(f) => quoted(out, &f),
-            None => out.extend_from_slice(b"null"),
+        // The common families without allocating; others are rare.
+        match event::family_str(ev.l3_proto) {
+            Some(f) => quoted(out, f),
+            None => match event::family_name(ev.l3_proto) {
+                Some(f) => quoted(out, &f),
+                None => out.extend_from_slice(b"null"),
+            },
         }
         out.extend_from_slice(b",\"protocol\":");
         match (l3, event::protocol_str(ev.l4_proto)) {
