@@ -740,7 +740,9 @@ fn tcp_window_probe() -> Outcome {
         };
         l
     });
-    let w = Watch::start(&["--netns", &ns.name, "--port", "9500"]);
+    // Not --netns: TCP frees these after the socket lookup, when skb->dev is already
+    // cleared, so before 6.11 (no rx_sk) the record names no device or namespace.
+    let w = Watch::start(&["--port", "9500"]);
     let mut client = std::net::TcpStream::connect(at).map_err(|e| e.to_string())?;
     let (server, _) = listener.accept().map_err(|e| e.to_string())?;
     client.set_nonblocking(true).map_err(|e| e.to_string())?;
@@ -756,22 +758,26 @@ fn tcp_window_probe() -> Outcome {
     });
     let r = w.stop();
     drop((client, server, listener));
+    // Window probes (old sequence) die in tcp_validate_incoming; a retransmitted segment
+    // may die in tcp_data_queue (old data) first.
+    let receive_path = ["TCP_INVALID_SEQUENCE", "TCP_OLD_SEQUENCE", "TCP_OLD_DATA"];
     let d = r
         .drops
         .iter()
-        .find(|d| d["packet"]["dport"] == 9500)
-        .ok_or("no drop")?;
-    if kernel_has_reasons() {
-        let name = d["reason"]["name"].as_str().unwrap_or_default();
-        ensure!(
-            matches!(name, "TCP_INVALID_SEQUENCE" | "TCP_OLD_SEQUENCE"),
-            "reason {name}: {d}"
-        );
-    } else {
-        reason(d, "TCP_INVALID_SEQUENCE")?;
-        eq(d, "location.symbol", "tcp_validate_incoming")?;
-    }
+        .find(|d| {
+            d["packet"]["dport"] == 9500
+                && d["reason"]["name"]
+                    .as_str()
+                    .is_some_and(|n| receive_path.contains(&n))
+        })
+        .ok_or_else(|| format!("no receive-path drop: {:?}", r.drops))?;
+    let symbol = d["location"]["symbol"].as_str().unwrap_or_default();
+    ensure!(
+        matches!(symbol, "tcp_validate_incoming" | "tcp_data_queue"),
+        "location {symbol}: {d}"
+    );
+    eq(d, "reason.inferred", !kernel_has_reasons())?;
     eq(d, "packet.protocol", "tcp")?;
     eq(d, "packet.src", ns.host_addr.as_str())?;
-    eq(d, "netns.inode", ns.inode())
+    eq(d, "packet.dst", ns.ns_addr.as_str())
 }
