@@ -46,6 +46,7 @@ pub const ALL: &[(&str, Scenario)] = &[
     ("tcp_window_probe", tcp_window_probe),
     ("diagnose_conntrack", diagnose_conntrack),
     ("diagnose_neighbour_table", diagnose_neighbour_table),
+    ("diagnose_backlog", diagnose_backlog),
 ];
 
 macro_rules! ensure {
@@ -780,4 +781,57 @@ fn tcp_window_probe() -> Outcome {
     eq(d, "packet.protocol", "tcp")?;
     eq(d, "packet.src", ns.host_addr.as_str())?;
     eq(d, "packet.dst", ns.ns_addr.as_str())
+}
+
+/// Scenario 14: a CPU's input backlog overflows. Receive packet steering sends the
+/// namespace's packets to CPU 1's backlog while the sender floods from CPU 0, with
+/// `netdev_max_backlog` at 1: CPU_BACKLOG drops (inferred on 5.10), and diagnose names the
+/// netdev_backlog class, CPU 1 and the setting.
+fn diagnose_backlog() -> Outcome {
+    let ns = NetnsPair::new("s14b", 115);
+    crate::run_cmd(
+        "ip",
+        &[
+            "netns",
+            "exec",
+            &ns.name,
+            "sh",
+            "-c",
+            &format!("echo 2 > /sys/class/net/{}/queues/rx-0/rps_cpus", ns.ns_if),
+        ],
+    );
+    let key = "/proc/sys/net/core/netdev_max_backlog";
+    let old = std::fs::read_to_string(key).map_err(|e| e.to_string())?;
+    let dst = addr(&ns.ns_addr, 9600);
+    let f = diagnose_finding(&["--netns", &ns.name], "netdev_backlog", || {
+        let _ = std::fs::write(key, "1");
+        thread::scope(|s| {
+            s.spawn(|| {
+                // SAFETY: pins this thread to CPU 0; the set is a plain bitmask.
+                unsafe {
+                    let mut set: libc::cpu_set_t = std::mem::zeroed();
+                    libc::CPU_SET(0, &mut set);
+                    libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set);
+                }
+                let sender = UdpSocket::bind(format!("{}:0", ns.host_addr)).unwrap();
+                for _ in 0..3000 {
+                    let _ = sender.send_to(&[0u8; 64], dst);
+                }
+            });
+        });
+    });
+    let _ = std::fs::write(key, old.trim());
+    let f = f?;
+    ensure!(f["drops"].as_u64().unwrap_or(0) > 0, "no drops: {f}");
+    ensure!(
+        knob_value(&f, "net.core.netdev_max_backlog")? == "1",
+        "netdev_max_backlog: {f}"
+    );
+    ensure!(
+        f["objects"]
+            .as_array()
+            .is_some_and(|o| o.iter().any(|o| o["kind"] == "cpu" && o["name"] == "cpu1")),
+        "cpu1 not named: {f}"
+    );
+    Ok(())
 }

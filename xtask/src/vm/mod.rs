@@ -38,6 +38,7 @@ pub const SCENARIOS: &[&str] = &[
     "tcp_window_probe",
     "diagnose_conntrack",
     "diagnose_neighbour_table",
+    "diagnose_backlog",
 ];
 
 /// Tools the VM build needs on the host: (command, Debian package).
