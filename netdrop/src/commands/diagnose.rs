@@ -540,6 +540,18 @@ fn read_knobs(ns: &Namespaces, involved: &BTreeSet<u32>, ev: &Evidence) -> Vec<K
     if !own_rp.is_empty() {
         read(None, None, &own_rp);
     }
+    // The MTU of the devices that dropped packets for being too big, in their namespace.
+    for (dev, netns, _) in ev.devices_of(&["PKT_TOO_BIG"]) {
+        let inode = netns.as_ref().map(|n| n.inode);
+        let link = knobs::in_netns(ns.path(inode), || knobs::link_show(&dev)).unwrap_or_default();
+        if let Some(mtu) = knobs::parse_mtu(&link) {
+            out.push(Knob {
+                netns,
+                name: format!("dev.{dev}.mtu"),
+                value: mtu.to_string(),
+            });
+        }
+    }
     out
 }
 

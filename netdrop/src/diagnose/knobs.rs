@@ -69,6 +69,18 @@ pub fn route_get(dst: &str) -> String {
     run("ip", &["route", "get", dst])
 }
 
+/// `ip -o link show dev DEV` in this thread's namespace.
+pub fn link_show(dev: &str) -> String {
+    run("ip", &["-o", "link", "show", "dev", dev])
+}
+
+/// The `mtu N` of an `ip -o link show` line.
+pub fn parse_mtu(line: &str) -> Option<u32> {
+    let mut words = line.split_whitespace();
+    words.find(|w| *w == "mtu")?;
+    words.next()?.parse().ok()
+}
+
 /// Queueing disciplines of `dev` with their statistics, from `tc -s -j qdisc show dev DEV`:
 /// (kind, limit, drops).
 pub fn qdiscs(dev: &str) -> Vec<(String, Option<u64>, u64)> {
@@ -147,6 +159,13 @@ mod tests {
                 ("net.ipv4.tcp_mem".into(), "94371 125830 188742".into()),
             ]
         );
+    }
+
+    #[test]
+    fn mtu_from_ip_link() {
+        let line = "2: eth0: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1450 qdisc fq_codel state UP mode DEFAULT";
+        assert_eq!(parse_mtu(line), Some(1450));
+        assert_eq!(parse_mtu("Device \"x\" does not exist."), None);
     }
 
     #[test]

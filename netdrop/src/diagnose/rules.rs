@@ -168,6 +168,12 @@ fn finding(c: &'static Class, ev: &Evidence) -> Option<Finding> {
         "neighbour" => neighbours(&mut f, c, ev),
         "qdisc" => qdiscs(&mut f, c, ev),
         "nic_ring" => devices_from_counters(&mut f, &grown),
+        "mtu" => f.knobs.extend(
+            ev.knobs
+                .iter()
+                .filter(|k| k.name.starts_with("dev.") && k.name.ends_with(".mtu"))
+                .cloned(),
+        ),
         _ => {}
     }
     Some(f)
@@ -900,6 +906,28 @@ mod tests {
         assert!(f[0].evidence[0].contains("inferred from where the kernel freed them"));
         assert_eq!(f[0].objects[0].name, "tcp [::1]:9");
         assert_eq!(f[0].objects[0].drops, Some(2));
+    }
+
+    #[test]
+    fn too_big_names_the_interface_mtu() {
+        let mut ev = evidence();
+        ev.reasons = vec![reason("PKT_TOO_BIG", 5)];
+        ev.knobs = vec![
+            knob(Some("vpn"), "dev.wg0.mtu", "1420"),
+            knob(None, "net.ipv4.tcp_mtu_probing", "0"),
+        ];
+        let f = findings(&ev);
+        assert_eq!(classes(&f), vec!["mtu"]);
+        let names: Vec<_> = f[0]
+            .knobs
+            .iter()
+            .map(|k| (k.name.as_str(), k.value.as_str()))
+            .collect();
+        assert!(names.contains(&("dev.wg0.mtu", "1420")), "{names:?}");
+        assert!(
+            names.contains(&("net.ipv4.tcp_mtu_probing", "0")),
+            "{names:?}"
+        );
     }
 
     #[test]
