@@ -530,6 +530,35 @@ impl NetnsPair {
         self.inside(|| sysctl(key, value));
     }
 
+    /// Makes 192.0.2.1 a source that fails reverse-path checks in the namespace: the
+    /// namespace routes 192.0.2.0/24 via lo, the host side owns 192.0.2.1, and, since the
+    /// namespace will not answer ARP for that spoofed source, the host side gets the
+    /// namespace's MAC statically.
+    pub fn route_back_elsewhere(&self) {
+        ip(&[
+            "-n",
+            &self.name,
+            "route",
+            "add",
+            "192.0.2.0/24",
+            "dev",
+            "lo",
+        ]);
+        ip(&["addr", "add", "192.0.2.1/32", "dev", &self.host_if]);
+        let mac = self.ns_mac();
+        ip(&[
+            "neigh",
+            "replace",
+            &self.ns_addr,
+            "lladdr",
+            &mac,
+            "dev",
+            &self.host_if,
+            "nud",
+            "permanent",
+        ]);
+    }
+
     /// The MAC address of the namespace side of the veth.
     pub fn ns_mac(&self) -> String {
         let out = ip(&["-n", &self.name, "-br", "link", "show", &self.ns_if]);

@@ -249,21 +249,7 @@ fn rp_filter() -> Outcome {
     // veth fails strict reverse-path validation.
     ns.sysctl("net.ipv4.conf.all.rp_filter", "1");
     ns.sysctl(&format!("net.ipv4.conf.{}.rp_filter", ns.ns_if), "1");
-    ip(&["-n", &ns.name, "route", "add", "192.0.2.0/24", "dev", "lo"]);
-    ip(&["addr", "add", "192.0.2.1/32", "dev", &ns.host_if]);
-    // The namespace will not answer ARP for a spoofed source: give the sender its MAC.
-    let mac = ns.ns_mac();
-    ip(&[
-        "neigh",
-        "replace",
-        &ns.ns_addr,
-        "lladdr",
-        &mac,
-        "dev",
-        &ns.host_if,
-        "nud",
-        "permanent",
-    ]);
+    ns.route_back_elsewhere();
     let w = Watch::start(&["--netns", &ns.name, "--port", "9003"]);
     let stats = flow_stats(&ns);
     let dst = addr(&ns.ns_addr, 9003);

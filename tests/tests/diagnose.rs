@@ -236,20 +236,7 @@ fn rp_filter_names_the_interface_and_its_effective_setting() {
     let ns = NetnsPair::new("dg2", 242);
     ns.sysctl("net.ipv4.conf.all.rp_filter", "0");
     ns.sysctl(&format!("net.ipv4.conf.{}.rp_filter", ns.ns_if), "1");
-    ip(&["-n", &ns.name, "route", "add", "192.0.2.0/24", "dev", "lo"]);
-    ip(&["addr", "add", "192.0.2.1/32", "dev", &ns.host_if]);
-    let mac = ns.ns_mac();
-    ip(&[
-        "neigh",
-        "replace",
-        &ns.ns_addr,
-        "lladdr",
-        &mac,
-        "dev",
-        &ns.host_if,
-        "nud",
-        "permanent",
-    ]);
+    ns.route_back_elsewhere();
     let dst: SocketAddr = format!("{}:47210", ns.ns_addr).parse().unwrap();
     let report = diagnose(&["--netns", &ns.name], || {
         for _ in 0..4 {
