@@ -428,3 +428,39 @@ fn a_full_syn_queue_without_syncookies_is_not_an_accept_queue() {
         "an empty accept queue is not the problem: {report:#}"
     );
 }
+
+#[test]
+fn a_protocol_nobody_handles_is_named() {
+    let ns = NetnsPair::new("dg9", 249);
+    let dst: std::net::Ipv4Addr = ns.ns_addr.parse().unwrap();
+    let report = diagnose(&["--netns", &ns.name], || {
+        // IP protocol 253 (reserved for experiments): no handler in the namespace.
+        // SAFETY: a raw socket we own and close; the buffer outlives the call.
+        unsafe {
+            let fd = libc::socket(libc::AF_INET, libc::SOCK_RAW, 253);
+            assert!(fd >= 0, "raw socket: {}", std::io::Error::last_os_error());
+            let (sa, len) = netdrop_tests::sockaddr(SocketAddr::new(dst.into(), 0));
+            for _ in 0..3 {
+                let n = libc::sendto(
+                    fd,
+                    b"netdrop".as_ptr().cast(),
+                    7,
+                    0,
+                    (&raw const sa).cast(),
+                    len,
+                );
+                assert_eq!(n, 7, "sendto: {}", std::io::Error::last_os_error());
+            }
+            libc::close(fd);
+        }
+    });
+    let f = finding(&report, "no_protocol");
+    assert_eq!(f["drops"], 3, "{f:#}");
+    assert!(
+        f["evidence"].as_array().unwrap().iter().any(|e| e
+            .as_str()
+            .unwrap()
+            .starts_with("drop reason IP_NOPROTO: 3 drops")),
+        "{f:#}"
+    );
+}
