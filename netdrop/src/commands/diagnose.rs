@@ -54,11 +54,7 @@ pub async fn run(args: &DiagnoseArgs, verbose: u8) -> Result<(), Error> {
         ..ProbeConfig::new(args.kernel.attach, flags, filter)
     };
     let mut stop = commands::StopSignals::install()?;
-    let mut probe = Probe::load(&kernel, &cfg)?;
-    probe.attach_conntrack();
-    commands::log_hooks(&kernel, &probe);
-    let ring = probe.take_events()?;
-    let mut ring = probe::readable(ring).map_err(Error::io("polling the ring buffer"))?;
+    let (mut probe, mut ring) = commands::start_streaming(&kernel, &cfg)?;
     let mut enricher = commands::host_enricher(&kernel);
     let namespaces = Namespaces::discover(spec.netns);
     let before = namespaces.snapshot();

@@ -53,6 +53,27 @@ pub fn prepare(
     Ok((k, spec, compiled))
 }
 
+/// What the streaming commands (`watch`, `diagnose`) start with: the probe loaded, the
+/// conntrack hook tried, the hooks listed with `-v`, and the event ring registered with
+/// the runtime.
+pub fn start_streaming(
+    kernel: &Kernel,
+    cfg: &crate::probe::ProbeConfig,
+) -> Result<
+    (
+        Probe,
+        tokio::io::unix::AsyncFd<aya::maps::RingBuf<aya::maps::MapData>>,
+    ),
+    Error,
+> {
+    let mut probe = Probe::load(kernel, cfg)?;
+    probe.attach_conntrack();
+    log_hooks(kernel, &probe);
+    let ring = probe.take_events()?;
+    let ring = crate::probe::readable(ring).map_err(Error::io("polling the ring buffer"))?;
+    Ok((probe, ring))
+}
+
 /// Says, with `-v`, which hook families this run attached and how the others stand (the
 /// list `netdrop hooks` prints).
 pub fn log_hooks(kernel: &Kernel, probe: &Probe) {

@@ -71,11 +71,7 @@ pub async fn run(args: &WatchArgs, verbose: u8) -> Result<(), Error> {
     };
     let mut stop = commands::StopSignals::install()?;
 
-    let mut probe = Probe::load(&kernel, &cfg)?;
-    probe.attach_conntrack();
-    commands::log_hooks(&kernel, &probe);
-    let ring = probe.take_events()?;
-    let mut ring = probe::readable(ring).map_err(Error::io("polling the ring buffer"))?;
+    let (mut probe, mut ring) = commands::start_streaming(&kernel, &cfg)?;
     let format = if args.json {
         Format::Json
     } else {
