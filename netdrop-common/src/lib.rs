@@ -225,6 +225,10 @@ pub mod config {
     /// Read device and namespace: set when events, device or flow counts, or a device or
     /// namespace filter need them.
     pub const DEVICE: u32 = 1 << 7;
+    /// The TCP listener hook may mark handshake ACKs that find the accept queue full: the
+    /// kfree_skb pipeline looks for them (kprobes exist, and the kernel does not name these
+    /// drops TCP_LISTEN_OVERFLOW itself).
+    pub const TCP_ACK_MARKS: u32 = 1 << 8;
 }
 
 /// Values of [`Filter::reason_mode`].

@@ -60,7 +60,8 @@ fn try_handle<C: EbpfContext + StackIdContext>(
     count::stat(stat::SEEN);
     // A handshake ACK the listener hook saw find the accept queue full: the kernel frees it
     // without saying why (NOT_SPECIFIED, or no reason before 5.17).
-    if (drop.reason.is_none() || drop.reason == Some(global!(CONFIG.not_specified_reason)))
+    if global!(CONFIG.flags) & config::TCP_ACK_MARKS != 0
+        && (drop.reason.is_none() || drop.reason == Some(global!(CONFIG.not_specified_reason)))
         && tcp::ack_overflowed(drop.skb)
     {
         drop.reason = Some(netdrop_reason::LISTEN_OVERFLOW);

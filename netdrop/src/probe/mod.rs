@@ -460,7 +460,11 @@ pub(crate) fn load_object(
             hooks::tcp::drop_sites(&kernel.reasons, t)
         });
     let config = Config {
-        flags: cfg.flags,
+        flags: if hooks::tcp::marks_acks(&kernel.reasons) {
+            cfg.flags | netdrop_common::config::TCP_ACK_MARKS
+        } else {
+            cfg.flags
+        },
         netfilter_reason: kernel
             .reasons
             .lookup("NETFILTER_DROP")

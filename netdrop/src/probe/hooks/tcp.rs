@@ -126,6 +126,13 @@ pub fn attach_drop_path(ebpf: &mut Ebpf, sites: &TcpDropSites, kallsyms: &Table)
     }
 }
 
+/// Whether the ACK probe runs here, so the kfree_skb pipeline must look for the ACKs it
+/// marks: kprobes exist, and the kernel does not free such ACKs as TCP_LISTEN_OVERFLOW
+/// itself (6.15+), which is counted once, as the kernel's.
+pub fn marks_acks(reasons: &Reasons) -> bool {
+    Path::new(super::KPROBE_PMU).exists() && reasons.lookup("TCP_LISTEN_OVERFLOW").is_err()
+}
+
 /// Attaches the TCP listener probes if this kernel has kprobes.
 pub fn attach(ebpf: &mut Ebpf, reasons: &Reasons) -> TcpListen {
     if !Path::new("/sys/bus/event_source/devices/kprobe").exists() {
@@ -137,8 +144,7 @@ pub fn attach(ebpf: &mut Ebpf, reasons: &Reasons) -> TcpListen {
             program::TCP_CONN_REQUEST,
             &[tcp_functions::CONN_REQUEST],
         )?;
-        // 6.15+ frees such ACKs as TCP_LISTEN_OVERFLOW: counted once, as the kernel's.
-        let acks = reasons.lookup("TCP_LISTEN_OVERFLOW").is_err();
+        let acks = marks_acks(reasons);
         if acks {
             attach_to(
                 ebpf,
