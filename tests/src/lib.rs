@@ -215,6 +215,23 @@ impl Watch {
         false
     }
 
+    /// What netdrop wrote to stderr so far.
+    pub fn stderr_so_far(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// True once netdrop's stderr contains `text`, false if it did not within `timeout`.
+    pub fn stderr_within(&self, timeout: Duration, text: &str) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.stderr.lock().unwrap().contains(text) {
+                return true;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
     /// How many JSON lines have been printed so far.
     pub fn lines_so_far(&self) -> usize {
         self.lines.lock().unwrap().len()

@@ -33,7 +33,10 @@ pub type Scenario = fn() -> Outcome;
 
 /// Every scenario, by name.
 pub const ALL: &[(&str, Scenario)] = &[
+    // First: it unloads nf_conntrack, which only works before any scenario's rules use it.
+    ("conntrack_late", conntrack_late),
     ("closed_port", closed_port),
+    ("attach_tracepoint", attach_tracepoint),
     ("nftables_drop", nftables_drop),
     ("rp_filter", rp_filter),
     ("no_route", no_route),
@@ -218,6 +221,125 @@ fn closed_port() -> Outcome {
     }
     eq(tcp[0], "packet.tcp_flags", serde_json::json!(["SYN"]))?;
     flow_counted(stats, "NO_SOCKET", usrc, dst, 1, &ns)
+}
+
+/// `--attach tracepoint` on a kernel that has the BTF raw tracepoint: the classic tracepoint,
+/// read through the offsets of its format file, reports the same drop with the same reason,
+/// location, tuple, device and namespace.
+fn attach_tracepoint() -> Outcome {
+    let ns = NetnsPair::new("s16", 116);
+    let w = Watch::start(&[
+        "-v",
+        "--attach",
+        "tracepoint",
+        "--netns",
+        &ns.name,
+        "--port",
+        "9016",
+    ]);
+    let attached = w.stderr_so_far();
+    ensure!(
+        attached.contains("attached classic tracepoint skb:kfree_skb"),
+        "watch --attach tracepoint did not say it attached the classic tracepoint: {attached}"
+    );
+    let dst = addr(&ns.ns_addr, 9016);
+    let src = udp_send(&format!("{}:0", ns.host_addr), dst);
+    w.wait_for("udp drop", |d| d["packet"]["dport"] == 9016);
+    let r = w.stop();
+    let d = one(&r.drops, 9016)?;
+    reason(d, "NO_SOCKET")?;
+    eq(d, "location.symbol", "__udp4_lib_rcv")?;
+    flow(d, "udp", src, dst, &ns.ns_if, &ns)
+}
+
+/// Removes `module` from the running kernel (the guest's init loaded it from /modules).
+fn rmmod(module: &str) -> Outcome {
+    let out = Command::new("rmmod")
+        .arg(module)
+        .output()
+        .map_err(|e| format!("rmmod {module}: {e}"))?;
+    ensure!(
+        out.status.success(),
+        "rmmod {module}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
+
+/// Loads `module` again from the guest's /modules.
+fn insmod(module: &str) -> Outcome {
+    let out = Command::new("insmod")
+        .arg(format!("/modules/{module}.ko"))
+        .output()
+        .map_err(|e| format!("insmod {module}: {e}"))?;
+    ensure!(
+        out.status.success(),
+        "insmod {module}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
+
+/// nf_conntrack loaded after netdrop started: the conntrack hook waits for the module,
+/// attaches when it appears, and from then on tells a full table's drops from a rule's.
+fn conntrack_late() -> Outcome {
+    let loaded = || std::path::Path::new("/sys/module/nf_conntrack").exists();
+    if loaded() {
+        rmmod("nft_ct")?;
+        rmmod("nf_conntrack")?;
+    }
+    ensure!(!loaded(), "nf_conntrack is still loaded after rmmod");
+    let ns = NetnsPair::new("s15", 115);
+    let w = Watch::start(&["-v", "--netns", &ns.name, "--proto", "udp"]);
+    let waiting = w.stderr_so_far();
+    ensure!(
+        waiting.contains("conntrack hook: waiting for the nf_conntrack module"),
+        "netdrop did not say it waits for nf_conntrack: {waiting}"
+    );
+    insmod("nf_conntrack")?;
+    insmod("nft_ct")?;
+    ensure!(
+        w.stderr_within(Duration::from_secs(20), "attached conntrack hook"),
+        "the conntrack hook did not attach after nf_conntrack loaded: {}",
+        w.stderr_so_far()
+    );
+    ns.nft("add table inet ndlate");
+    ns.nft("add chain inet ndlate pre { type filter hook prerouting priority 0 ; }");
+    ns.nft("add rule inet ndlate pre ct state new counter");
+    let old = std::fs::read_to_string("/proc/sys/net/netfilter/nf_conntrack_max")
+        .map_err(|e| e.to_string())?;
+    std::fs::write("/proc/sys/net/netfilter/nf_conntrack_max", "2").map_err(|e| e.to_string())?;
+    let sender = UdpSocket::bind(format!("{}:0", ns.host_addr)).unwrap();
+    for port in 9150..9170 {
+        sender.send_to(b"x", addr(&ns.ns_addr, port)).unwrap();
+    }
+    let table_full = |d: &Value| {
+        d["packet"]["protocol"] == "udp"
+            && d["netfilter"]["conntrack"] == true
+            && d["reason"]["name"] == "NETFILTER_DROP"
+    };
+    w.wait_for_drops("conntrack drops after a late load", 15, table_full);
+    let r = w.stop();
+    std::fs::write("/proc/sys/net/netfilter/nf_conntrack_max", old.trim())
+        .map_err(|e| e.to_string())?;
+    let d = r
+        .drops
+        .iter()
+        .rev()
+        .find(|d| table_full(d))
+        .ok_or("no conntrack drop")?;
+    reason(d, "NETFILTER_DROP")?;
+    eq(d, "netfilter.hook", "prerouting")?;
+    let port = d["packet"]["dport"].as_u64().unwrap_or(0) as u16;
+    ensure!((9152..9170).contains(&port), "port {port}");
+    flow(
+        d,
+        "udp",
+        sender.local_addr().unwrap(),
+        addr(&ns.ns_addr, port),
+        &ns.ns_if,
+        &ns,
+    )
 }
 
 /// Scenario 2: An nftables rule dropping a flow: NETFILTER_DROP, with the netfilter hook named.

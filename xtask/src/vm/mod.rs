@@ -25,7 +25,9 @@ use crate::{cmd, setup};
 
 /// Scenario names, in the runner's order (tests/src/scenarios.rs).
 pub const SCENARIOS: &[&str] = &[
+    "conntrack_late",
     "closed_port",
+    "attach_tracepoint",
     "nftables_drop",
     "rp_filter",
     "no_route",
