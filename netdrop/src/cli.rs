@@ -400,6 +400,14 @@ pub struct KernelArgs {
     /// tracepoint, or the best that works.
     #[arg(long, value_enum, default_value_t = AttachMode::Auto)]
     pub attach: AttachMode,
+
+    /// Leave out one of the optional kprobe hooks (repeatable): conntrack, tcp_listen,
+    /// tcp_drop or backlog, as `netdrop hooks` names them. For example `--without tcp_drop`
+    /// on a kernel before 5.17 with heavy TCP traffic, where that hook's probe runs on every
+    /// __kfree_skb (README's benchmark gives its cost); its drops are then only counted by
+    /// the TcpExt counters.
+    #[arg(long, value_name = "HOOK", value_parser = clap::builder::PossibleValuesParser::new(["conntrack", "tcp_listen", "tcp_drop", "backlog"]))]
+    pub without: Vec<String>,
 }
 
 /// Filters shared by every command that reads drops.

@@ -74,3 +74,46 @@ fn hooks_reports_what_this_kernel_allows() {
         "{text}"
     );
 }
+
+/// `--without` leaves a kprobe family out and the report says so, whatever this kernel
+/// would allow; a family that is not optional is refused with the list of those that are.
+#[test]
+fn without_turns_hooks_off_and_says_so() {
+    let out = run(&[
+        "hooks",
+        "--json",
+        "--without",
+        "conntrack",
+        "--without",
+        "tcp_listen",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
+    for id in ["conntrack", "tcp_listen"] {
+        let h = v["hooks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|h| h["id"] == id)
+            .unwrap_or_else(|| panic!("no {id} in {v}"));
+        assert_eq!(h["status"]["state"], "unavailable", "{h}");
+        assert_eq!(
+            h["status"]["detail"],
+            format!("turned off with --without {id}").as_str(),
+            "{h}"
+        );
+    }
+
+    let bad = run(&["watch", "--without", "kfree_skb"]);
+    assert_eq!(bad.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        err.contains("invalid value 'kfree_skb' for '--without <HOOK>'")
+            && err.contains("conntrack, tcp_listen, tcp_drop, backlog"),
+        "{err}"
+    );
+}

@@ -51,6 +51,7 @@ pub async fn run(args: &DiagnoseArgs, verbose: u8) -> Result<(), Error> {
     let cfg = ProbeConfig {
         ring_size: 1 << 20,
         kernel_log: verbose >= 2,
+        without: args.kernel.without.clone(),
         ..ProbeConfig::new(args.kernel.attach, flags, filter)
     };
     let mut stop = commands::StopSignals::install()?;

@@ -47,11 +47,14 @@ fn try_attach(
     let filter = FilterArgs::default()
         .spec(Path::new("/"))?
         .compile(&kernel.reasons)?;
-    let cfg = ProbeConfig::new(
-        args.kernel.attach,
-        netdrop_common::config::BY_REASON,
-        filter,
-    );
+    let cfg = ProbeConfig {
+        without: args.kernel.without.clone(),
+        ..ProbeConfig::new(
+            args.kernel.attach,
+            netdrop_common::config::BY_REASON,
+            filter,
+        )
+    };
     match Probe::load(kernel, &cfg) {
         Ok(mut probe) => {
             probe.attach_conntrack();

@@ -37,6 +37,7 @@ pub async fn run(args: &TopArgs, verbose: u8) -> Result<(), Error> {
     let cfg = ProbeConfig {
         flow_capacity: args.flows.max_flows,
         kernel_log: verbose >= 2,
+        without: args.kernel.without.clone(),
         ..ProbeConfig::new(args.kernel.attach, flags, filter)
     };
     let mut stop = commands::StopSignals::install()?;

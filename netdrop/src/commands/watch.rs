@@ -67,6 +67,7 @@ pub async fn run(args: &WatchArgs, verbose: u8) -> Result<(), Error> {
     let cfg = ProbeConfig {
         ring_size: args.ring_size,
         kernel_log: verbose >= 2,
+        without: args.kernel.without.clone(),
         ..ProbeConfig::new(args.kernel.attach, flags, filter)
     };
     let mut stop = commands::StopSignals::install()?;

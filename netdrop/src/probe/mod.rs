@@ -62,9 +62,16 @@ pub struct ProbeConfig {
     pub flow_capacity: u32,
     /// Forward kernel-side debug messages (aya-log) to tracing.
     pub kernel_log: bool,
+    /// Hook families the user left out (`--without`): registry ids.
+    pub without: Vec<String>,
 }
 
 impl ProbeConfig {
+    /// Whether the user left the hook family `id` out with `--without`.
+    pub fn leaves_out(&self, id: &str) -> bool {
+        self.without.iter().any(|w| w == id)
+    }
+
     /// A configuration with `flags` (outputs and counts wanted); adds the bits for the
     /// reads they and the filters need (headers, device), so nothing else is read.
     pub fn new(attach: AttachMode, flags: u32, filter: CompiledFilter) -> Self {
@@ -86,8 +93,14 @@ impl ProbeConfig {
             ring_size: 1 << 12,
             flow_capacity: netdrop_common::MAX_FLOWS,
             kernel_log: false,
+            without: Vec::new(),
         }
     }
+}
+
+/// What the hooks report says of a family the user left out.
+fn turned_off(id: &str) -> String {
+    format!("turned off with --without {id}")
 }
 
 /// The hook that is attached.
@@ -140,6 +153,8 @@ pub struct Probe {
     pub hook: Hook,
     /// State of the conntrack hook.
     pub conntrack: Conntrack,
+    /// The user left the conntrack hook out (`--without conntrack`).
+    without_conntrack: bool,
     /// State of the TCP listener hook.
     pub tcp_listen: hooks::tcp::TcpListen,
     /// State of the tcp_drop path hook (kernels before 5.17).
@@ -229,7 +244,11 @@ impl Probe {
         )?));
         attribution::start_draining(&attribution);
         tracing::info!("attached {hook}");
-        let tcp_listen = hooks::tcp::attach(&mut ebpf, &kernel.reasons);
+        let tcp_listen = if cfg.leaves_out(hooks::tcp::LISTEN_FAMILY.id) {
+            hooks::tcp::TcpListen::Unavailable(turned_off(hooks::tcp::LISTEN_FAMILY.id))
+        } else {
+            hooks::tcp::attach(&mut ebpf, &kernel.reasons)
+        };
         match &tcp_listen {
             hooks::tcp::TcpListen::Attached { acks } => tracing::info!(
                 "attached TCP listener hook: kprobes on {}{}",
@@ -244,12 +263,14 @@ impl Probe {
                 "TCP listener hook unavailable ({why}): SYNs dropped at full listeners are named from kernel counters and sock_diag"
             ),
         }
-        let tcp_drop_path = if kernel.reasons.source == Source::None {
+        let tcp_drop_path = if kernel.reasons.source != Source::None {
+            hooks::tcp::DropPath::NotNeeded
+        } else if cfg.leaves_out(hooks::tcp::DROP_PATH_FAMILY.id) {
+            hooks::tcp::DropPath::Unavailable(turned_off(hooks::tcp::DROP_PATH_FAMILY.id))
+        } else {
             let kallsyms = read_kallsyms();
             let sites = hooks::tcp::drop_sites(&kernel.reasons, &kallsyms);
             hooks::tcp::attach_drop_path(&mut ebpf, &sites, &kallsyms)
-        } else {
-            hooks::tcp::DropPath::NotNeeded
         };
         match &tcp_drop_path {
             hooks::tcp::DropPath::Attached(sites) => tracing::info!(
@@ -271,6 +292,7 @@ impl Probe {
             final_missed: None,
             stack_cache: HashMap::new(),
             conntrack: Conntrack::NotTried,
+            without_conntrack: cfg.leaves_out(hooks::conntrack::FAMILY.id),
             tcp_listen,
             tcp_drop_path,
         })
@@ -284,6 +306,10 @@ impl Probe {
             self.conntrack,
             Conntrack::Attached | Conntrack::Unavailable(_)
         ) {
+            return;
+        }
+        if self.without_conntrack {
+            self.conntrack = Conntrack::Unavailable(turned_off(hooks::conntrack::FAMILY.id));
             return;
         }
         if !std::path::Path::new("/sys/module/nf_conntrack").exists() {
