@@ -77,6 +77,12 @@ enum Task {
         /// events: no root, no kernel. The full benchmark ends with this figure too.
         #[arg(long)]
         pipeline: bool,
+        /// Instead, measure inside the Debian kernel K (5.10) booted in qemu what the
+        /// tcp_drop path hook costs there: its kprobe on __kfree_skb runs for every TCP
+        /// segment, not only for drops (loopback TCP untraced, under `stats --without
+        /// tcp_drop`, and under `stats`).
+        #[arg(long, value_name = "K")]
+        kernel: Option<String>,
     },
     /// Long run (not part of CI or `test`): `netdrop exporter --metrics-flows 20` under about
     /// 100,000 new flows a minute and two drop reasons, in a network namespace it creates;
@@ -168,8 +174,18 @@ fn main() -> Result<()> {
         Task::Bench {
             rounds,
             seconds,
+            kernel: Some(kernel),
+            ..
+        } => {
+            let status = vm::bench_in_guest(&kernel, seconds, rounds)?;
+            std::process::exit(status)
+        }
+        Task::Bench {
+            rounds,
+            seconds,
             senders,
             pipeline,
+            kernel: None,
         } => bench::run(bench::BenchArgs {
             rounds,
             seconds,

@@ -405,6 +405,29 @@ fn output(c: &mut Command) -> Option<String> {
     cmd::output(c)
 }
 
+/// `cargo xtask bench --kernel K`: the tcp_drop path hook's cost measured inside kernel K
+/// (`netdrop-tcpfree-bench` in the guest); returns its exit status.
+pub fn bench_in_guest(kernel: &str, seconds: f64, rounds: usize) -> Result<i32> {
+    setup::toolchain()?;
+    setup::rust_target(MUSL)?;
+    build_guest_binaries(&["netdrop", "netdrop-tests"])?;
+    let bench = cmd::target_dir()
+        .join(MUSL)
+        .join("release")
+        .join("netdrop-tcpfree-bench");
+    run_command(RunArgs {
+        kernel: kernel.to_owned(),
+        copy: vec![bench],
+        command: vec![
+            "./netdrop-tcpfree-bench".to_owned(),
+            seconds.to_string(),
+            rounds.to_string(),
+        ],
+        // Each traced run starts netdrop (seconds under TCG) on top of the transfer.
+        timeout: std::time::Duration::from_secs(600 + (rounds as u64) * 3 * (seconds as u64 + 60)),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
