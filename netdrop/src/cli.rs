@@ -134,6 +134,14 @@ Examples:
     /// Measure decoding, enrichment and output on synthetic events (for `cargo xtask bench`).
     #[command(hide = true)]
     BenchPipeline(BenchPipelineArgs),
+
+    /// Write shell completions (bash, zsh, fish) and man pages into DIR (for `cargo xtask
+    /// docs`).
+    #[command(hide = true)]
+    Docs {
+        /// Directory to write into (created if missing).
+        dir: PathBuf,
+    },
 }
 
 /// Options for the hidden `bench-pipeline`.

@@ -38,6 +38,13 @@ enum Task {
         #[arg(long)]
         release: bool,
     },
+    /// Build netdrop and write its shell completions (bash, zsh, fish) and man pages,
+    /// generated from its own command-line definition, into DIR.
+    Docs {
+        /// Where to write them.
+        #[arg(long, value_name = "DIR", default_value = "target/docs")]
+        out: PathBuf,
+    },
     /// Set up, build netdrop in release mode and run it with the given arguments, e.g.
     /// `cargo xtask run -- watch`. Uses sudo when not root.
     Run {
@@ -134,6 +141,11 @@ fn main() -> Result<()> {
             setup::toolchain()?;
             build(release)?;
             Ok(())
+        }
+        Task::Docs { out } => {
+            setup::toolchain()?;
+            let bin = build(false)?;
+            cmd::run(std::process::Command::new(bin).arg("docs").arg(&out))
         }
         Task::Run { args } => {
             setup::toolchain()?;
