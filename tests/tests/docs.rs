@@ -1,5 +1,8 @@
 //! Shell completions and man pages that `netdrop docs` (behind `cargo xtask docs`)
-//! generates from the command-line definition. No root needed.
+//! generates from the command-line definition. Needs no root, but the built binary, man and
+//! groff, which the privileged stage of `cargo xtask test` provides (it builds netdrop and
+//! installs the test packages first): compiled only with `--features privileged`.
+#![cfg(feature = "privileged")]
 
 use std::{collections::BTreeSet, path::PathBuf, process::Command};
 
