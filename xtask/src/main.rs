@@ -41,9 +41,9 @@ enum Task {
     /// Build netdrop and write its shell completions (bash, zsh, fish) and man pages,
     /// generated from its own command-line definition, into DIR.
     Docs {
-        /// Where to write them.
-        #[arg(long, value_name = "DIR", default_value = "target/docs")]
-        out: PathBuf,
+        /// Where to write them (default: target/docs of the workspace).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
     },
     /// Set up, build netdrop in release mode and run it with the given arguments, e.g.
     /// `cargo xtask run -- watch`. Uses sudo when not root.
@@ -145,6 +145,7 @@ fn main() -> Result<()> {
         Task::Docs { out } => {
             setup::toolchain()?;
             let bin = build(false)?;
+            let out = out.unwrap_or_else(|| cmd::target_dir().join("docs"));
             cmd::run(std::process::Command::new(bin).arg("docs").arg(&out))
         }
         Task::Run { args } => {
