@@ -13,7 +13,10 @@ use ratatui::{
 };
 
 use crate::{
-    aggregate::{GroupBy, SortBy, listeners::ListenerKey},
+    aggregate::{
+        GroupBy, SortBy,
+        listeners::{ListenerKey, MAX_TRACKED},
+    },
     output::{
         ListenerNotice,
         stats::StatsReport,
@@ -97,7 +100,10 @@ impl ListenerBook {
             if n.shared_by > 1 {
                 detail.push_str(&format!(" (shared by {})", n.shared_by));
             }
-            self.seen.insert(key, (label, detail));
+            // As many as the totals keep: listeners beyond are not shown either.
+            if self.seen.len() < MAX_TRACKED || self.seen.contains_key(&key) {
+                self.seen.insert(key, (label, detail));
+            }
         }
         let mut rows: Vec<ListenerRow> = totals
             .iter()
