@@ -76,9 +76,12 @@ Examples:
     /// Live full-screen view of drop rates and totals by reason, location, flow, device or
     /// namespace, with a one-minute sparkline per reason.
     #[command(after_help = "\
-Keys: q quit, g or Tab next grouping, 1-5 reason/location/flow/dev/netns, s rate/total
-order, p or space pause. Works in 80x24 (e.g. over SSH). When stdout is not a terminal, it
-prints a plain report every interval instead (as `netdrop stats` does).
+Keys: q quit, ? help, g or Tab next grouping, 1-5 reason/location/flow/dev/netns, l
+listeners whose accept queue overflowed, s rate/total order, p or space pause. Rows are red
+when a queue, buffer or table ran out (SOCKET_RCVBUFF, CPU_BACKLOG, ...), yellow when a
+rule, route or check refused the packet (NETFILTER_DROP, ...), plain when nobody wanted it
+(NO_SOCKET, NOT_SPECIFIED). Works in 80x24 (e.g. over SSH). When stdout is not a terminal,
+it prints a plain report every interval instead (as `netdrop stats` does).
 
 Examples:
   sudo netdrop top
@@ -134,6 +137,14 @@ Examples:
     /// Measure decoding, enrichment and output on synthetic events (for `cargo xtask bench`).
     #[command(hide = true)]
     BenchPipeline(BenchPipelineArgs),
+
+    /// Write shell completions (bash, zsh, fish) and man pages into DIR (for `cargo xtask
+    /// docs`).
+    #[command(hide = true)]
+    Docs {
+        /// Directory to write into (created if missing).
+        dir: PathBuf,
+    },
 }
 
 /// Options for the hidden `bench-pipeline`.

@@ -48,6 +48,7 @@ fn main() -> ExitCode {
             Command::Reasons(args) => commands::reasons::run(args),
             Command::Hooks(args) => commands::hooks::run(args),
             Command::BenchPipeline(args) => commands::bench_pipeline::run(args),
+            Command::Docs { dir } => commands::docs::run(dir),
         }
     });
     match res {

@@ -38,6 +38,13 @@ enum Task {
         #[arg(long)]
         release: bool,
     },
+    /// Build netdrop and write its shell completions (bash, zsh, fish) and man pages,
+    /// generated from its own command-line definition, into DIR.
+    Docs {
+        /// Where to write them (default: target/docs of the workspace).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
     /// Set up, build netdrop in release mode and run it with the given arguments, e.g.
     /// `cargo xtask run -- watch`. Uses sudo when not root.
     Run {
@@ -140,6 +147,12 @@ fn main() -> Result<()> {
             setup::toolchain()?;
             build(release)?;
             Ok(())
+        }
+        Task::Docs { out } => {
+            setup::toolchain()?;
+            let bin = build(false)?;
+            let out = out.unwrap_or_else(|| cmd::target_dir().join("docs"));
+            cmd::run(std::process::Command::new(bin).arg("docs").arg(&out))
         }
         Task::Run { args } => {
             setup::toolchain()?;

@@ -134,6 +134,8 @@ const TEST_TOOLS: &[(&str, &str)] = &[
     ("bpftool", "bpftool"),
     ("tmux", "tmux"),
     ("promtool", "prometheus"),
+    ("man", "man-db"),
+    ("groff", "groff-base"),
 ];
 
 /// Installs missing system tools the integration tests use.

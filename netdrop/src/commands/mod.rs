@@ -2,6 +2,7 @@
 
 pub mod bench_pipeline;
 pub mod diagnose;
+pub mod docs;
 pub mod exporter;
 pub mod hooks;
 pub mod reasons;

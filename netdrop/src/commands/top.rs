@@ -18,7 +18,7 @@ use crate::{
     kernel::counters::CounterWatch,
     output::{
         stats,
-        tui::{self, TopModel},
+        tui::{self, ListenerBook, TopModel},
     },
     probe::{Probe, ProbeConfig},
     time::Clock,
@@ -64,7 +64,11 @@ pub async fn run(args: &TopArgs, verbose: u8) -> Result<(), Error> {
         ),
         lost: 0,
         history: HashMap::new(),
+        by_listener: false,
+        listener_rows: Vec::new(),
+        help: false,
     };
+    let mut listener_book = ListenerBook::default();
     // The sockets' baseline is taken before saying we are ready.
     let mut socket_watch = (!spec.hides_sockets()).then(|| SocketWatch::new(spec.netns));
     let (keys_tx, mut keys) = mpsc::channel(16);
@@ -116,6 +120,12 @@ pub async fn run(args: &TopArgs, verbose: u8) -> Result<(), Error> {
                     refresh(&mut model, &mut enricher, &last, &clock);
                     model.report.listeners = listeners;
                     model.report.sockets = sockets;
+                    model.listener_rows = listener_book.rows(
+                        &listener_totals.busiest(ROWS),
+                        &model.report.listeners,
+                        model.report.interval_s,
+                        model.sort,
+                    );
                 }
                 prev = now;
                 refreshes += 1;
@@ -140,6 +150,12 @@ pub async fn run(args: &TopArgs, verbose: u8) -> Result<(), Error> {
                     break Ok(());
                 }
                 refresh(&mut model, &mut enricher, &last, &clock);
+                model.listener_rows = listener_book.rows(
+                    &listener_totals.busiest(ROWS),
+                    &model.report.listeners,
+                    model.report.interval_s,
+                    model.sort,
+                );
                 if let Some(t) = &mut terminal {
                     let _ = t.draw(|f| tui::draw(f, &model));
                 }

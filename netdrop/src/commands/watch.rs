@@ -120,6 +120,9 @@ pub async fn run(args: &WatchArgs, verbose: u8) -> Result<(), Error> {
             }
             _ = drain.tick() => {
                 sink.drain(ring.get_mut(), &mut probe);
+                // A reader that went away (`| head -1`) is otherwise only noticed at the
+                // next write, which may never come when no further drop matches.
+                sink.closed |= stdout_hung_up();
             }
             s = commands::next_scrape(&mut scrapes) => commands::answer(s, &probe, names_listeners.then_some(&listener_totals), &mut sink.enricher, &opts),
             _ = stop.recv() => break Stop::Signal,
@@ -244,6 +247,19 @@ fn add_growth(
             delta,
         }),
     }
+}
+
+/// True when stdout is a pipe or socket whose reader has gone: poll(2) reports POLLERR
+/// (pipe) or POLLHUP (socket) without writing. Terminals and files never report either.
+fn stdout_hung_up() -> bool {
+    let mut fd = libc::pollfd {
+        fd: libc::STDOUT_FILENO,
+        events: 0,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, zero timeout: poll only reads and writes `fd`.
+    let n = unsafe { libc::poll(&mut fd, 1, 0) };
+    n > 0 && fd.revents & (libc::POLLERR | libc::POLLHUP) != 0
 }
 
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {

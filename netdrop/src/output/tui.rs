@@ -6,17 +6,21 @@ use std::collections::{HashMap, VecDeque};
 use ratatui::{
     Frame,
     crossterm::event::{KeyCode, KeyEvent, KeyModifiers},
-    layout::{Constraint, Layout},
-    style::{Modifier, Style},
+    layout::{Constraint, Layout, Rect},
+    style::{Color, Modifier, Style},
     text::Line,
-    widgets::{Cell, Paragraph, Row, Table},
+    widgets::{Block, Cell, Clear, Paragraph, Row, Table},
 };
 
 use crate::{
-    aggregate::{GroupBy, SortBy},
+    aggregate::{
+        GroupBy, SortBy,
+        listeners::{ListenerKey, MAX_TRACKED},
+    },
     output::{
+        ListenerNotice,
         stats::StatsReport,
-        text::{listener_line, socket_line},
+        text::{endpoint, listener_line, netns_name, socket_line},
     },
 };
 
@@ -40,6 +44,158 @@ pub struct TopModel {
     pub lost: u64,
     /// Drops per interval for each reason name, oldest first, at most [`HISTORY`].
     pub history: HashMap<String, VecDeque<u64>>,
+    /// Grouped by listener (key `l`) instead of by `by`.
+    pub by_listener: bool,
+    /// The listeners that overflowed since start, for the listener grouping.
+    pub listener_rows: Vec<ListenerRow>,
+    /// The key help is shown over the table.
+    pub help: bool,
+}
+
+/// One listener in the listener grouping: `TcpExt.ListenOverflows` growth while its
+/// accept queue was full (from counters + sock_diag, as in `watch`'s LISTENER lines).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ListenerRow {
+    /// `10.0.0.2:8080 netns demo`.
+    pub label: String,
+    /// Growth in the last interval (0 when it was not named then) and since start.
+    pub interval: u64,
+    pub total: u64,
+    pub rate: f64,
+    /// How it was the last time it was named: `full 2/1 python3[123]` (state, queue/limit,
+    /// a process holding it).
+    pub detail: String,
+}
+
+/// What is known of each listener named since start: its label and last state.
+#[derive(Default)]
+pub struct ListenerBook {
+    seen: HashMap<ListenerKey, (String, String)>,
+}
+
+impl ListenerBook {
+    /// Rows for the listeners in `totals` (the busiest since start), with the growth
+    /// `named` in the last interval of `interval_s` seconds, ordered by `sort`.
+    pub fn rows(
+        &mut self,
+        totals: &[(&ListenerKey, u64)],
+        named: &[ListenerNotice],
+        interval_s: f64,
+        sort: SortBy,
+    ) -> Vec<ListenerRow> {
+        let mut now: HashMap<ListenerKey, u64> = HashMap::new();
+        for n in named {
+            let key = (n.netns.inode, n.addr.clone(), n.port);
+            *now.entry(key.clone()).or_default() += n.overflows;
+            let task = n
+                .process
+                .as_ref()
+                .map_or_else(|| "-".to_owned(), crate::kernel::owners::Owner::label);
+            let label = format!(
+                "{} netns {}",
+                endpoint(&n.addr, n.port),
+                netns_name(&n.netns)
+            );
+            let mut detail = format!("{} {}/{} {task}", n.state, n.queue, n.limit);
+            if n.shared_by > 1 {
+                detail.push_str(&format!(" (shared by {})", n.shared_by));
+            }
+            // As many as the totals keep: listeners beyond are not shown either.
+            if self.seen.len() < MAX_TRACKED || self.seen.contains_key(&key) {
+                self.seen.insert(key, (label, detail));
+            }
+        }
+        let mut rows: Vec<ListenerRow> = totals
+            .iter()
+            .map(|(key, total)| {
+                let (label, detail) = self.seen.get(*key).cloned().unwrap_or_else(|| {
+                    (
+                        format!("{} netns {}", endpoint(&key.1, key.2), key.0),
+                        String::new(),
+                    )
+                });
+                let interval = now.get(*key).copied().unwrap_or(0);
+                ListenerRow {
+                    label,
+                    interval,
+                    total: *total,
+                    rate: if interval_s > 0.0 {
+                        interval as f64 / interval_s
+                    } else {
+                        0.0
+                    },
+                    detail,
+                }
+            })
+            .collect();
+        match sort {
+            SortBy::Rate => rows.sort_by(|a, b| {
+                b.interval
+                    .cmp(&a.interval)
+                    .then(b.total.cmp(&a.total))
+                    .then(a.label.cmp(&b.label))
+            }),
+            SortBy::Total => rows.sort_by(|a, b| b.total.cmp(&a.total).then(a.label.cmp(&b.label))),
+        }
+        rows
+    }
+}
+
+/// How bad a drop is, for its colour: whether something ran out, something refused, or
+/// nobody wanted the packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Severity {
+    /// A queue, buffer, table or memory ran out: traffic that was wanted is lost under
+    /// load (`SOCKET_RCVBUFF`, `CPU_BACKLOG`, `LISTEN_OVERFLOW`, `QDISC_DROP`, ...). Red.
+    Capacity,
+    /// A rule, a route, a check or the protocol refused it (`NETFILTER_DROP`,
+    /// `IP_RPFILTER`, `TCP_*`, ...). Yellow.
+    Refused,
+    /// Nobody wanted the packet: no socket, not for this host, no reason given
+    /// (`NO_SOCKET`, `OTHERHOST`, `NOT_SPECIFIED`): background noise on most hosts. Plain.
+    Unwanted,
+}
+
+impl Severity {
+    /// The class of a reason name as netdrop prints it (a trailing `?` marks an inferred
+    /// one; it is classed the same).
+    pub fn of(reason: &str) -> Self {
+        let r = reason.trim_end_matches('?');
+        const UNWANTED: &[&str] = &[
+            "NO_SOCKET",
+            "NOT_SPECIFIED",
+            "OTHERHOST",
+            "UNICAST_IN_L2_MULTICAST",
+            "UNKNOWN",
+        ];
+        const CAPACITY: &[&str] = &[
+            "RCVBUFF",
+            "BACKLOG",
+            "QUEUEFULL",
+            "QUEUE_FULL",
+            "OVERFLOW",
+            "MEM",
+            "QDISC",
+            "FULL",
+            "NOBUFS",
+            "OOM",
+        ];
+        if UNWANTED.contains(&r) || r.starts_with("UNKNOWN_") {
+            Self::Unwanted
+        } else if CAPACITY.iter().any(|c| r.contains(c)) {
+            Self::Capacity
+        } else {
+            Self::Refused
+        }
+    }
+
+    fn style(self) -> Style {
+        match self {
+            Self::Capacity => Style::new().fg(Color::Red).add_modifier(Modifier::BOLD),
+            Self::Refused => Style::new().fg(Color::Yellow),
+            Self::Unwanted => Style::new(),
+        }
+    }
 }
 
 impl TopModel {
@@ -71,6 +227,12 @@ pub enum Action {
     PrevGroup,
     ToggleSort,
     TogglePause,
+    /// Group by listener.
+    Listeners,
+    /// Show or hide the key help.
+    Help,
+    /// Esc: closes the help, else quits.
+    Back,
     None,
 }
 
@@ -78,7 +240,10 @@ pub enum Action {
 pub fn key(k: KeyEvent) -> Action {
     match (k.code, k.modifiers) {
         (KeyCode::Char('c'), m) if m.contains(KeyModifiers::CONTROL) => Action::Quit,
-        (KeyCode::Char('q') | KeyCode::Esc, _) => Action::Quit,
+        (KeyCode::Char('q'), _) => Action::Quit,
+        (KeyCode::Esc, _) => Action::Back,
+        (KeyCode::Char('?') | KeyCode::F(1), _) => Action::Help,
+        (KeyCode::Char('l'), _) => Action::Listeners,
         (KeyCode::Char('g') | KeyCode::Tab, _) => Action::NextGroup,
         (KeyCode::Char('G') | KeyCode::BackTab, _) => Action::PrevGroup,
         (KeyCode::Char('s'), _) => Action::ToggleSort,
@@ -93,7 +258,16 @@ pub fn apply(m: &mut TopModel, a: Action) -> bool {
     let i = GroupBy::ALL.iter().position(|g| *g == m.by).unwrap_or(0);
     match a {
         Action::Quit => return false,
-        Action::Group(g) => m.by = g,
+        Action::Back if m.help => m.help = false,
+        Action::Back => return false,
+        Action::Help => m.help = !m.help,
+        Action::Listeners => m.by_listener = true,
+        Action::Group(g) => {
+            m.by = g;
+            m.by_listener = false;
+        }
+        // Leaving the listener grouping returns to the grouping left for it.
+        Action::NextGroup | Action::PrevGroup if m.by_listener => m.by_listener = false,
         Action::NextGroup => m.by = GroupBy::ALL[(i + 1) % GroupBy::ALL.len()],
         Action::PrevGroup => m.by = GroupBy::ALL[(i + GroupBy::ALL.len() - 1) % GroupBy::ALL.len()],
         Action::ToggleSort => m.sort = m.sort.next(),
@@ -165,7 +339,9 @@ pub fn draw(f: &mut Frame<'_>, m: &TopModel) {
         Line::styled(
             format!(
                 "netdrop top: {:.0} drops/s, {} total, by {} (sort: {sort}){paused}",
-                r.drops.rate, r.drops.total, r.by
+                r.drops.rate,
+                r.drops.total,
+                if m.by_listener { "listener" } else { &r.by }
             ),
             Style::new().add_modifier(Modifier::BOLD),
         ),
@@ -180,6 +356,23 @@ pub fn draw(f: &mut Frame<'_>, m: &TopModel) {
     .collect::<Vec<_>>();
     f.render_widget(Paragraph::new(header), head);
 
+    if m.by_listener {
+        draw_listeners(f, m, table);
+    } else {
+        draw_groups(f, m, table);
+    }
+    f.render_widget(
+        Paragraph::new("q quit  ? help  g/tab group  l listeners  s sort  p pause"),
+        foot,
+    );
+    if m.help {
+        draw_help(f);
+    }
+}
+
+/// The table of the kernel's groupings (reason, location, flow, dev, netns).
+fn draw_groups(f: &mut Frame<'_>, m: &TopModel, table: Rect) {
+    let r = &m.report;
     let spark_width = 20;
     let with_spark = m.by == GroupBy::Reason;
     let mut widths = vec![
@@ -218,15 +411,103 @@ pub fn draw(f: &mut Frame<'_>, m: &TopModel) {
             label.push_str(&format!("  [{}]", top.name));
         }
         cells.push(Cell::from(label));
-        Row::new(cells)
+        // Coloured by the group's reason: its own, else the one it drops most for.
+        let reason = g
+            .reason
+            .as_ref()
+            .map(|r| r.name.as_str())
+            .or_else(|| g.reasons.first().map(|r| r.name.as_str()));
+        Row::new(cells).style(reason.map_or_else(Style::new, |r| Severity::of(r).style()))
     });
     let t = Table::new(rows, widths)
         .header(Row::new(titles).style(Style::new().add_modifier(Modifier::REVERSED)))
         .column_spacing(1);
     f.render_widget(t, table);
+}
+
+/// The table of listeners whose accept queue overflowed (key `l`).
+fn draw_listeners(f: &mut Frame<'_>, m: &TopModel, table: Rect) {
+    let sum: u64 = m.listener_rows.iter().map(|l| l.total).sum();
+    let widths = [
+        Constraint::Length(10),
+        Constraint::Length(11),
+        Constraint::Length(6),
+        Constraint::Min(10),
+    ];
+    let titles = [
+        format!("{:>9}", "drops/s"),
+        format!("{:>10}", "total"),
+        format!("{:>6}", "share"),
+        "listener (accept queue overflows, from counters + sock_diag)".to_owned(),
+    ];
+    let mut rows: Vec<Row> = m
+        .listener_rows
+        .iter()
+        .map(|l| {
+            let share = if sum > 0 {
+                format!("{:.1}%", 100.0 * l.total as f64 / sum as f64)
+            } else {
+                "-".to_owned()
+            };
+            Row::new([
+                Cell::from(format!("{:>9.1}", l.rate)),
+                Cell::from(format!("{:>10}", l.total)),
+                Cell::from(format!("{share:>6}")),
+                Cell::from(format!("{} {}", l.label, l.detail)),
+            ])
+            // A full accept queue is wanted traffic lost under load.
+            .style(Severity::Capacity.style())
+        })
+        .collect();
+    if rows.is_empty() {
+        rows.push(Row::new([
+            Cell::from(""),
+            Cell::from(""),
+            Cell::from(""),
+            Cell::from("(no listener has overflowed since start)"),
+        ]));
+    }
+    let t = Table::new(rows, widths)
+        .header(Row::new(titles).style(Style::new().add_modifier(Modifier::REVERSED)))
+        .column_spacing(1);
+    f.render_widget(t, table);
+}
+
+/// The keys, and what the colours mean, in a box over the middle of the screen.
+fn draw_help(f: &mut Frame<'_>) {
+    let text = vec![
+        Line::raw("q, Ctrl-C     quit"),
+        Line::raw("Esc           close this help, else quit"),
+        Line::raw("? or F1       show or hide this help"),
+        Line::raw("g/Tab, G      next / previous grouping"),
+        Line::raw("1 2 3 4 5     by reason, location, flow, dev, netns"),
+        Line::raw("l             by listener (accept queue overflows)"),
+        Line::raw("s             order by rate or by total"),
+        Line::raw("p or space    pause the screen (counting goes on)"),
+        Line::raw(""),
+        Line::styled(
+            "red     a queue, buffer or table ran out",
+            Severity::Capacity.style(),
+        ),
+        Line::styled(
+            "yellow  a rule, route or check refused it",
+            Severity::Refused.style(),
+        ),
+        Line::raw("plain   nobody wanted it (NO_SOCKET, ...)"),
+    ];
+    let area = f.area();
+    let width = 58.min(area.width);
+    let height = (text.len() as u16 + 2).min(area.height);
+    let popup = Rect {
+        x: area.x + (area.width - width) / 2,
+        y: area.y + (area.height - height) / 2,
+        width,
+        height,
+    };
+    f.render_widget(Clear, popup);
     f.render_widget(
-        Paragraph::new("q quit  g/tab group  1-5 reason/location/flow/dev/netns  s sort  p pause"),
-        foot,
+        Paragraph::new(text).block(Block::bordered().title(" netdrop top: keys ")),
+        popup,
     );
 }
 
@@ -292,6 +573,9 @@ mod tests {
             report,
             lost: 0,
             history: HashMap::new(),
+            by_listener: false,
+            listener_rows: Vec::new(),
+            help: false,
         };
         for i in 0..5 {
             m.record_history(&[("NO_SOCKET".into(), 100 * i), ("NETFILTER_DROP".into(), 10)]);
@@ -299,10 +583,14 @@ mod tests {
         m
     }
 
-    fn screen(m: &TopModel) -> Vec<String> {
+    fn buffer(m: &TopModel) -> ratatui::buffer::Buffer {
         let mut term = Terminal::new(TestBackend::new(80, 24)).unwrap();
         term.draw(|f| draw(f, m)).unwrap();
-        let buf = term.backend().buffer().clone();
+        term.backend().buffer().clone()
+    }
+
+    fn screen(m: &TopModel) -> Vec<String> {
+        let buf = buffer(m);
         (0..24)
             .map(|y| {
                 (0..80)
@@ -394,6 +682,125 @@ mod tests {
             &mut m,
             key(KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL))
         ));
+    }
+
+    fn press(c: char) -> KeyEvent {
+        KeyEvent::new_with_kind(KeyCode::Char(c), KeyModifiers::NONE, KeyEventKind::Press)
+    }
+
+    #[test]
+    fn question_mark_shows_the_keys_over_the_table_and_esc_closes_them() {
+        let mut m = model();
+        assert!(screen(&m)[23].starts_with("q quit  ? help  g/tab group  l listeners"));
+        assert!(apply(&mut m, key(press('?'))));
+        let s = screen(&m);
+        let top = s
+            .iter()
+            .position(|l| l.contains("netdrop top: keys"))
+            .expect("help box");
+        // Centred: 14 lines in 24, a box 58 wide in 80.
+        assert_eq!(top, 5, "{s:#?}");
+        assert_eq!(s[top].find('┌'), Some(11), "{}", s[top]);
+        assert!(s[top + 1].contains("│q, Ctrl-C     quit"), "{}", s[top + 1]);
+        assert!(
+            s[top + 6].contains("│l             by listener (accept queue overflows)"),
+            "{}",
+            s[top + 6]
+        );
+        assert!(s[top + 10].contains("│red     a queue, buffer or table ran out"));
+        // Esc closes the help first; the table is back; a second Esc quits.
+        assert!(apply(
+            &mut m,
+            key(KeyEvent::new(KeyCode::Esc, KeyModifiers::NONE))
+        ));
+        assert!(!m.help);
+        assert!(!screen(&m).iter().any(|l| l.contains("netdrop top: keys")));
+        assert!(!apply(
+            &mut m,
+            key(KeyEvent::new(KeyCode::Esc, KeyModifiers::NONE))
+        ));
+    }
+
+    #[test]
+    fn l_groups_by_listener() {
+        let mut m = model();
+        let mut book = ListenerBook::default();
+        let named = vec![crate::output::text::tests::listener()];
+        let mut totals = crate::aggregate::listeners::ListenerTotals::default();
+        totals.add(&named);
+        totals.add(&named);
+        m.listener_rows = book.rows(&totals.busiest(10), &named, 2.0, SortBy::Rate);
+        assert_eq!(
+            m.listener_rows,
+            vec![ListenerRow {
+                label: "10.0.0.2:8080 netns demo".into(),
+                interval: 152,
+                total: 304,
+                rate: 76.0,
+                detail: "full 2/1 python3[123]".into(),
+            }]
+        );
+        assert!(apply(&mut m, key(press('l'))));
+        let s = screen(&m);
+        assert!(s[0].contains("by listener (sort: rate)"), "{}", s[0]);
+        let row = s
+            .iter()
+            .find(|l| l.contains("10.0.0.2:8080"))
+            .expect("listener row");
+        assert_eq!(
+            row.trim_end(),
+            "     76.0         304  100.0% 10.0.0.2:8080 netns demo full 2/1 python3[123]"
+        );
+        // Sorting keeps the grouping; g goes back to the one left.
+        assert!(apply(&mut m, key(press('s'))));
+        assert!(m.by_listener);
+        assert!(apply(&mut m, key(press('g'))));
+        assert!(!m.by_listener);
+        assert_eq!(m.by, GroupBy::Reason);
+        // Nothing overflowed: the table says so.
+        m.listener_rows.clear();
+        apply(&mut m, key(press('l')));
+        assert!(
+            screen(&m)
+                .iter()
+                .any(|l| l.contains("(no listener has overflowed since start)"))
+        );
+    }
+
+    #[test]
+    fn rows_are_coloured_by_the_reason_class() {
+        let mut m = model();
+        m.report.groups.push(group("SOCKET_RCVBUFF", 10.0, 20));
+        let s = screen(&m);
+        let buf = buffer(&m);
+        let fg = |name: &str| {
+            let y = s.iter().position(|l| l.contains(name)).unwrap() as u16;
+            buf[(2, y)].fg
+        };
+        assert_eq!(fg("SOCKET_RCVBUFF"), Color::Red);
+        assert_eq!(fg("NETFILTER_DROP"), Color::Yellow);
+        assert_eq!(fg("NO_SOCKET"), Color::Reset);
+    }
+
+    #[test]
+    fn severity_classes() {
+        for (r, want) in [
+            ("SOCKET_RCVBUFF", Severity::Capacity),
+            ("CPU_BACKLOG", Severity::Capacity),
+            ("LISTEN_OVERFLOW?", Severity::Capacity),
+            ("QDISC_DROP", Severity::Capacity),
+            ("NEIGH_QUEUEFULL", Severity::Capacity),
+            ("PROTO_MEM", Severity::Capacity),
+            ("NETFILTER_DROP", Severity::Refused),
+            ("IP_RPFILTER", Severity::Refused),
+            ("TCP_INVALID_SEQUENCE", Severity::Refused),
+            ("NO_SOCKET", Severity::Unwanted),
+            ("NO_SOCKET?", Severity::Unwanted),
+            ("NOT_SPECIFIED", Severity::Unwanted),
+            ("UNKNOWN_99", Severity::Unwanted),
+        ] {
+            assert_eq!(Severity::of(r), want, "{r}");
+        }
     }
 
     #[test]
