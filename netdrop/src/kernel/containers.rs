@@ -516,12 +516,79 @@ impl Containers {
     }
 }
 
+/// Fixtures for tests elsewhere in the crate.
+#[cfg(test)]
+pub mod testing {
+    use std::path::PathBuf;
+
+    /// The pod's app container id in [`fake_root`].
+    pub const ID: &str = "4f0bbd3c7a1e5d5c0c3b1c2d1e0f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f";
+    /// The pod's UID in [`fake_root`].
+    pub const UID: &str = "0f6e1d2c-3b4a-5968-7a8b-9c0d1e2f3a4b";
+
+    /// A fake root: `/proc/PID/ns/net` are symlinks reading `net:[INODE]` (they need not
+    /// point anywhere), `cgroup` files and kubelet log directories are plain files. The
+    /// host is namespace 100, pod `shop/web-0` namespace 200 (containers `app` and a
+    /// pause container), a Docker container `redis` (its name holding an escape
+    /// sequence) namespace 300. The caller removes it.
+    pub fn fake_root(tag: &str) -> PathBuf {
+        let root =
+            std::env::temp_dir().join(format!("netdrop-containers-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let uid_ = UID.replace('-', "_");
+        let pause = "c".repeat(64);
+        let lone = "d".repeat(64);
+        for (pid, ns, cgroup) in [
+            ("self", 100, "0::/user.slice/session-1.scope\n".to_owned()),
+            ("1", 100, "0::/init.scope\n".to_owned()),
+            ("7", 100, "0::/system.slice/sshd.service\n".to_owned()),
+            // The pod: its sandbox (pause) and an app container share namespace 200.
+            (
+                "20",
+                200,
+                format!(
+                    "0::/kubepods.slice/kubepods-pod{uid_}.slice/cri-containerd-{pause}.scope\n"
+                ),
+            ),
+            (
+                "21",
+                200,
+                format!("0::/kubepods.slice/kubepods-pod{uid_}.slice/cri-containerd-{ID}.scope\n"),
+            ),
+            // A Docker container in namespace 300.
+            ("30", 300, format!("0::/system.slice/docker-{lone}.scope\n")),
+            // A host-network container: in the host's namespace.
+            (
+                "40",
+                100,
+                format!("0::/system.slice/docker-{}.scope\n", "e".repeat(64)),
+            ),
+        ] {
+            let d = root.join("proc").join(pid);
+            std::fs::create_dir_all(d.join("ns")).unwrap();
+            std::os::unix::fs::symlink(format!("net:[{ns}]"), d.join("ns/net")).unwrap();
+            std::fs::write(d.join("cgroup"), cgroup).unwrap();
+        }
+        std::fs::create_dir_all(root.join(format!("var/log/pods/shop_web-0_{UID}"))).unwrap();
+        std::fs::create_dir_all(root.join("var/log/containers")).unwrap();
+        std::fs::write(
+            root.join(format!("var/log/containers/web-0_shop_app-{ID}.log")),
+            "",
+        )
+        .unwrap();
+        let cfg = root.join(format!("var/lib/docker/containers/{lone}"));
+        std::fs::create_dir_all(&cfg).unwrap();
+        std::fs::write(cfg.join("config.v2.json"), r#"{"Name":"/redis\u001b[2J"}"#).unwrap();
+        root
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::*;
-
-    const ID: &str = "4f0bbd3c7a1e5d5c0c3b1c2d1e0f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f";
-    const UID: &str = "0f6e1d2c-3b4a-5968-7a8b-9c0d1e2f3a4b";
+    use super::{
+        testing::{ID, UID},
+        *,
+    };
 
     fn info(text: &str) -> (Option<(&'static str, String)>, Option<String>) {
         let i = parse_cgroup(text);
@@ -671,58 +738,7 @@ mod tests {
         assert_eq!(p.label(), "shop/web-0");
     }
 
-    /// A fake root: `/proc/PID/ns/net` are symlinks reading `net:[INODE]` (they need not
-    /// point anywhere), `cgroup` files and kubelet log directories are plain files.
-    fn fake_root(tag: &str) -> PathBuf {
-        let root =
-            std::env::temp_dir().join(format!("netdrop-containers-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
-        let uid_ = UID.replace('-', "_");
-        let pause = "c".repeat(64);
-        let lone = "d".repeat(64);
-        for (pid, ns, cgroup) in [
-            ("self", 100, "0::/user.slice/session-1.scope\n".to_owned()),
-            ("1", 100, "0::/init.scope\n".to_owned()),
-            ("7", 100, "0::/system.slice/sshd.service\n".to_owned()),
-            // The pod: its sandbox (pause) and an app container share namespace 200.
-            (
-                "20",
-                200,
-                format!(
-                    "0::/kubepods.slice/kubepods-pod{uid_}.slice/cri-containerd-{pause}.scope\n"
-                ),
-            ),
-            (
-                "21",
-                200,
-                format!("0::/kubepods.slice/kubepods-pod{uid_}.slice/cri-containerd-{ID}.scope\n"),
-            ),
-            // A Docker container in namespace 300.
-            ("30", 300, format!("0::/system.slice/docker-{lone}.scope\n")),
-            // A host-network container: in the host's namespace.
-            (
-                "40",
-                100,
-                format!("0::/system.slice/docker-{}.scope\n", "e".repeat(64)),
-            ),
-        ] {
-            let d = root.join("proc").join(pid);
-            std::fs::create_dir_all(d.join("ns")).unwrap();
-            std::os::unix::fs::symlink(format!("net:[{ns}]"), d.join("ns/net")).unwrap();
-            std::fs::write(d.join("cgroup"), cgroup).unwrap();
-        }
-        std::fs::create_dir_all(root.join(format!("var/log/pods/shop_web-0_{UID}"))).unwrap();
-        std::fs::create_dir_all(root.join("var/log/containers")).unwrap();
-        std::fs::write(
-            root.join(format!("var/log/containers/web-0_shop_app-{ID}.log")),
-            "",
-        )
-        .unwrap();
-        let cfg = root.join(format!("var/lib/docker/containers/{lone}"));
-        std::fs::create_dir_all(&cfg).unwrap();
-        std::fs::write(cfg.join("config.v2.json"), r#"{"Name":"/redis\u001b[2J"}"#).unwrap();
-        root
-    }
+    use super::testing::fake_root;
 
     #[test]
     fn namespaces_map_to_pods_and_containers() {
