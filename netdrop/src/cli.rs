@@ -76,7 +76,7 @@ Examples:
     /// Live full-screen view of drop rates and totals by reason, location, flow, device or
     /// namespace, with a one-minute sparkline per reason.
     #[command(after_help = "\
-Keys: q quit, g or Tab next grouping, 1-5 reason/location/flow/dev/netns, s rate/total
+Keys: q quit, g or Tab next grouping, 1-7 reason/location/flow/dev/netns/pod/container, s rate/total
 order, p or space pause. Works in 80x24 (e.g. over SSH). When stdout is not a terminal, it
 prints a plain report every interval instead (as `netdrop stats` does).
 

@@ -472,6 +472,8 @@ pub(crate) mod tests {
             flow: None,
             device: None,
             netns: None,
+            pod: None,
+            containers: None,
             interval: n,
             total: n,
             rate: n as f64 / 2.0,

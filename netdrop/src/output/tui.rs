@@ -83,7 +83,7 @@ pub fn key(k: KeyEvent) -> Action {
         (KeyCode::Char('G') | KeyCode::BackTab, _) => Action::PrevGroup,
         (KeyCode::Char('s'), _) => Action::ToggleSort,
         (KeyCode::Char('p') | KeyCode::Char(' '), _) => Action::TogglePause,
-        (KeyCode::Char(c @ '1'..='5'), _) => Action::Group(GroupBy::ALL[c as usize - '1' as usize]),
+        (KeyCode::Char(c @ '1'..='7'), _) => Action::Group(GroupBy::ALL[c as usize - '1' as usize]),
         _ => Action::None,
     }
 }
@@ -225,7 +225,9 @@ pub fn draw(f: &mut Frame<'_>, m: &TopModel) {
         .column_spacing(1);
     f.render_widget(t, table);
     f.render_widget(
-        Paragraph::new("q quit  g/tab group  1-5 reason/location/flow/dev/netns  s sort  p pause"),
+        Paragraph::new(
+            "q quit  g/tab group  1-7 reason/loc/flow/dev/netns/pod/ctr  s sort  p pause",
+        ),
         foot,
     );
 }
@@ -249,6 +251,8 @@ mod tests {
             flow: None,
             device: None,
             netns: None,
+            pod: None,
+            containers: None,
             interval: rate as u64,
             total,
             rate,
@@ -379,6 +383,10 @@ mod tests {
         assert_eq!(m.by, GroupBy::Location);
         assert!(apply(&mut m, key(press('5'))));
         assert_eq!(m.by, GroupBy::Netns);
+        assert!(apply(&mut m, key(press('6'))));
+        assert_eq!(m.by, GroupBy::Pod);
+        assert!(apply(&mut m, key(press('7'))));
+        assert_eq!(m.by, GroupBy::Container);
         assert!(apply(
             &mut m,
             key(KeyEvent::new(KeyCode::Tab, KeyModifiers::NONE))
