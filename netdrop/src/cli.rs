@@ -439,6 +439,18 @@ pub struct FilterArgs {
     #[arg(long, value_name = "NETNS")]
     pub netns: Option<String>,
 
+    /// Only drops in the network namespace of this Kubernetes pod: NAME, NAMESPACE/NAME or
+    /// UID (names as the kubelet writes them under /var/log/pods). Waits for the pod when
+    /// none matches yet.
+    #[arg(long, value_name = "POD", value_parser = filter::parse_selector, conflicts_with = "netns")]
+    pub pod: Option<String>,
+
+    /// Only drops in the network namespace of this container: an id prefix (as `docker ps`
+    /// or `crictl ps` print) or a name. Containers of one pod share it. Waits for the
+    /// container when none matches yet.
+    #[arg(long, value_name = "ID|NAME", value_parser = filter::parse_selector, conflicts_with = "netns")]
+    pub container: Option<String>,
+
     /// Only packets on this device (by name, in any namespace).
     #[arg(long, value_name = "NAME", value_parser = filter::parse_iface)]
     pub iface: Option<[u8; 16]>,
@@ -464,6 +476,26 @@ impl FilterArgs {
             netns,
             iface: self.iface,
         })
+    }
+}
+
+impl FilterArgs {
+    /// The namespace `--pod` / `--container` select under `root`, waiting (and saying so on
+    /// stderr) while none matches; `None` without them.
+    pub fn workload_netns(
+        &self,
+        root: &std::path::Path,
+    ) -> Result<Option<u32>, crate::error::Error> {
+        let sel = filter::WorkloadSelector {
+            pod: self.pod.clone(),
+            container: self.container.clone(),
+        };
+        if sel.is_empty() {
+            return Ok(None);
+        }
+        sel.resolve(root, |m| eprintln!("netdrop: {m}"))
+            .map(Some)
+            .map_err(crate::error::Error::BadArgument)
     }
 }
 
