@@ -64,13 +64,17 @@ drops in the interval and since start; groups beyond --top are summed as (other)
 
 Groupings: reason; location (kernel function and offset, with the reason); flow (protocol,
 addresses, ports, namespace, with the reason; at most --max-flows distinct flows, the rest
-counted as not attributed); dev (device and namespace); netns.
+counted as not attributed); dev (device and namespace); netns; pod (the Kubernetes pod
+whose namespace it is, from the host's cgroups and /var/log/pods); container (the containers
+living in the namespace: those of one pod share it).
 
 Examples:
   sudo netdrop stats --interval 1
   sudo netdrop stats --interval 1 --json --port 9
   sudo netdrop stats --interval 5 --by flow --top 10
-  sudo netdrop stats --by location --count 12 --interval 5 > drops.log")]
+  sudo netdrop stats --by location --count 12 --interval 5 > drops.log
+  sudo netdrop stats --by pod --json
+  sudo netdrop stats --pod shop/web-0 --by flow")]
     Stats(StatsArgs),
 
     /// Live full-screen view of drop rates and totals by reason, location, flow, device or
@@ -90,7 +94,7 @@ Examples:
     #[command(after_help = "\
 Metrics (all counters): netdrop_drops_total{reason}, netdrop_drops_seen_total,
 netdrop_events_lost_total, netdrop_drops_not_traced_total, netdrop_drops_unattributed_total{table},
-netdrop_netns_drops_total{netns}, netdrop_device_drops_total{netns,device},
+netdrop_netns_drops_total{netns}, netdrop_device_drops_total{netns,device}, netdrop_pod_drops_total{namespace,pod},
 netdrop_listener_overflows_total{netns,addr,port} (the busiest --metrics-devices), and on request netdrop_location_drops_total{reason,location} and
 netdrop_flow_drops_total{reason,protocol,src,dst,dport,netns}. The same filters apply as
 for watch. Binds to loopback unless told otherwise.
@@ -236,7 +240,7 @@ const MAX_FLOW_CAPACITY: i64 = 1 << 20;
 #[derive(Debug, Args, Clone, Copy)]
 #[command(next_help_heading = "Prometheus / OpenMetrics")]
 pub struct MetricsLabels {
-    /// Export per-namespace, per-device and per-listener counts for the busiest N of each
+    /// Export per-namespace, per-device, per-pod and per-listener counts for the busiest N of each
     /// (0: none).
     #[arg(long, value_name = "N", default_value_t = 20)]
     pub metrics_devices: usize,
