@@ -590,7 +590,10 @@ mod tests {
         *,
     };
 
-    fn info(text: &str) -> (Option<(&'static str, String)>, Option<String>) {
+    /// What a cgroup file says: (runtime, id) and pod UID.
+    type Found = (Option<(&'static str, String)>, Option<String>);
+
+    fn info(text: &str) -> Found {
         let i = parse_cgroup(text);
         (i.container, i.pod_uid)
     }
@@ -599,7 +602,7 @@ mod tests {
     fn runtimes_and_cgroup_layouts() {
         let uid_ = UID.replace('-', "_");
         let c = |rt: &'static str| Some((rt, ID.to_owned()));
-        let cases: Vec<(String, (Option<(&str, String)>, Option<String>))> = vec![
+        let cases: Vec<(String, Found)> = vec![
             // Docker, systemd driver, cgroup v2.
             (
                 format!("0::/system.slice/docker-{ID}.scope\n"),
