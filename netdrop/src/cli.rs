@@ -240,8 +240,8 @@ const MAX_FLOW_CAPACITY: i64 = 1 << 20;
 #[derive(Debug, Args, Clone, Copy)]
 #[command(next_help_heading = "Prometheus / OpenMetrics")]
 pub struct MetricsLabels {
-    /// Export per-namespace, per-device, per-pod and per-listener counts for the busiest N of each
-    /// (0: none).
+    /// Export per-namespace, per-device, per-pod and per-listener counts for the busiest N
+    /// of each (0: none).
     #[arg(long, value_name = "N", default_value_t = 20)]
     pub metrics_devices: usize,
 

@@ -548,6 +548,7 @@ mod tests {
         let scan = Scan {
             by_netns: [(1, w("shop")), (2, w("blog\u{1b}"))].into_iter().collect(),
             host: vec![9],
+            seen: [1, 2, 9].into_iter().collect(),
         };
         let sel = WorkloadSelector {
             pod: Some("web".into()),

@@ -293,6 +293,9 @@ pub struct Scan {
     pub by_netns: BTreeMap<u32, Workload>,
     /// The host's namespaces (netdrop's and PID 1's): never attributed.
     pub host: Vec<u32>,
+    /// Every namespace a process lived in, with containers or not: a drop in one of these
+    /// needs no new scan.
+    pub seen: std::collections::BTreeSet<u32>,
 }
 
 impl Scan {
@@ -306,10 +309,12 @@ impl Scan {
             .collect();
         // netns -> (container, pod uid) per process.
         let mut found: BTreeMap<u32, Vec<(Container, Option<String>)>> = BTreeMap::new();
+        let mut seen = std::collections::BTreeSet::new();
         let Ok(dir) = std::fs::read_dir(&proc_root) else {
             return Self {
                 by_netns: BTreeMap::new(),
                 host,
+                seen: Default::default(),
             };
         };
         for entry in dir.flatten().take(MAX_PROCESSES) {
@@ -324,6 +329,9 @@ impl Scan {
             let Some(ns) = netns_of(&pid_dir) else {
                 continue;
             };
+            if seen.len() < MAX_NAMESPACES {
+                seen.insert(ns);
+            }
             if !found.contains_key(&ns) && found.len() >= MAX_NAMESPACES {
                 continue;
             }
@@ -379,7 +387,11 @@ impl Scan {
             containers.sort();
             by_netns.insert(ns, Workload { containers, pod });
         }
-        Self { by_netns, host }
+        Self {
+            by_netns,
+            host,
+            seen,
+        }
     }
 
     /// The namespaces whose pod `sel` names (`NAME`, `NAMESPACE/NAME` or UID), with the pod.
@@ -479,8 +491,7 @@ impl Containers {
     pub fn workload(&mut self, inode: u32) -> Option<&Workload> {
         let age = self.scanned_at.map(|t| t.elapsed());
         let stale = age.is_none_or(|a| a >= RESCAN_ALWAYS)
-            || (age.is_some_and(|a| a >= RESCAN_UNKNOWN)
-                && !self.scan.by_netns.contains_key(&inode));
+            || (age.is_some_and(|a| a >= RESCAN_UNKNOWN) && !self.scan.seen.contains(&inode));
         if stale {
             self.scan = Scan::read(&self.root);
             self.scanned_at = Some(Instant::now());
@@ -775,6 +786,10 @@ mod tests {
         // The host-network container is found, in the host's namespace.
         assert_eq!(scan.find_container("eeee")[0].0, 100);
         assert_eq!(scan.host, [100, 100]);
+        assert_eq!(
+            scan.seen.iter().copied().collect::<Vec<_>>(),
+            [100, 200, 300]
+        );
 
         let mut c = Containers::new(&root);
         assert_eq!(
