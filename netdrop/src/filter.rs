@@ -128,7 +128,13 @@ pub struct WorkloadSelector {
 
 /// Parses `--pod` and `--container`: not empty, no control characters.
 pub fn parse_selector(s: &str) -> Result<String, String> {
-    if s.is_empty() || s.chars().any(char::is_control) || s.len() > 253 {
+    if s.is_empty() {
+        return Err(
+            "an empty name matches nothing: give a name, NAMESPACE/NAME, a UID or an id prefix"
+                .to_owned(),
+        );
+    }
+    if s.chars().any(char::is_control) || s.len() > 253 {
         return Err(format!(
             "`{}` is not a pod or container: give a name, NAMESPACE/NAME, a UID or an id prefix",
             printable(s)
@@ -521,8 +527,9 @@ mod tests {
         assert_eq!(parse_selector("shop/web-0"), Ok("shop/web-0".to_owned()));
         assert_eq!(
             parse_selector("").unwrap_err(),
-            "`` is not a pod or container: give a name, NAMESPACE/NAME, a UID or an id prefix"
+            "an empty name matches nothing: give a name, NAMESPACE/NAME, a UID or an id prefix"
         );
+        assert!(parse_selector(&"a".repeat(254)).is_err());
         assert!(
             parse_selector("a\u{1b}b")
                 .unwrap_err()
