@@ -29,6 +29,47 @@ fn cgroup2_mount() -> PathBuf {
         .expect("no cgroup2 mount: this test needs cgroup v2 (unified or hybrid)")
 }
 
+/// How a pod's cgroups are laid out.
+enum Layout {
+    /// cgroup v2, systemd driver: `kubepods.slice/kubepods-burstable.slice/
+    /// kubepods-burstable-pod<UID with _>.slice/cri-containerd-<ID>.scope`.
+    V2Systemd,
+    /// cgroup v1, cgroupfs driver: `kubepods/besteffort/pod<UID>/<ID>` in the v1 hierarchy
+    /// mounted here.
+    V1Cgroupfs(PathBuf),
+}
+
+/// A cgroup v1 hierarchy of the test's own: a named one (no controller), which any kernel
+/// with cgroup v1 can mount next to whatever the host uses. Unmounted on drop.
+struct V1Hierarchy {
+    dir: PathBuf,
+}
+
+impl V1Hierarchy {
+    fn mount() -> Self {
+        let dir = PathBuf::from("/run/netdrop-test-cgroup-v1");
+        std::fs::create_dir_all(&dir).unwrap();
+        let out = Command::new("mount")
+            .args(["-t", "cgroup", "-o", "none,name=netdroptest", "cgroup"])
+            .arg(&dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "cannot mount a named cgroup v1 hierarchy: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Self { dir }
+    }
+}
+
+impl Drop for V1Hierarchy {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.dir).output();
+        let _ = std::fs::remove_dir(&self.dir);
+    }
+}
+
 /// A fresh 128-bit value as hex, different for each call and each run.
 fn random_hex(salt: u64) -> String {
     let t = SystemTime::now()
@@ -81,6 +122,17 @@ fn shared_dir(dir: &Path) {
 
 impl FakePod {
     fn new(tag: &str, subnet: u8, namespace: &str, name: &str, container: &str) -> Self {
+        Self::with_layout(tag, subnet, namespace, name, container, &Layout::V2Systemd)
+    }
+
+    fn with_layout(
+        tag: &str,
+        subnet: u8,
+        namespace: &str,
+        name: &str,
+        container: &str,
+        layout: &Layout,
+    ) -> Self {
         let net = NetnsPair::new(tag, subnet);
         let r = random_hex(u64::from(subnet));
         let uid = format!(
@@ -122,15 +174,29 @@ impl FakePod {
             thread::sleep(Duration::from_millis(10));
         }
         let uid_ = pod.uid.replace('-', "_");
-        let mut dir = cgroup2_mount();
-        for part in ["kubepods.slice", "kubepods-burstable.slice"] {
+        let (mut dir, shared, own) = match layout {
+            Layout::V2Systemd => (
+                cgroup2_mount(),
+                vec![
+                    "kubepods.slice".to_owned(),
+                    "kubepods-burstable.slice".to_owned(),
+                ],
+                [
+                    format!("kubepods-burstable-pod{uid_}.slice"),
+                    format!("cri-containerd-{}.scope", pod.id),
+                ],
+            ),
+            Layout::V1Cgroupfs(root) => (
+                root.clone(),
+                vec!["kubepods".to_owned(), "besteffort".to_owned()],
+                [format!("pod{}", pod.uid), pod.id.clone()],
+            ),
+        };
+        for part in shared {
             dir.push(part);
             shared_dir(&dir);
         }
-        for part in [
-            format!("kubepods-burstable-pod{uid_}.slice"),
-            format!("cri-containerd-{}.scope", pod.id),
-        ] {
+        for part in own {
             dir.push(part);
             std::fs::create_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
             pod.cgroups.push(dir.clone());
@@ -353,7 +419,7 @@ fn a_pod_that_starts_later_is_waited_for() {
 }
 
 #[test]
-fn ambiguous_and_host_network_selectors_are_refused() {
+fn ambiguous_names_and_conflicting_flags_are_refused() {
     let a = FakePod::new("pod4", 164, "blue", "api-0", "api");
     let b = FakePod::new("pod5", 165, "green", "api-0", "api");
     let out = netdrop_tests::run(&["watch", "--pod", "api-0"]);
@@ -380,4 +446,43 @@ fn ambiguous_and_host_network_selectors_are_refused() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[test]
+fn a_pod_in_a_cgroup_v1_cgroupfs_layout_is_recognised() {
+    let v1 = V1Hierarchy::mount();
+    let pod = FakePod::with_layout(
+        "pod6",
+        166,
+        "legacy",
+        "api-v1",
+        "api",
+        &Layout::V1Cgroupfs(v1.dir.clone()),
+    );
+    // The kernel shows the process in a v1 line, as on a v1 or hybrid node.
+    let cgroup = std::fs::read_to_string(format!("/proc/{}/cgroup", pod.process.id())).unwrap();
+    assert!(
+        cgroup.contains(&format!(
+            ":name=netdroptest:/kubepods/besteffort/pod{}/{}\n",
+            pod.uid, pod.id
+        )),
+        "{cgroup}"
+    );
+    let w = Watch::start(&["--pod", "legacy/api-v1"]);
+    pod.drop_one(47311);
+    w.wait_for("the drop in api-v1", |d| dport(d) == 47311);
+    let r = w.stop();
+    assert!(r.status.success(), "{}", r.stderr);
+    for d in &r.drops {
+        assert_eq!(d["pod"]["uid"], pod.uid.as_str(), "{d:#}");
+        assert_eq!(d["pod"]["name"], "api-v1", "{d:#}");
+        assert_eq!(d["pod"]["namespace"], "legacy", "{d:#}");
+        assert_eq!(
+            d["containers"],
+            serde_json::json!([{"runtime": "containerd", "id": pod.id, "name": "api"}]),
+            "{d:#}"
+        );
+    }
+    drop(pod);
+    drop(v1);
 }
