@@ -196,7 +196,7 @@ fn parse_path(path: &str) -> CgroupInfo {
 }
 
 /// A container id in one path component: `docker-<id>.scope`, `cri-containerd-<id>.scope`,
-/// `crio-<id>.scope`, `libpod-<id>.scope` (systemd driver), `crio-<id>` and `libpod-<id>`
+/// `nerdctl-<id>.scope`, `crio-<id>.scope`, `libpod-<id>.scope` (systemd driver), `crio-<id>` and `libpod-<id>`
 /// (cgroupfs driver), or a bare id below `docker/` or a kubepods cgroup (cgroupfs driver
 /// of Docker and containerd). Conmon, the monitor CRI-O and Podman run beside each
 /// container, is not the container.
@@ -212,6 +212,7 @@ fn container_component(
     for (prefix, runtime) in [
         ("docker-", "docker"),
         ("cri-containerd-", "containerd"),
+        ("nerdctl-", "containerd"),
         ("crio-", "cri-o"),
         ("libpod-", "podman"),
     ] {
@@ -286,6 +287,24 @@ pub fn docker_name(config: &str) -> Option<String> {
     (!n.is_empty()).then(|| n.to_owned())
 }
 
+/// Container id -> first name, from Podman's (containers/storage's) `containers.json`.
+pub fn podman_names(json: &str) -> HashMap<String, String> {
+    #[derive(Deserialize)]
+    struct Entry {
+        id: String,
+        #[serde(default)]
+        names: Vec<String>,
+    }
+    let entries: Vec<Entry> = serde_json::from_str(json).unwrap_or_default();
+    entries
+        .into_iter()
+        .filter_map(|e| Some((e.id.to_ascii_lowercase(), e.names.into_iter().next()?)))
+        .collect()
+}
+
+/// Where rootful Podman keeps its containers' names.
+const PODMAN_CONTAINERS: &str = "var/lib/containers/storage/overlay-containers/containers.json";
+
 /// One scan of the host: namespace to workload.
 #[derive(Clone, Debug, Default)]
 pub struct Scan {
@@ -355,7 +374,14 @@ impl Scan {
             }
         }
         let pods = pod_names(&root.join("var/log/pods"));
-        let container_names = container_names(&root.join("var/log/containers"));
+        let mut container_names = container_names(&root.join("var/log/containers"));
+        if found.values().flatten().any(|(c, _)| c.runtime == "podman")
+            && let Ok(json) = std::fs::read_to_string(root.join(PODMAN_CONTAINERS))
+        {
+            for (id, name) in podman_names(&json) {
+                container_names.entry(id).or_insert(name);
+            }
+        }
         let mut by_netns = BTreeMap::new();
         for (ns, list) in found {
             let mut uids: Vec<&String> = list.iter().filter_map(|(_, u)| u.as_ref()).collect();
@@ -541,7 +567,8 @@ pub mod testing {
     /// point anywhere), `cgroup` files and kubelet log directories are plain files. The
     /// host is namespace 100, pod `shop/web-0` namespace 200 (containers `app` and a
     /// pause container), a Docker container `redis` (its name holding an escape
-    /// sequence) namespace 300. The caller removes it.
+    /// sequence) namespace 300, a Podman container `podweb` namespace 400. The caller
+    /// removes it.
     pub fn fake_root(tag: &str) -> PathBuf {
         let root =
             std::env::temp_dir().join(format!("netdrop-containers-{tag}-{}", std::process::id()));
@@ -568,6 +595,15 @@ pub mod testing {
             ),
             // A Docker container in namespace 300.
             ("30", 300, format!("0::/system.slice/docker-{lone}.scope\n")),
+            // A Podman container in namespace 400.
+            (
+                "50",
+                400,
+                format!(
+                    "0::/machine.slice/libpod-{}.scope/container\n",
+                    "f".repeat(64)
+                ),
+            ),
             // A host-network container: in the host's namespace.
             (
                 "40",
@@ -585,6 +621,13 @@ pub mod testing {
         std::fs::write(
             root.join(format!("var/log/containers/web-0_shop_app-{ID}.log")),
             "",
+        )
+        .unwrap();
+        let podman = root.join(super::PODMAN_CONTAINERS);
+        std::fs::create_dir_all(podman.parent().unwrap()).unwrap();
+        std::fs::write(
+            podman,
+            format!(r#"[{{"id":"{}","names":["podweb"]}}]"#, "f".repeat(64)),
         )
         .unwrap();
         let cfg = root.join(format!("var/lib/docker/containers/{lone}"));
@@ -667,6 +710,11 @@ mod tests {
                 format!("0::/machine.slice/libpod-conmon-{ID}.scope\n"),
                 (None, None),
             ),
+            // nerdctl (containerd without Kubernetes), systemd driver.
+            (
+                format!("0::/system.slice/nerdctl-{ID}.scope\n"),
+                (c("containerd"), None),
+            ),
             // Podman with cgroupfs on cgroup v1.
             (
                 format!("3:memory:/libpod_parent/libpod-{ID}\n"),
@@ -738,6 +786,12 @@ mod tests {
             Some("redis-cache".to_owned())
         );
         assert_eq!(docker_name("{}"), None);
+        let podman = podman_names(&format!(
+            r#"[{{"id":"{ID}","names":["web"],"image":"x"}},{{"id":"ab","names":[]}}]"#
+        ));
+        assert_eq!(podman.len(), 1);
+        assert_eq!(podman.get(ID).map(String::as_str), Some("web"));
+        assert!(podman_names("not json").is_empty());
     }
 
     #[test]
@@ -788,7 +842,12 @@ mod tests {
         assert_eq!(scan.host, [100, 100]);
         assert_eq!(
             scan.seen.iter().copied().collect::<Vec<_>>(),
-            [100, 200, 300]
+            [100, 200, 300, 400]
+        );
+        let podman = &scan.by_netns[&400].containers[0];
+        assert_eq!(
+            (podman.runtime.as_str(), podman.name.as_deref()),
+            ("podman", Some("podweb"))
         );
 
         let mut c = Containers::new(&root);
