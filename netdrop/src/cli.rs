@@ -77,12 +77,12 @@ Examples:
   sudo netdrop stats --pod shop/web-0 --by flow")]
     Stats(StatsArgs),
 
-    /// Live full-screen view of drop rates and totals by reason, location, flow, device or
-    /// namespace, with a one-minute sparkline per reason.
+    /// Live full-screen view of drop rates and totals by reason, location, flow, device,
+    /// namespace, pod or container, with a one-minute sparkline per reason.
     #[command(after_help = "\
-Keys: q quit, g or Tab next grouping, 1-7 reason/location/flow/dev/netns/pod/container, s rate/total
-order, p or space pause. Works in 80x24 (e.g. over SSH). When stdout is not a terminal, it
-prints a plain report every interval instead (as `netdrop stats` does).
+Keys: q quit, g or Tab next grouping, 1-7 reason/location/flow/dev/netns/pod/container,
+s rate/total order, p or space pause. Works in 80x24 (e.g. over SSH). When stdout is not a
+terminal, it prints a plain report every interval instead (as `netdrop stats` does).
 
 Examples:
   sudo netdrop top
@@ -94,7 +94,8 @@ Examples:
     #[command(after_help = "\
 Metrics (all counters): netdrop_drops_total{reason}, netdrop_drops_seen_total,
 netdrop_events_lost_total, netdrop_drops_not_traced_total, netdrop_drops_unattributed_total{table},
-netdrop_netns_drops_total{netns}, netdrop_device_drops_total{netns,device}, netdrop_pod_drops_total{namespace,pod},
+netdrop_netns_drops_total{netns}, netdrop_device_drops_total{netns,device},
+netdrop_pod_drops_total{namespace,pod},
 netdrop_listener_overflows_total{netns,addr,port} (the busiest --metrics-devices), and on request netdrop_location_drops_total{reason,location} and
 netdrop_flow_drops_total{reason,protocol,src,dst,dport,netns}. The same filters apply as
 for watch. Binds to loopback unless told otherwise.
