@@ -196,10 +196,10 @@ fn parse_path(path: &str) -> CgroupInfo {
 }
 
 /// A container id in one path component: `docker-<id>.scope`, `cri-containerd-<id>.scope`,
-/// `nerdctl-<id>.scope`, `crio-<id>.scope`, `libpod-<id>.scope` (systemd driver), `crio-<id>` and `libpod-<id>`
-/// (cgroupfs driver), or a bare id below `docker/` or a kubepods cgroup (cgroupfs driver
-/// of Docker and containerd). Conmon, the monitor CRI-O and Podman run beside each
-/// container, is not the container.
+/// `nerdctl-<id>.scope`, `crio-<id>.scope`, `libpod-<id>.scope` (systemd driver),
+/// `crio-<id>` and `libpod-<id>` (cgroupfs driver), or a bare id below `docker/` or a
+/// kubepods cgroup (cgroupfs driver of Docker and containerd). Conmon, the monitor CRI-O
+/// and Podman run beside each container, is not the container.
 fn container_component(
     part: &str,
     parent: Option<&str>,
