@@ -357,6 +357,39 @@ fn drops_name_their_pod_and_container_and_filters_select_them() {
     assert_eq!(g["reasons"][0]["name"], "NO_SOCKET", "{g:#}");
     assert_eq!(g["reasons"][0]["count"], 3, "{g:#}");
 
+    // The exporter: one series per pod, labelled by namespace and name, counted exactly.
+    let port = netdrop_tests::free_tcp_port();
+    let addr = format!("127.0.0.1:{port}");
+    let ex = Watch::spawn(
+        &["exporter", "--metrics-addr", &addr, "--host", OURS],
+        "netdrop: counting drops",
+    );
+    for _ in 0..4 {
+        web.drop_one(47312);
+    }
+    db.drop_one(47313);
+    let want = [
+        "netdrop_pod_drops_total{namespace=\"shop\",pod=\"db-0\"} 1",
+        "netdrop_pod_drops_total{namespace=\"shop\",pod=\"web-0\"} 4",
+    ];
+    let pods = |body: &str| -> Vec<String> {
+        body.lines()
+            .filter(|l| l.starts_with("netdrop_pod_drops_total"))
+            .map(str::to_owned)
+            .collect()
+    };
+    // A datagram over veth may be received a moment after its send returns (softirq).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let body = loop {
+        let (_, _, body) = netdrop_tests::http_get(port, "/metrics", None);
+        if pods(&body) == want || Instant::now() > deadline {
+            break body;
+        }
+        thread::sleep(Duration::from_millis(200));
+    };
+    drop(ex);
+    assert_eq!(pods(&body), want, "{body}");
+
     // --pod NAME keeps that pod's drops and nothing else: the other pod's drop is sent
     // first, so it would have been printed before the kept one.
     let w = Watch::start(&["--pod", "web-0"]);
