@@ -36,8 +36,11 @@ const MAX_PROCESSES: usize = 1 << 17;
 const MAX_NAMESPACES: usize = 1 << 13;
 /// Containers listed per namespace (a pod has a few; the rest are left out).
 const MAX_CONTAINERS_PER_NETNS: usize = 16;
-/// Pods given a grouping id (`stats --by pod`); later pods share the last id.
-const MAX_POD_IDS: u32 = 1 << 16;
+/// Pods given a grouping id (`stats --by pod`); later pods are summed under
+/// [`OTHER_PODS`].
+const MAX_POD_IDS: usize = 1 << 16;
+/// The grouping id of pods beyond [`MAX_POD_IDS`].
+pub const OTHER_PODS: u32 = u32::MAX;
 
 /// A container, as its runtime's cgroup names it.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -498,6 +501,7 @@ pub struct Containers {
     /// Grouping ids of pods (`stats --by pod`), by UID; id 0 is "no pod".
     pod_ids: HashMap<String, u32>,
     pods: Vec<Pod>,
+    max_pod_ids: usize,
 }
 
 impl Containers {
@@ -509,6 +513,7 @@ impl Containers {
             scanned_at: None,
             pod_ids: HashMap::new(),
             pods: Vec::new(),
+            max_pod_ids: MAX_POD_IDS,
         }
     }
 
@@ -528,7 +533,8 @@ impl Containers {
         self.scan.by_netns.get(&inode)
     }
 
-    /// The grouping id of the pod in namespace `inode` (0: none), for `--by pod`.
+    /// The grouping id of the pod in namespace `inode` (0: none; [`OTHER_PODS`] past the
+    /// bound), for `--by pod`.
     pub fn pod_id(&mut self, inode: u32) -> u32 {
         let Some(pod) = self.workload(inode).and_then(|w| w.pod.clone()) else {
             return 0;
@@ -538,8 +544,8 @@ impl Containers {
             self.pods[id as usize - 1] = pod;
             return id;
         }
-        if self.pods.len() as u32 >= MAX_POD_IDS {
-            return MAX_POD_IDS;
+        if self.pods.len() >= self.max_pod_ids {
+            return OTHER_PODS;
         }
         self.pods.push(pod.clone());
         let id = self.pods.len() as u32;
@@ -866,6 +872,11 @@ mod tests {
         assert_eq!((c.pod_id(200), c.pod_id(300), c.pod_id(200)), (1, 0, 1));
         assert_eq!(c.pod(1).map(|p| p.uid.as_str()), Some(UID));
         assert_eq!(c.pod(0), None);
+        assert_eq!(c.pod(OTHER_PODS), None);
+        // Past the bound, further pods are summed under one id.
+        let mut c = Containers::new(&root);
+        c.max_pod_ids = 0;
+        assert_eq!((c.pod_id(200), c.pod_id(300)), (OTHER_PODS, 0));
         std::fs::remove_dir_all(&root).unwrap();
     }
 }

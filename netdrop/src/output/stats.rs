@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     aggregate::{self, Counters, GroupBy, GroupKey, Row},
     event::{self, Device, Enricher, Location, Netns, Packet, ReasonInfo, c_str},
-    kernel::containers::{Container, Pod},
+    kernel::containers::{Container, OTHER_PODS, Pod},
     output::{ListenerNotice, ReasonCount, SocketNotice, text},
 };
 
@@ -260,10 +260,11 @@ pub fn label(e: &mut Enricher, r: &Row, dt_ns: u64) -> GroupRow {
         }
         GroupKey::Pod(id) => {
             g.pod = e.containers().pod(id).cloned();
-            g.label = g
-                .pod
-                .as_ref()
-                .map_or_else(|| "(not in a pod)".to_owned(), Pod::label);
+            g.label = match &g.pod {
+                Some(p) => p.label(),
+                None if id == OTHER_PODS => "(other pods)".to_owned(),
+                None => "(not in a pod)".to_owned(),
+            };
             g.reasons = breakdown(e);
         }
         GroupKey::Container(netns) => {
