@@ -741,6 +741,13 @@ mod tests {
                 ),
                 (None, Some(UID.to_owned())),
             ),
+            // Read from inside a cgroup namespace (netdrop in a container): relative paths.
+            (
+                format!(
+                    "0::/../../kubepods-besteffort.slice/kubepods-besteffort-pod{uid_}.slice/cri-containerd-{ID}.scope\n"
+                ),
+                (c("containerd"), Some(UID.to_owned())),
+            ),
             // Host processes.
             ("0::/system.slice/sshd.service\n".to_owned(), (None, None)),
             (
