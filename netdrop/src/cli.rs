@@ -64,24 +64,28 @@ drops in the interval and since start; groups beyond --top are summed as (other)
 
 Groupings: reason; location (kernel function and offset, with the reason); flow (protocol,
 addresses, ports, namespace, with the reason; at most --max-flows distinct flows, the rest
-counted as not attributed); dev (device and namespace); netns.
+counted as not attributed); dev (device and namespace); netns; pod (the Kubernetes pod
+whose namespace it is, from the host's cgroups and /var/log/pods); container (the containers
+living in the namespace: those of one pod share it).
 
 Examples:
   sudo netdrop stats --interval 1
   sudo netdrop stats --interval 1 --json --port 9
   sudo netdrop stats --interval 5 --by flow --top 10
-  sudo netdrop stats --by location --count 12 --interval 5 > drops.log")]
+  sudo netdrop stats --by location --count 12 --interval 5 > drops.log
+  sudo netdrop stats --by pod --json
+  sudo netdrop stats --pod shop/web-0 --by flow")]
     Stats(StatsArgs),
 
-    /// Live full-screen view of drop rates and totals by reason, location, flow, device or
-    /// namespace, with a one-minute sparkline per reason.
+    /// Live full-screen view of drop rates and totals by reason, location, flow, device,
+    /// namespace, pod or container, with a one-minute sparkline per reason.
     #[command(after_help = "\
-Keys: q quit, ? help, g or Tab next grouping, 1-5 reason/location/flow/dev/netns, l
-listeners whose accept queue overflowed, s rate/total order, p or space pause. Rows are red
-when a queue, buffer or table ran out (SOCKET_RCVBUFF, CPU_BACKLOG, ...), yellow when a
-rule, route or check refused the packet (NETFILTER_DROP, ...), plain when nobody wanted it
-(NO_SOCKET, NOT_SPECIFIED). Works in 80x24 (e.g. over SSH). When stdout is not a terminal,
-it prints a plain report every interval instead (as `netdrop stats` does).
+Keys: q quit, ? help, g or Tab next grouping, 1-7 reason/location/flow/dev/netns/pod/
+container, l listeners whose accept queue overflowed, s rate/total order, p or space pause.
+Rows are red when a queue, buffer or table ran out (SOCKET_RCVBUFF, CPU_BACKLOG, ...), yellow
+when a rule, route or check refused the packet (NETFILTER_DROP, ...), plain when nobody
+wanted it (NO_SOCKET, NOT_SPECIFIED). Works in 80x24 (e.g. over SSH). When stdout is not a
+terminal, it prints a plain report every interval instead (as `netdrop stats` does).
 
 Examples:
   sudo netdrop top
@@ -94,6 +98,7 @@ Examples:
 Metrics (all counters): netdrop_drops_total{reason}, netdrop_drops_seen_total,
 netdrop_events_lost_total, netdrop_drops_not_traced_total, netdrop_drops_unattributed_total{table},
 netdrop_netns_drops_total{netns}, netdrop_device_drops_total{netns,device},
+netdrop_pod_drops_total{namespace,pod},
 netdrop_listener_overflows_total{netns,addr,port} (the busiest --metrics-devices), and on request netdrop_location_drops_total{reason,location} and
 netdrop_flow_drops_total{reason,protocol,src,dst,dport,netns}. The same filters apply as
 for watch. Binds to loopback unless told otherwise.
@@ -247,8 +252,8 @@ const MAX_FLOW_CAPACITY: i64 = 1 << 20;
 #[derive(Debug, Args, Clone, Copy)]
 #[command(next_help_heading = "Prometheus / OpenMetrics")]
 pub struct MetricsLabels {
-    /// Export per-namespace, per-device and per-listener counts for the busiest N of each
-    /// (0: none).
+    /// Export per-namespace, per-device, per-pod and per-listener counts for the busiest N
+    /// of each (0: none).
     #[arg(long, value_name = "N", default_value_t = 20)]
     pub metrics_devices: usize,
 
@@ -458,6 +463,18 @@ pub struct FilterArgs {
     #[arg(long, value_name = "NETNS")]
     pub netns: Option<String>,
 
+    /// Only drops in the network namespace of this Kubernetes pod: NAME, NAMESPACE/NAME or
+    /// UID (names as the kubelet writes them under /var/log/pods). Waits for the pod when
+    /// none matches yet.
+    #[arg(long, value_name = "POD", value_parser = filter::parse_selector, conflicts_with = "netns")]
+    pub pod: Option<String>,
+
+    /// Only drops in the network namespace of this container: an id prefix (as `docker ps`
+    /// or `crictl ps` print) or a name. Containers of one pod share it. Waits for the
+    /// container when none matches yet.
+    #[arg(long, value_name = "ID|NAME", value_parser = filter::parse_selector, conflicts_with = "netns")]
+    pub container: Option<String>,
+
     /// Only packets on this device (by name, in any namespace).
     #[arg(long, value_name = "NAME", value_parser = filter::parse_iface)]
     pub iface: Option<[u8; 16]>,
@@ -483,6 +500,26 @@ impl FilterArgs {
             netns,
             iface: self.iface,
         })
+    }
+}
+
+impl FilterArgs {
+    /// The namespace `--pod` / `--container` select under `root`, waiting (and saying so on
+    /// stderr) while none matches; `None` without them.
+    pub fn workload_netns(
+        &self,
+        root: &std::path::Path,
+    ) -> Result<Option<u32>, crate::error::Error> {
+        let sel = filter::WorkloadSelector {
+            pod: self.pod.clone(),
+            container: self.container.clone(),
+        };
+        if sel.is_empty() {
+            return Ok(None);
+        }
+        sel.resolve(root, |m| eprintln!("netdrop: {m}"))
+            .map(Some)
+            .map_err(crate::error::Error::BadArgument)
     }
 }
 

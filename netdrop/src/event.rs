@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     kernel::{
+        containers::{Container, Containers, Pod, Workload},
         inferred,
         kallsyms::Symbolizer,
         netns::NetnsNames,
@@ -54,6 +55,13 @@ pub struct DropRecord {
     /// For NETFILTER_DROP: which netfilter hook dropped the packet; otherwise `null`.
     #[serde(default)]
     pub netfilter: Option<Netfilter>,
+    /// Containers with a process in the drop's network namespace (all of them: containers
+    /// sharing a namespace, as in a pod, cannot be told apart); left out when none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub containers: Option<Vec<Container>>,
+    /// The Kubernetes pod whose namespace it is; left out when none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<Pod>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -198,6 +206,7 @@ pub struct Enricher {
     pub reasons: Reasons,
     symbols: Option<Symbolizer>,
     netns: NetnsNames,
+    containers: Containers,
     clock: Clock,
 }
 
@@ -226,6 +235,7 @@ impl Enricher {
             reasons,
             symbols,
             netns: NetnsNames::new(root),
+            containers: Containers::new(root),
             clock: Clock::now(),
         }
     }
@@ -242,6 +252,16 @@ impl Enricher {
             name: self.netns.name(inode).map(str::to_owned),
             source: source.to_owned(),
         }
+    }
+
+    /// The containers and pod of namespace `inode`, if any.
+    pub fn workload(&mut self, inode: u32) -> Option<&Workload> {
+        self.containers.workload(inode)
+    }
+
+    /// The container table, for grouping by pod.
+    pub fn containers(&mut self) -> &mut Containers {
+        &mut self.containers
     }
 
     /// The location record of a kernel address.
@@ -303,7 +323,17 @@ impl Enricher {
             },
             stack: None,
             netfilter: None,
+            containers: None,
+            pod: None,
         };
+        if let Some(w) = record
+            .netns
+            .as_ref()
+            .and_then(|n| self.containers.workload(n.inode))
+        {
+            record.containers = Some(w.containers.clone());
+            record.pod = w.pod.clone();
+        }
         let frames = stack.map(|f| self.stack(f));
         if record.reason.name == "NETFILTER_DROP" {
             record.netfilter =

@@ -1,12 +1,16 @@
 //! Command-line filters, checked and compiled into what the kernel side evaluates.
 
-use std::{net::IpAddr, path::Path};
+use std::{net::IpAddr, path::Path, time::Duration};
 
 use netdrop_common::{AddrMatch, Filter, proto, reason_mode};
 
 use crate::{
     error::Error,
-    kernel::{netns, reasons::Reasons},
+    kernel::{
+        containers::{Scan, Workload},
+        netns,
+        reasons::Reasons,
+    },
 };
 
 /// `--proto`: a family, a transport protocol, or an IP protocol number.
@@ -111,6 +115,151 @@ pub fn parse_netns(s: &str, root: &Path) -> Result<u32, String> {
              name, or a path like /proc/PID/ns/net"
         )
     })
+}
+
+/// `--pod` and `--container`: what lives in a network namespace, resolved to it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WorkloadSelector {
+    /// `NAME`, `NAMESPACE/NAME` or UID.
+    pub pod: Option<String>,
+    /// Id prefix or name.
+    pub container: Option<String>,
+}
+
+/// Parses `--pod` and `--container`: not empty, no control characters.
+pub fn parse_selector(s: &str) -> Result<String, String> {
+    if s.is_empty() {
+        return Err(
+            "an empty name matches nothing: give a name, NAMESPACE/NAME, a UID or an id prefix"
+                .to_owned(),
+        );
+    }
+    if s.chars().any(char::is_control) || s.len() > 253 {
+        return Err(format!(
+            "`{}` is not a pod or container: give a name, NAMESPACE/NAME, a UID or an id prefix",
+            printable(s)
+        ));
+    }
+    Ok(s.to_owned())
+}
+
+/// How often the host is looked at again while no pod or container matches yet.
+const WAIT_POLL: Duration = Duration::from_secs(1);
+/// Pods or containers named in a message, at most.
+const MAX_LISTED: usize = 5;
+
+impl WorkloadSelector {
+    /// True when neither is given.
+    pub fn is_empty(&self) -> bool {
+        self.pod.is_none() && self.container.is_none()
+    }
+
+    /// The one namespace selected in `scan`; `Ok(None)` while nothing matches (the pod may
+    /// not have started yet). Several namespaces, the host's, or a pod and a container in
+    /// different namespaces are errors: the kernel filters on one namespace.
+    pub fn select(&self, scan: &Scan) -> Result<Option<u32>, String> {
+        let mut chosen: Option<(u32, String)> = None;
+        for (flag, sel, found) in [
+            (
+                "--pod",
+                &self.pod,
+                self.pod.as_deref().map(|p| scan.find_pod(p)),
+            ),
+            (
+                "--container",
+                &self.container,
+                self.container.as_deref().map(|c| scan.find_container(c)),
+            ),
+        ] {
+            let (Some(sel), Some(found)) = (sel, found) else {
+                continue;
+            };
+            let what = format!("{flag} {}", printable(sel));
+            let ns = match found.as_slice() {
+                [] => return Ok(None),
+                [(ns, _)] => *ns,
+                many => {
+                    return Err(format!(
+                        "{what} matches {} network namespaces ({}): give NAMESPACE/NAME or a \
+                         longer id",
+                        many.len(),
+                        listing(many.iter().map(|(_, w)| *w))
+                    ));
+                }
+            };
+            if scan.host.contains(&ns) {
+                return Err(format!(
+                    "{what} runs in the host's network namespace (host networking): its drops \
+                     cannot be told from the host's; use --netns host to see them all"
+                ));
+            }
+            if let Some((other, other_what)) = &chosen
+                && *other != ns
+            {
+                return Err(format!(
+                    "{other_what} and {what} are in different network namespaces: nothing \
+                     would match"
+                ));
+            }
+            chosen = Some((ns, what));
+        }
+        Ok(chosen.map(|(ns, _)| ns))
+    }
+
+    /// The namespace selected under `root`, waiting while nothing matches: an SRE may
+    /// start netdrop before the pod it is about. `waiting` is told once, with what this
+    /// host runs.
+    pub fn resolve(&self, root: &Path, mut waiting: impl FnMut(&str)) -> Result<u32, String> {
+        let mut told = false;
+        loop {
+            let scan = Scan::read(root);
+            if let Some(ns) = self.select(&scan)? {
+                return Ok(ns);
+            }
+            if !told {
+                told = true;
+                let pods: Vec<&Workload> = scan
+                    .by_netns
+                    .iter()
+                    .filter(|(n, _)| !scan.host.contains(n))
+                    .map(|(_, w)| w)
+                    .collect();
+                let here = if pods.is_empty() {
+                    "no containers run here now".to_owned()
+                } else {
+                    format!("here now: {}", listing(pods.into_iter()))
+                };
+                let sel = [("--pod", &self.pod), ("--container", &self.container)]
+                    .into_iter()
+                    .filter_map(|(f, s)| Some(format!("{f} {}", printable(s.as_deref()?))))
+                    .collect::<Vec<_>>()
+                    .join(" and ");
+                waiting(&format!(
+                    "nothing matches {sel} yet ({here}); waiting for it to start (Ctrl-C to stop)"
+                ));
+            }
+            std::thread::sleep(WAIT_POLL);
+        }
+    }
+}
+
+/// `pod a/b, container c, ...` (terminal-safe), at most [`MAX_LISTED`].
+fn listing<'a>(ws: impl Iterator<Item = &'a Workload>) -> String {
+    let all: Vec<String> = ws.map(|w| printable(&w.label()).into_owned()).collect();
+    let mut s = all
+        .iter()
+        .take(MAX_LISTED)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if all.len() > MAX_LISTED {
+        s.push_str(&format!(", and {} more", all.len() - MAX_LISTED));
+    }
+    s
+}
+
+fn printable(s: &str) -> std::borrow::Cow<'_, str> {
+    crate::output::printable::printable(s)
 }
 
 /// Filters as given on the command line, already syntax-checked.
@@ -339,6 +488,84 @@ mod tests {
     fn reasons() -> Reasons {
         let f = Format::parse(&testdata::read("tracefs/kfree_skb-6.18.format")).unwrap();
         Reasons::from_symbolic(&f.symbolic_values()).unwrap()
+    }
+
+    #[test]
+    fn pods_and_containers_select_one_namespace() {
+        use crate::kernel::containers::testing::{UID, fake_root};
+        let root = fake_root("filter");
+        let scan = Scan::read(&root);
+        let sel = |pod: Option<&str>, container: Option<&str>| {
+            WorkloadSelector {
+                pod: pod.map(str::to_owned),
+                container: container.map(str::to_owned),
+            }
+            .select(&scan)
+        };
+        assert_eq!(sel(Some("web-0"), None), Ok(Some(200)));
+        assert_eq!(sel(Some("shop/web-0"), None), Ok(Some(200)));
+        assert_eq!(sel(Some(UID), Some("app")), Ok(Some(200)));
+        assert_eq!(sel(None, Some("redis\u{1b}[2J")), Ok(Some(300)));
+        assert_eq!(sel(Some("nope"), None), Ok(None));
+        assert_eq!(sel(Some("web-0"), Some("nope")), Ok(None));
+        assert_eq!(
+            sel(Some("web-0"), Some("dddd")).unwrap_err(),
+            "--pod web-0 and --container dddd are in different network namespaces: nothing \
+             would match"
+        );
+        // A container with host networking.
+        assert_eq!(
+            sel(None, Some("eeee")).unwrap_err(),
+            "--container eeee runs in the host's network namespace (host networking): its \
+             drops cannot be told from the host's; use --netns host to see them all"
+        );
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn selectors_are_checked() {
+        assert_eq!(parse_selector("shop/web-0"), Ok("shop/web-0".to_owned()));
+        assert_eq!(
+            parse_selector("").unwrap_err(),
+            "an empty name matches nothing: give a name, NAMESPACE/NAME, a UID or an id prefix"
+        );
+        assert!(parse_selector(&"a".repeat(254)).is_err());
+        assert!(
+            parse_selector("a\u{1b}b")
+                .unwrap_err()
+                .starts_with("`a\\x1bb` is not")
+        );
+    }
+
+    #[test]
+    fn a_selector_matching_several_namespaces_says_which() {
+        use crate::kernel::containers::{Container, Pod};
+        let w = |ns: &str| Workload {
+            containers: vec![Container {
+                runtime: "containerd".into(),
+                id: "a".repeat(64),
+                name: None,
+            }],
+            pod: Some(Pod {
+                uid: format!("{ns}-uid"),
+                name: Some("web".into()),
+                namespace: Some(ns.into()),
+            }),
+        };
+        let scan = Scan {
+            by_netns: [(1, w("shop")), (2, w("blog\u{1b}"))].into_iter().collect(),
+            host: vec![9],
+            seen: [1, 2, 9].into_iter().collect(),
+        };
+        let sel = WorkloadSelector {
+            pod: Some("web".into()),
+            container: None,
+        };
+        assert_eq!(
+            sel.select(&scan).unwrap_err(),
+            "--pod web matches 2 network namespaces (pod shop/web, pod blog\\x1b/web): give \
+             NAMESPACE/NAME or a longer id"
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@ pub mod held;
 pub mod listeners;
 pub mod sockets;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use clap::ValueEnum;
 use netdrop_common::{DeviceKey, FlowKey, LocationKey, config};
@@ -26,16 +26,23 @@ pub enum GroupBy {
     Dev,
     /// Network namespace.
     Netns,
+    /// Kubernetes pod owning the network namespace (namespaces without one summed).
+    Pod,
+    /// Containers living in the network namespace (those sharing one, as in a pod, form one
+    /// group; namespaces without containers summed).
+    Container,
 }
 
 impl GroupBy {
     /// Every grouping, in the order `top` cycles through them.
-    pub const ALL: [GroupBy; 5] = [
+    pub const ALL: [GroupBy; 7] = [
         Self::Reason,
         Self::Location,
         Self::Flow,
         Self::Dev,
         Self::Netns,
+        Self::Pod,
+        Self::Container,
     ];
 
     /// Kernel map(s) this grouping reads (`netdrop_common::config` bits).
@@ -44,7 +51,9 @@ impl GroupBy {
             Self::Reason => config::BY_REASON,
             Self::Location => config::BY_REASON | config::BY_LOCATION,
             Self::Flow => config::BY_REASON | config::BY_FLOW,
-            Self::Dev | Self::Netns => config::BY_REASON | config::BY_DEVICE,
+            Self::Dev | Self::Netns | Self::Pod | Self::Container => {
+                config::BY_REASON | config::BY_DEVICE
+            }
         }
     }
 
@@ -56,6 +65,8 @@ impl GroupBy {
             Self::Flow => "flow",
             Self::Dev => "dev",
             Self::Netns => "netns",
+            Self::Pod => "pod",
+            Self::Container => "container",
         }
     }
 }
@@ -106,6 +117,10 @@ pub enum GroupKey {
         ifname: [u8; 16],
     },
     Netns(u32),
+    /// A pod by its grouping id (`Containers::pod_id`); 0: not in a pod.
+    Pod(u32),
+    /// The containers of a network namespace, by its inode; 0: not in a container.
+    Container(u32),
 }
 
 /// One row of a histogram.
@@ -122,6 +137,8 @@ pub struct Row {
 
 impl Totals {
     /// Totals per group. Devices and namespaces sum over reasons (keeping the breakdown).
+    /// Pods and containers are grouped by namespace here: [`regroup`] merges those rows
+    /// under what lives in each namespace, which only the host can tell.
     pub fn grouped(&self, by: GroupBy) -> HashMap<GroupKey, (u64, HashMap<u32, u64>)> {
         let mut out: HashMap<GroupKey, (u64, HashMap<u32, u64>)> = HashMap::new();
         let mut add = |k: GroupKey, reason: u32, n: u64| {
@@ -159,7 +176,7 @@ impl Totals {
                     n,
                 )
             }),
-            GroupBy::Netns => self
+            GroupBy::Netns | GroupBy::Pod | GroupBy::Container => self
                 .by_device
                 .iter()
                 .for_each(|(k, &n)| add(GroupKey::Netns(k.netns), k.reason, n)),
@@ -185,6 +202,36 @@ pub fn rows(by: GroupBy, prev: Option<&Totals>, now: &Totals) -> Vec<Row> {
             }
         })
         .collect()
+}
+
+/// Rows grouped by namespace merged under `key(netns)`: totals, intervals and per-reason
+/// counts add up. Rows of other groupings are kept as they are.
+pub fn regroup(rows: Vec<Row>, mut key: impl FnMut(u32) -> GroupKey) -> Vec<Row> {
+    let mut merged: BTreeMap<GroupKey, (u64, u64, HashMap<u32, u64>)> = BTreeMap::new();
+    let mut out = Vec::new();
+    for r in rows {
+        let GroupKey::Netns(ns) = r.key else {
+            out.push(r);
+            continue;
+        };
+        let e = merged.entry(key(ns)).or_default();
+        e.0 += r.total;
+        e.1 += r.interval;
+        for (reason, n) in r.reasons {
+            *e.2.entry(reason).or_default() += n;
+        }
+    }
+    out.extend(merged.into_iter().map(|(key, (total, interval, reasons))| {
+        let mut reasons: Vec<(u32, u64)> = reasons.into_iter().collect();
+        reasons.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        Row {
+            key,
+            total,
+            interval,
+            reasons,
+        }
+    }));
+    out
 }
 
 /// Sort order for rows.
@@ -344,6 +391,46 @@ mod tests {
             by_ns.iter().map(|r| (r.key, r.total)).collect::<Vec<_>>(),
             [(GroupKey::Netns(100), 10), (GroupKey::Netns(200), 1)]
         );
+    }
+
+    #[test]
+    fn namespaces_regroup_under_pods() {
+        let t0 = totals(0, &[], &[(dev(3, 100, 2, "eth0"), 1)]);
+        let t1 = totals(
+            1,
+            &[],
+            &[
+                (dev(3, 100, 2, "eth0"), 7),
+                (dev(12, 100, 1, "lo"), 3),
+                (dev(3, 200, 1, "lo"), 1),
+                (dev(3, 300, 1, "lo"), 4),
+                (dev(3, 0, 0, ""), 2),
+            ],
+        );
+        let rows = rows(GroupBy::Pod, Some(&t0), &t1);
+        // Namespaces 100 and 300 are pod 1's (a pod recreated with a new sandbox), 200
+        // pod 2's, the rest no pod's.
+        let mut got = regroup(rows, |ns| {
+            GroupKey::Pod(match ns {
+                100 | 300 => 1,
+                200 => 2,
+                _ => 0,
+            })
+        });
+        sort(&mut got, SortBy::Total);
+        let summary: Vec<_> = got
+            .iter()
+            .map(|r| (r.key, r.total, r.interval, r.reasons.clone()))
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                (GroupKey::Pod(1), 14, 13, vec![(3, 11), (12, 3)]),
+                (GroupKey::Pod(0), 2, 2, vec![(3, 2)]),
+                (GroupKey::Pod(2), 1, 1, vec![(3, 1)]),
+            ]
+        );
+        assert_eq!(GroupBy::Pod.config(), GroupBy::Netns.config());
     }
 
     #[test]

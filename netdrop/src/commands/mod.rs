@@ -47,10 +47,16 @@ pub fn prepare(
     filter: &FilterArgs,
 ) -> Result<(Kernel, FilterSpec, CompiledFilter), Error> {
     let k = Kernel::inspect(kernel.btf.as_deref())?;
-    let spec = filter.spec(Path::new("/"))?;
-    let compiled = spec.compile(&k.reasons)?;
+    let mut spec = filter.spec(Path::new("/"))?;
+    spec.compile(&k.reasons)?;
     privileges::check()?;
     privileges::raise_memlock();
+    // Pods and containers are looked up as root (other processes' namespaces), and may
+    // not have started yet.
+    if let Some(ns) = filter.workload_netns(Path::new("/"))? {
+        spec.netns = Some(ns);
+    }
+    let compiled = spec.compile(&k.reasons)?;
     Ok((k, spec, compiled))
 }
 

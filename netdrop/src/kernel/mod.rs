@@ -4,6 +4,7 @@
 //! fixtures instead of a kernel.
 
 pub mod btf;
+pub mod containers;
 pub mod counters;
 pub mod inferred;
 pub mod kallsyms;

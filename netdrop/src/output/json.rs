@@ -146,6 +146,8 @@ pub mod fast {
         device: Map<(u32, [u8; 16])>,
         netns: Map<(u32, bool)>,
         comm: Map<[u8; 16]>,
+        /// `,"containers":[..],"pod":{..}` per namespace (empty without containers).
+        workload: Map<u32>,
         /// Unix second and `"YYYY-MM-DDTHH:MM:SS.` for it.
         second: Option<(i128, Vec<u8>)>,
         refreshed: Instant,
@@ -162,6 +164,7 @@ pub mod fast {
                 device: Map::default(),
                 netns: Map::default(),
                 comm: Map::default(),
+                workload: Map::default(),
                 second: None,
                 refreshed: Instant::now(),
                 netfilter_reason,
@@ -239,7 +242,13 @@ pub mod fast {
             out.extend_from_slice(cached(&mut self.comm, ev.comm, || {
                 to_json(&event::c_str(&ev.comm))
             }));
-            out.extend_from_slice(b"},\"stack\":null,\"netfilter\":null}\n");
+            out.extend_from_slice(b"},\"stack\":null,\"netfilter\":null");
+            if ev.flags & flag::HAS_NETNS != 0 {
+                out.extend_from_slice(cached(&mut self.workload, ev.netns, || {
+                    workload(e.workload(ev.netns))
+                }));
+            }
+            out.extend_from_slice(b"}\n");
         }
 
         fn time(&mut self, out: &mut Vec<u8>, clock: &Clock, mono_ns: u64) {
@@ -275,6 +284,19 @@ pub mod fast {
             map.clear();
         }
         map.entry(key).or_insert_with(make)
+    }
+
+    /// The `containers` and `pod` members of a drop in a container's namespace, as serde
+    /// writes them (`pod` left out without one).
+    fn workload(w: Option<&crate::kernel::containers::Workload>) -> Vec<u8> {
+        let Some(w) = w else { return Vec::new() };
+        let mut out = b",\"containers\":".to_vec();
+        out.extend_from_slice(&to_json(&w.containers));
+        if let Some(p) = &w.pod {
+            out.extend_from_slice(b",\"pod\":");
+            out.extend_from_slice(&to_json(p));
+        }
+        out
     }
 
     fn to_json<T: serde::Serialize + ?Sized>(v: &T) -> Vec<u8> {
@@ -476,5 +498,55 @@ mod fast_tests {
             !w.handles(&old, false),
             "no reason from the kernel: inferred on the serde path"
         );
+    }
+}
+
+#[cfg(test)]
+mod workload_tests {
+    use super::{JsonLine, fast::DropWriter, write_line};
+    use crate::{
+        event::Enricher,
+        kernel::{containers::testing, reasons::Reasons, tracefs::Format},
+        testdata,
+        time::Clock,
+    };
+
+    #[test]
+    fn drops_in_a_pod_carry_its_containers_the_same_on_both_paths() {
+        let f = Format::parse(&testdata::read("tracefs/kfree_skb-6.18.format")).unwrap();
+        let reasons = Reasons::from_symbolic(&f.symbolic_values()).unwrap();
+        let root = testing::fake_root("json");
+        let mut e = Enricher::new(reasons, &testdata::path("kallsyms/6.1-with-veth"), &root);
+        let clock = Clock::with_offset(1_795_320_753_000_000_000);
+        let mut w = DropWriter::new(Some(11));
+        for (netns, pod) in [(200, Some("web-0")), (300, None), (100, None)] {
+            let mut ev = testdata::udp_event();
+            ev.netns = netns;
+            let mut fast = Vec::new();
+            w.write(&mut fast, &ev, &mut e, &clock);
+            let mut slow = Vec::new();
+            let mut r = e.record(&ev, None, false, false);
+            r.time = clock.rfc3339(ev.timestamp_ns);
+            write_line(&mut slow, &JsonLine::Drop(r)).unwrap();
+            assert_eq!(
+                String::from_utf8_lossy(&fast),
+                String::from_utf8_lossy(&slow)
+            );
+            let v: serde_json::Value = serde_json::from_slice(&fast).unwrap();
+            assert_eq!(v["pod"]["name"].as_str(), pod, "{v}");
+            match netns {
+                200 => {
+                    assert_eq!(v["pod"]["namespace"], "shop");
+                    assert_eq!(v["pod"]["uid"], testing::UID);
+                    assert_eq!(v["containers"][0]["id"], testing::ID);
+                    assert_eq!(v["containers"][0]["name"], "app");
+                    assert_eq!(v["containers"][0]["runtime"], "containerd");
+                    assert_eq!(v["containers"].as_array().map(Vec::len), Some(2));
+                }
+                300 => assert_eq!(v["containers"][0]["name"], "redis\u{1b}[2J"),
+                _ => assert!(v.get("containers").is_none() && v.get("pod").is_none()),
+            }
+        }
+        std::fs::remove_dir_all(&root).unwrap();
     }
 }

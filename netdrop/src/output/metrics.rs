@@ -167,6 +167,14 @@ pub fn render(
             }),
         });
     }
+    if opts.devices > 0 {
+        families.push(Family {
+            name: "netdrop_pod_drops",
+            help: "Drops per Kubernetes pod, in its network namespace (the busiest ones; pod is the name, or the UID where the node does not show it).",
+            kind: "counter",
+            samples: pods(t, e, opts.devices),
+        });
+    }
     if let Some(l) = listeners.filter(|_| opts.devices > 0) {
         families.push(Family {
             name: "netdrop_listener_overflows",
@@ -281,6 +289,27 @@ fn per_group(
     let mut merged: BTreeMap<Vec<(&'static str, String)>, u64> = BTreeMap::new();
     for r in kept {
         *merged.entry(labels(e, r.key)).or_default() += r.total;
+    }
+    merged.into_iter().map(|(l, v)| (l, v as f64)).collect()
+}
+
+/// Pod samples, the `n` busiest pods (drops outside pods are not a pod's).
+fn pods(t: &Totals, e: &mut Enricher, n: usize) -> Vec<(Vec<(&'static str, String)>, f64)> {
+    let mut rows = super::stats::rows(e, GroupBy::Pod, None, t);
+    rows.retain(|r| r.key != GroupKey::Pod(0));
+    aggregate::sort(&mut rows, SortBy::Total);
+    let (kept, _, _) = aggregate::top_n(rows, n);
+    let mut merged: BTreeMap<Vec<(&'static str, String)>, u64> = BTreeMap::new();
+    for r in kept {
+        let GroupKey::Pod(id) = r.key else { continue };
+        let Some(p) = e.containers().pod(id) else {
+            continue;
+        };
+        let labels = vec![
+            ("namespace", p.namespace.clone().unwrap_or_default()),
+            ("pod", p.name.clone().unwrap_or_else(|| p.uid.clone())),
+        ];
+        *merged.entry(labels).or_default() += r.total;
     }
     merged.into_iter().map(|(l, v)| (l, v as f64)).collect()
 }
@@ -637,5 +666,47 @@ mod tests {
             all.config() & (config::BY_DEVICE | config::BY_LOCATION | config::BY_FLOW),
             config::BY_DEVICE | config::BY_LOCATION | config::BY_FLOW
         );
+    }
+
+    #[test]
+    fn pods_are_labelled_by_namespace_and_name() {
+        let f = Tp::parse(&testdata::read("tracefs/kfree_skb-6.18.format")).unwrap();
+        let reasons = Reasons::from_symbolic(&f.symbolic_values()).unwrap();
+        let root = crate::kernel::containers::testing::fake_root("metrics");
+        let mut e = Enricher::new(reasons, &testdata::path("kallsyms/6.1-with-veth"), &root);
+        let key = |netns, ifindex| DeviceKey {
+            reason: 3,
+            netns,
+            ifindex,
+            _pad: 0,
+            ifname: *b"lo\0\0\0\0\0\0\0\0\0\0\0\0\0\0",
+        };
+        let mut t = Totals::default();
+        // The pod's namespace on two devices, a Docker container's, the host's.
+        for (k, n) in [
+            (key(200, 1), 5),
+            (key(200, 2), 2),
+            (key(300, 1), 9),
+            (key(100, 1), 40),
+        ] {
+            t.by_device.insert(k, n);
+        }
+        let opts = |devices| MetricsOptions {
+            devices,
+            locations: 0,
+            flows: 0,
+        };
+        let m = render(&t, None, &mut e, "h", &opts(2), Format::Prometheus);
+        let pods: Vec<&str> = m
+            .lines()
+            .filter(|l| l.starts_with("netdrop_pod_drops_total"))
+            .collect();
+        assert_eq!(
+            pods,
+            ["netdrop_pod_drops_total{namespace=\"shop\",pod=\"web-0\"} 7"]
+        );
+        let m = render(&t, None, &mut e, "h", &opts(0), Format::Prometheus);
+        assert!(!m.contains("netdrop_pod_drops"), "{m}");
+        std::fs::remove_dir_all(&root).unwrap();
     }
 }

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     aggregate::{self, Counters, GroupBy, GroupKey, Row},
     event::{self, Device, Enricher, Location, Netns, Packet, ReasonInfo, c_str},
+    kernel::containers::{Container, OTHER_PODS, Pod},
     output::{ListenerNotice, ReasonCount, SocketNotice, text},
 };
 
@@ -36,10 +37,16 @@ pub struct GroupRow {
     pub device: Option<Device>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub netns: Option<Netns>,
+    /// For `pod` (and `container` when they form one): the pod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<Pod>,
+    /// For `container`: the containers living in the namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub containers: Option<Vec<Container>>,
     pub interval: u64,
     pub total: u64,
     pub rate: f64,
-    /// For `dev` and `netns`: drops per reason since start, most first.
+    /// For `dev`, `netns`, `pod` and `container`: drops per reason since start, most first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub reasons: Vec<ReasonCount>,
 }
@@ -69,7 +76,7 @@ pub struct Untracked {
 pub struct StatsReport {
     pub time: String,
     pub interval_s: f64,
-    /// The grouping: `reason`, `location`, `flow`, `dev` or `netns`.
+    /// The grouping: `reason`, `location`, `flow`, `dev`, `netns`, `pod` or `container`.
     pub by: String,
     /// Drops that passed the filters (exact).
     pub drops: Count,
@@ -108,7 +115,7 @@ pub fn report(
         total,
         rate: aggregate::rate(interval, dt),
     };
-    let mut rows = aggregate::rows(by, Some(prev), now);
+    let mut rows = rows(enricher, by, Some(prev), now);
     aggregate::sort(&mut rows, sort);
     let (kept, other_i, other_t) = aggregate::top_n(rows, if top == 0 { usize::MAX } else { top });
     let groups = kept.iter().map(|r| label(enricher, r, dt)).collect();
@@ -133,6 +140,31 @@ pub fn report(
     }
 }
 
+/// [`aggregate::rows`], with namespace rows merged per pod or per container set for those
+/// groupings (what lives in a namespace is read from this host).
+pub fn rows(
+    e: &mut Enricher,
+    by: GroupBy,
+    prev: Option<&aggregate::Totals>,
+    now: &aggregate::Totals,
+) -> Vec<Row> {
+    let rows = aggregate::rows(by, prev, now);
+    match by {
+        GroupBy::Pod => aggregate::regroup(rows, |ns| {
+            GroupKey::Pod(if ns == 0 {
+                0
+            } else {
+                e.containers().pod_id(ns)
+            })
+        }),
+        GroupBy::Container => aggregate::regroup(rows, |ns| {
+            let has = ns != 0 && e.workload(ns).is_some_and(|w| !w.containers.is_empty());
+            GroupKey::Container(if has { ns } else { 0 })
+        }),
+        _ => rows,
+    }
+}
+
 /// Names a row.
 pub fn label(e: &mut Enricher, r: &Row, dt_ns: u64) -> GroupRow {
     let reason_ref = |e: &mut Enricher, code: u32| ReasonRef {
@@ -147,6 +179,8 @@ pub fn label(e: &mut Enricher, r: &Row, dt_ns: u64) -> GroupRow {
         flow: None,
         device: None,
         netns: None,
+        pod: None,
+        containers: None,
         interval: r.interval,
         total: r.total,
         rate: aggregate::rate(r.interval, dt_ns),
@@ -222,6 +256,36 @@ pub fn label(e: &mut Enricher, r: &Row, dt_ns: u64) -> GroupRow {
                 text::netns_name(&ns)
             };
             g.netns = (netns != 0).then_some(ns);
+            g.reasons = breakdown(e);
+        }
+        GroupKey::Pod(id) => {
+            g.pod = e.containers().pod(id).cloned();
+            g.label = match &g.pod {
+                Some(p) => p.label(),
+                None if id == OTHER_PODS => "(other pods)".to_owned(),
+                None => "(not in a pod)".to_owned(),
+            };
+            g.reasons = breakdown(e);
+        }
+        GroupKey::Container(netns) => {
+            let w = e.workload(netns).filter(|_| netns != 0).cloned();
+            g.label = match &w {
+                Some(w) => {
+                    let ns = text::netns_name(&e.netns(netns, "device"));
+                    match &w.pod {
+                        Some(p) => {
+                            format!("{} (pod {}, netns {ns})", w.container_label(), p.label())
+                        }
+                        None => format!("{} (netns {ns})", w.container_label()),
+                    }
+                }
+                None => "(not in a container)".to_owned(),
+            };
+            if let Some(w) = w {
+                g.netns = Some(e.netns(netns, "device"));
+                g.containers = Some(w.containers);
+                g.pod = w.pod;
+            }
             g.reasons = breakdown(e);
         }
     }
@@ -489,5 +553,75 @@ mod tests {
         let v = serde_json::to_value(&r).unwrap();
         assert_eq!(v["groups"][0]["reason"]["inferred"], true);
         assert_eq!(v["groups"][1]["reason"]["inferred"], false);
+    }
+
+    #[test]
+    fn pods_and_containers_group_their_namespaces() {
+        let root = crate::kernel::containers::testing::fake_root("stats");
+        let f = Format::parse(&testdata::read("tracefs/kfree_skb-6.18.format")).unwrap();
+        let reasons = Reasons::from_symbolic(&f.symbolic_values()).unwrap();
+        let mut e = Enricher::new(reasons, &testdata::path("kallsyms/6.1-with-veth"), &root);
+        let key = |reason, netns, ifindex| netdrop_common::DeviceKey {
+            reason,
+            netns,
+            ifindex,
+            _pad: 0,
+            ifname: [0; 16],
+        };
+        let mut t = Totals {
+            mono_ns: 1_000_000_000,
+            ..Default::default()
+        };
+        for (k, n) in [
+            (key(3, 200, 1), 5),
+            (key(12, 200, 2), 2),
+            (key(3, 300, 1), 9),
+            (key(3, 100, 1), 1),
+        ] {
+            t.by_device.insert(k, n);
+        }
+        let by = |e: &mut Enricher, g| {
+            report(
+                e,
+                g,
+                &Totals::default(),
+                &t,
+                aggregate::SortBy::Total,
+                0,
+                "t".into(),
+            )
+        };
+        let r = by(&mut e, GroupBy::Pod);
+        let rows: Vec<(&str, u64)> = r
+            .groups
+            .iter()
+            .map(|g| (g.label.as_str(), g.total))
+            .collect();
+        assert_eq!(rows, [("(not in a pod)", 10), ("shop/web-0", 7)]);
+        let v = serde_json::to_value(&r).unwrap();
+        assert_eq!(v["by"], "pod");
+        assert_eq!(v["groups"][1]["pod"]["namespace"], "shop");
+        assert_eq!(v["groups"][1]["reasons"][0]["name"], "NO_SOCKET");
+        assert_eq!(v["groups"][1]["reasons"][1]["count"], 2);
+        assert!(v["groups"][0].get("pod").is_none());
+        let r = by(&mut e, GroupBy::Container);
+        let rows: Vec<(&str, u64)> = r
+            .groups
+            .iter()
+            .map(|g| (g.label.as_str(), g.total))
+            .collect();
+        // The Docker container's name is escaped for the terminal.
+        assert_eq!(
+            rows,
+            [
+                ("redis\\x1b[2J (netns 300)", 9),
+                ("app,containerd:cccccccccccc (pod shop/web-0, netns 200)", 7),
+                ("(not in a container)", 1),
+            ]
+        );
+        let v = serde_json::to_value(&r).unwrap();
+        assert_eq!(v["groups"][1]["containers"][0]["name"], "app");
+        assert_eq!(v["groups"][1]["netns"]["inode"], 200);
+        std::fs::remove_dir_all(&root).unwrap();
     }
 }

@@ -29,8 +29,9 @@ pub fn drop_line(r: &DropRecord, local_time: &str) -> String {
         None => r.reason.label(),
     };
     let comm = printable(&r.running_task.comm);
+    let workload = workload(r);
     let mut line = format!(
-        "{local_time} {:<20} {proto:<6} {flow:<47} dev {dev:<10} netns {netns:<10} at {loc}  len {} cpu {} task {}[{}]",
+        "{local_time} {:<20} {proto:<6} {flow:<47} dev {dev:<10} netns {netns:<10}{workload} at {loc}  len {} cpu {} task {}[{}]",
         reason, p.length, r.cpu, comm, r.running_task.pid
     );
     if let Some(stack) = &r.stack {
@@ -40,6 +41,19 @@ pub fn drop_line(r: &DropRecord, local_time: &str) -> String {
         }
     }
     line
+}
+
+/// ` pod NAMESPACE/NAME` or ` container NAME[,NAME]` (terminal-safe) after the namespace of
+/// a drop in a container's namespace; empty otherwise.
+fn workload(r: &DropRecord) -> String {
+    match (&r.pod, &r.containers) {
+        (Some(p), _) => format!(" pod {}", printable(&p.label())),
+        (None, Some(c)) if !c.is_empty() => {
+            let names: Vec<String> = c.iter().map(|c| c.label()).collect();
+            format!(" container {}", printable(&names.join(",")))
+        }
+        _ => String::new(),
+    }
 }
 
 /// `04:30:10.123456 COUNTER TcpExt.ListenOverflows +24 (total 24) netns xb: accept queue full ...`
@@ -356,6 +370,27 @@ pub(crate) mod tests {
         assert!(line.contains("task ev\\x1b[2Jil[7]"), "{line}");
         assert!(line.contains("dev e\\x1b]0;x\\x07"), "{line}");
         assert!(line.contains("netns n\\x0d"), "{line}");
+        r.pod = Some(crate::kernel::containers::Pod {
+            uid: "u".into(),
+            name: Some("web\u{1b}[2J".into()),
+            namespace: Some("shop".into()),
+        });
+        let line = drop_line(&r, "04:12:33.000001");
+        assert!(
+            line.contains("netns n\\x0d      pod shop/web\\x1b[2J at "),
+            "{line}"
+        );
+        r.pod = None;
+        r.containers = Some(vec![crate::kernel::containers::Container {
+            runtime: "docker".into(),
+            id: "0123456789abcdef".into(),
+            name: None,
+        }]);
+        let line = drop_line(&r, "04:12:33.000001");
+        assert!(
+            line.contains(" container docker:0123456789ab at "),
+            "{line}"
+        );
         let c = CounterNotice {
             time: String::new(),
             counter: "dev.e\u{1b}[1m.rx_dropped".into(),
@@ -437,6 +472,8 @@ pub(crate) mod tests {
             flow: None,
             device: None,
             netns: None,
+            pod: None,
+            containers: None,
             interval: n,
             total: n,
             rate: n as f64 / 2.0,

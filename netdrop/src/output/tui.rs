@@ -248,7 +248,7 @@ pub fn key(k: KeyEvent) -> Action {
         (KeyCode::Char('G') | KeyCode::BackTab, _) => Action::PrevGroup,
         (KeyCode::Char('s'), _) => Action::ToggleSort,
         (KeyCode::Char('p') | KeyCode::Char(' '), _) => Action::TogglePause,
-        (KeyCode::Char(c @ '1'..='5'), _) => Action::Group(GroupBy::ALL[c as usize - '1' as usize]),
+        (KeyCode::Char(c @ '1'..='7'), _) => Action::Group(GroupBy::ALL[c as usize - '1' as usize]),
         _ => Action::None,
     }
 }
@@ -481,6 +481,7 @@ fn draw_help(f: &mut Frame<'_>) {
         Line::raw("? or F1       show or hide this help"),
         Line::raw("g/Tab, G      next / previous grouping"),
         Line::raw("1 2 3 4 5     by reason, location, flow, dev, netns"),
+        Line::raw("6 7           by pod, by container"),
         Line::raw("l             by listener (accept queue overflows)"),
         Line::raw("s             order by rate or by total"),
         Line::raw("p or space    pause the screen (counting goes on)"),
@@ -530,6 +531,8 @@ mod tests {
             flow: None,
             device: None,
             netns: None,
+            pod: None,
+            containers: None,
             interval: rate as u64,
             total,
             rate,
@@ -667,6 +670,10 @@ mod tests {
         assert_eq!(m.by, GroupBy::Location);
         assert!(apply(&mut m, key(press('5'))));
         assert_eq!(m.by, GroupBy::Netns);
+        assert!(apply(&mut m, key(press('6'))));
+        assert_eq!(m.by, GroupBy::Pod);
+        assert!(apply(&mut m, key(press('7'))));
+        assert_eq!(m.by, GroupBy::Container);
         assert!(apply(
             &mut m,
             key(KeyEvent::new(KeyCode::Tab, KeyModifiers::NONE))
