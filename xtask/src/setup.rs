@@ -134,6 +134,8 @@ const TEST_TOOLS: &[(&str, &str)] = &[
     ("bpftool", "bpftool"),
     ("tmux", "tmux"),
     ("promtool", "prometheus"),
+    // The oracle of the BTF check on real kernels (`kernel-btf`).
+    ("pahole", "dwarves"),
 ];
 
 /// Installs missing system tools the integration tests use.

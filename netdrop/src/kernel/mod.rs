@@ -4,6 +4,8 @@
 //! fixtures instead of a kernel.
 
 pub mod btf;
+#[cfg(test)]
+mod btf_oracle;
 pub mod counters;
 pub mod inferred;
 pub mod kallsyms;
