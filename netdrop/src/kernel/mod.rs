@@ -109,6 +109,15 @@ impl Kernel {
 
 /// Split BTF of loaded modules: subsystem drop reasons (openvswitch, mac80211) live there.
 fn module_btfs(vmlinux: &Arc<Btf>) -> Vec<Btf> {
+    // Module type ids continue the kernel's, whose count is unknown past an unknown kind.
+    if let Some(u) = vmlinux.unread() {
+        tracing::debug!(
+            "module BTF not read: the kernel's stops at kind {} (type id {})",
+            u.kind,
+            u.id
+        );
+        return Vec::new();
+    }
     let Ok(dir) = std::fs::read_dir("/sys/kernel/btf") else {
         return Vec::new();
     };
