@@ -185,7 +185,12 @@ impl Probe {
                 Err(details) if cfg.attach == AttachMode::Btf => {
                     return Err(Error::NoHook { details });
                 }
-                Err(details) => btf_error = Some(details),
+                Err(details) => {
+                    tracing::info!(
+                        "BTF raw tracepoint unavailable ({details}); trying the classic tracepoint"
+                    );
+                    btf_error = Some(details);
+                }
             }
         }
         hooks::kfree_skb::attach_tracepoint(kernel, cfg)
