@@ -175,3 +175,68 @@ fn missing_kernel_btf() {
          CONFIG_DEBUG_INFO_BTF=y); give netdrop a BTF file for this exact kernel with --btf FILE"
     );
 }
+
+/// This kernel's BTF with its first pointer type turned into kind 31, which no reader
+/// knows (every kind's trailing data has a length of its own, so nothing after it can be
+/// walked). Returns the file and the id of that type.
+fn btf_with_unknown_kind() -> (std::path::PathBuf, u32) {
+    let mut btf = std::fs::read("/sys/kernel/btf/vmlinux").expect("kernel BTF");
+    let u32_at = |b: &[u8], at: usize| u32::from_le_bytes(b[at..at + 4].try_into().unwrap());
+    let hdr_len = u32_at(&btf, 4) as usize;
+    let start = hdr_len + u32_at(&btf, 8) as usize;
+    let end = start + u32_at(&btf, 12) as usize;
+    let (mut pos, mut id) = (start, 1);
+    while pos < end {
+        let info = u32_at(&btf, pos + 4);
+        let (kind, vlen) = ((info >> 24) & 0x1f, (info & 0xffff) as usize);
+        if kind == 2 {
+            btf[pos + 4..pos + 8]
+                .copy_from_slice(&((info & !(0x1f << 24)) | 31 << 24).to_le_bytes());
+            let path =
+                std::env::temp_dir().join(format!("netdrop-kind31-{}.btf", std::process::id()));
+            std::fs::write(&path, &btf).unwrap();
+            return (path, id);
+        }
+        // BTF_KIND_*: INT, VAR, DECL_TAG 4; ARRAY 12; STRUCT, UNION, DATASEC, ENUM64 12 per
+        // entry; ENUM, FUNC_PROTO 8 per entry; the rest nothing.
+        pos += 12
+            + match kind {
+                1 | 14 | 17 => 4,
+                3 => 12,
+                4 | 5 | 15 | 19 => 12 * vlen,
+                6 | 13 => 8 * vlen,
+                _ => 0,
+            };
+        id += 1;
+    }
+    panic!("no pointer type in the kernel BTF");
+}
+
+#[test]
+fn an_unknown_btf_kind_fails_only_what_needs_the_types_after_it() {
+    let (path, id) = btf_with_unknown_kind();
+    /// Removes the file however the test ends.
+    struct Remove(std::path::PathBuf);
+    impl Drop for Remove {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+    let _remove = Remove(path.clone());
+    let file = path.to_str().unwrap();
+    fails_with(
+        &["watch", "--btf", file],
+        &format!(
+            "cannot use the BTF in {file}: BTF has type kind 31 at type id {id}, which netdrop \
+             does not know, so the types after it could not be read and"
+        ),
+    );
+    // Reason names need no struct: they come from the tracepoint format file instead.
+    let out = run(&["reasons", "--btf", file]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("NO_SOCKET"));
+}

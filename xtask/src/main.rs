@@ -52,13 +52,13 @@ enum Task {
         args: Vec<String>,
     },
     /// Set up and run the whole test suite: unit tests, then (as root) the privileged
-    /// integration tests that create real drops on this kernel, then the VM scenarios on
-    /// Debian kernels (vm-test).
+    /// integration tests that create real drops on this kernel, then the BTF check on real
+    /// kernels (kernel-btf), then the VM scenarios on Debian kernels (vm-test).
     Test {
         /// Only the unit tests (no root, no kernel).
         #[arg(long)]
         unit: bool,
-        /// Skip the VM scenarios.
+        /// Skip the VM scenarios (the BTF check on the cached kernels still runs).
         #[arg(long)]
         no_vm: bool,
     },
@@ -113,6 +113,12 @@ enum Task {
         #[arg(long = "scenario")]
         scenarios: Vec<String>,
     },
+    /// Check netdrop's BTF reading on real kernels: extract the vmlinux BTF of the Debian
+    /// kernels vm-test uses (downloaded through apt and cached under target/vm), then compare
+    /// every struct offset, the kfree_skb prototype and the reason enums of those kernels and
+    /// of this machine's against pahole. Part of `test` (with root). Needs root to install
+    /// dwarves or download a kernel that is not cached yet.
+    KernelBtf,
     /// Boot a Debian kernel in qemu and run one command there as root, with the static
     /// netdrop on PATH and ip, tc, nft, dropwatch, dash and busybox; stream its output and
     /// exit with its status. E.g. `cargo xtask vm-run --kernel 6.1 -- netdrop reasons`.
@@ -161,7 +167,11 @@ fn main() -> Result<()> {
         }
         Task::Test { unit, no_vm } => {
             test::run(unit)?;
-            if unit || no_vm {
+            if unit {
+                return Ok(());
+            }
+            vm::btf::run()?;
+            if no_vm {
                 return Ok(());
             }
             vm::run(vm::VmArgs {
@@ -169,6 +179,7 @@ fn main() -> Result<()> {
                 scenarios: Vec::new(),
             })
         }
+        Task::KernelBtf => vm::btf::run(),
         Task::VmTest { kernels, scenarios } => vm::run(vm::VmArgs { kernels, scenarios }),
         Task::VmRun {
             kernel,

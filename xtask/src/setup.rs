@@ -136,6 +136,8 @@ const TEST_TOOLS: &[(&str, &str)] = &[
     ("promtool", "prometheus"),
     ("man", "man-db"),
     ("groff", "groff-base"),
+    // The oracle of the BTF check on real kernels (`kernel-btf`).
+    ("pahole", "dwarves"),
 ];
 
 /// Installs missing system tools the integration tests use.

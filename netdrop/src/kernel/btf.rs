@@ -75,22 +75,51 @@ impl Kind {
     }
 }
 
-/// What can go wrong reading BTF.
-#[derive(Debug, Error)]
+/// What can go wrong reading BTF. Cloneable so that a failed lookup can be kept and
+/// reported by the feature that needs it, later.
+#[derive(Clone, Debug, Error)]
 pub enum BtfError {
     #[error("{source}")]
     Read {
         path: String,
-        source: std::io::Error,
+        source: Arc<std::io::Error>,
     },
     #[error("not BTF data (bad magic {0:#06x})")]
     BadMagic(u16),
     #[error("BTF data is truncated or corrupt: {0}")]
     Corrupt(&'static str),
-    #[error("unknown BTF kind {0}")]
-    UnknownKind(u32),
     #[error("BTF has no {0}")]
     Missing(String),
+    /// A type of a kind this reader does not know stopped the walk (see [`Unread`]), and
+    /// `what` was not among the types before it.
+    #[error(
+        "BTF has type kind {} at type id {}, which netdrop does not know, so the types after \
+         it could not be read and {what} was not among those before it",
+        unread.kind, unread.id
+    )]
+    UnknownKind {
+        /// The looked-up type or member.
+        what: String,
+        /// Where the walk stopped.
+        unread: Unread,
+    },
+    /// Split BTF whose base was cut short: its type ids cannot be placed.
+    #[error(
+        "the base BTF has type kind {} at type id {}, which netdrop does not know, so the \
+         ids of split BTF on top of it are unknown",
+        .0.kind, .0.id
+    )]
+    BaseUnread(Unread),
+}
+
+/// Where parsing stopped at a type of an unknown kind. Every kind carries data of its own
+/// length after the common header, so nothing after such a type can be found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Unread {
+    /// The raw `BTF_KIND_*` number.
+    pub kind: u32,
+    /// Type id of the first type not read.
+    pub id: u32,
 }
 
 /// One parsed BTF blob (the kernel's, or a module's on top of it).
@@ -103,6 +132,8 @@ pub struct Btf {
     types: Vec<usize>,
     first_id: u32,
     base: Option<Arc<Btf>>,
+    /// Set when a type of an unknown kind ended the walk early.
+    unread: Option<Unread>,
 }
 
 /// A type header.
@@ -135,7 +166,7 @@ impl Btf {
     pub fn from_file(path: &Path) -> Result<Self, BtfError> {
         let data = std::fs::read(path).map_err(|source| BtfError::Read {
             path: path.display().to_string(),
-            source,
+            source: Arc::new(source),
         })?;
         Self::parse(data, None)
     }
@@ -144,13 +175,18 @@ impl Btf {
     pub fn from_split_file(path: &Path, base: Arc<Btf>) -> Result<Self, BtfError> {
         let data = std::fs::read(path).map_err(|source| BtfError::Read {
             path: path.display().to_string(),
-            source,
+            source: Arc::new(source),
         })?;
         Self::parse(data, Some(base))
     }
 
-    /// Parses BTF bytes; `base` is the BTF that split BTF extends.
+    /// Parses BTF bytes; `base` is the BTF that split BTF extends. A type of a kind this
+    /// reader does not know ends the walk without an error: the types before it stay
+    /// readable, and looking up any other says why it is missing (see [`Btf::unread`]).
     pub fn parse(data: Vec<u8>, base: Option<Arc<Btf>>) -> Result<Self, BtfError> {
+        if let Some(unread) = base.as_ref().and_then(|b| b.unread) {
+            return Err(BtfError::BaseUnread(unread));
+        }
         if data.len() < 2 {
             return Err(BtfError::Corrupt("header"));
         }
@@ -176,6 +212,7 @@ impl Btf {
         }
         let first_id = base.as_ref().map_or(1, |b| b.next_id());
         let mut types = Vec::new();
+        let mut unread = None;
         let mut pos = type_start;
         while pos < type_start + type_len {
             if pos + 12 > type_start + type_len {
@@ -183,12 +220,26 @@ impl Btf {
             }
             let info = rd(pos + 4);
             let raw_kind = (info >> 24) & 0x1f;
-            let kind = Kind::from_raw(raw_kind).ok_or(BtfError::UnknownKind(raw_kind))?;
+            let Some(kind) = Kind::from_raw(raw_kind) else {
+                unread = Some(Unread {
+                    kind: raw_kind,
+                    id: first_id + types.len() as u32,
+                });
+                break;
+            };
             types.push(pos);
             pos += 12 + kind.extra_len((info & 0xffff) as usize);
         }
-        if pos != type_start + type_len {
+        if unread.is_none() && pos != type_start + type_len {
             return Err(BtfError::Corrupt("type section length"));
+        }
+        if let Some(u) = unread {
+            tracing::warn!(
+                "BTF type {} has kind {}, which netdrop does not know: types from there on are \
+                 not read, and features that need one of them say so",
+                u.id,
+                u.kind
+            );
         }
         Ok(Self {
             data,
@@ -198,7 +249,27 @@ impl Btf {
             types,
             first_id,
             base,
+            unread,
         })
+    }
+
+    /// The BTF bytes as read, for readers of their own (aya's loader).
+    pub fn raw(&self) -> &[u8] {
+        &self.data
+    }
+
+    /// Where parsing stopped early at a type of an unknown kind, if it did.
+    pub fn unread(&self) -> Option<Unread> {
+        self.unread
+    }
+
+    /// The error for `what` not being found: plain [`BtfError::Missing`] when every type
+    /// was read, else one that names the unknown kind that hid the rest.
+    pub fn missing(&self, what: String) -> BtfError {
+        match self.unread {
+            Some(unread) => BtfError::UnknownKind { what, unread },
+            None => BtfError::Missing(what),
+        }
     }
 
     fn next_id(&self) -> u32 {
@@ -282,10 +353,10 @@ impl Btf {
     /// Offset of `path` (dot-separated, e.g. `"__sk_common.skc_net.net"`) in struct
     /// `name`, looking through anonymous structs and unions as C does.
     pub fn member(&self, name: &str, path: &str) -> Result<Member, BtfError> {
-        let missing = || BtfError::Missing(format!("member {name}.{path}"));
+        let missing = || self.missing(format!("member {name}.{path}"));
         let (mut id, _) = self
             .find(name, &[Kind::Struct, Kind::Union])
-            .ok_or_else(|| BtfError::Missing(format!("struct {name}")))?;
+            .ok_or_else(|| self.missing(format!("struct {name}")))?;
         let mut offset = 0;
         for part in path.split('.') {
             let (_, t) = self.resolve(id).ok_or_else(missing)?;
@@ -356,14 +427,20 @@ impl Btf {
 
     /// Number of parameters of the function prototype that typedef `name` points to
     /// (e.g. `btf_trace_kfree_skb`, whose first parameter is the tracepoint's `void *`).
-    pub fn typedef_proto_params(&self, name: &str) -> Option<usize> {
-        let (_, td) = self.find(name, &[Kind::Typedef])?;
-        let (_, ptr) = self.resolve(td.size_or_type)?;
+    pub fn typedef_proto_params(&self, name: &str) -> Result<usize, BtfError> {
+        let missing = || self.missing(format!("function prototype behind typedef {name}"));
+        let (_, td) = self
+            .find(name, &[Kind::Typedef])
+            .ok_or_else(|| self.missing(format!("typedef {name}")))?;
+        let (_, ptr) = self.resolve(td.size_or_type).ok_or_else(missing)?;
         let (_, proto) = match ptr.kind {
-            Kind::Ptr => self.resolve(ptr.size_or_type)?,
+            Kind::Ptr => self.resolve(ptr.size_or_type).ok_or_else(missing)?,
             _ => (0, ptr),
         };
-        (proto.kind == Kind::FuncProto).then_some(proto.vlen)
+        match proto.kind {
+            Kind::FuncProto => Ok(proto.vlen),
+            _ => Err(missing()),
+        }
     }
 }
 
@@ -532,6 +609,20 @@ pub mod builder {
             id
         }
 
+        /// A type of raw kind `kind` (one this reader may not know) followed by `extra`
+        /// bytes of kind-specific data.
+        pub fn raw(&mut self, name: &str, kind: u32, vlen: usize, extra: &[u8]) -> u32 {
+            let name_off = self.string(name);
+            let info = kind << 24 | vlen as u32;
+            for v in [name_off, info, 0] {
+                self.types.extend_from_slice(&v.to_le_bytes());
+            }
+            self.types.extend_from_slice(extra);
+            let id = self.next_id;
+            self.next_id += 1;
+            id
+        }
+
         pub fn build(self) -> Vec<u8> {
             let mut out = Vec::new();
             out.extend_from_slice(&MAGIC.to_le_bytes());
@@ -619,8 +710,11 @@ mod tests {
                 ("SKB_DROP_REASON_NO_SOCKET".to_owned(), 3)
             ]
         );
-        assert_eq!(btf.typedef_proto_params("btf_trace_kfree_skb"), Some(3));
-        assert_eq!(btf.typedef_proto_params("nope"), None);
+        assert_eq!(btf.typedef_proto_params("btf_trace_kfree_skb").unwrap(), 3);
+        assert!(matches!(
+            btf.typedef_proto_params("nope"),
+            Err(BtfError::Missing(m)) if m == "typedef nope"
+        ));
     }
 
     #[test]
@@ -649,6 +743,52 @@ mod tests {
         assert!(matches!(
             btf.member("looped", "y"),
             Err(BtfError::Missing(_))
+        ));
+    }
+
+    /// A known struct, a type of kind 31 (with data of a length only its kind would tell),
+    /// then more types.
+    fn with_unknown_kind() -> Btf {
+        let mut b = BtfBuilder::new();
+        let int = b.int("int", 4);
+        b.composite(Kind::Struct, "before", 8, &[("x", int, 4)]);
+        let unknown = b.raw("mystery", 31, 2, &[0xff; 20]);
+        assert_eq!(unknown, 3);
+        b.composite(Kind::Struct, "after", 8, &[("y", int, 0)]);
+        Btf::parse(b.build(), None).unwrap()
+    }
+
+    #[test]
+    fn an_unknown_kind_keeps_the_types_before_it_and_names_itself_for_the_rest() {
+        let btf = with_unknown_kind();
+        assert_eq!(btf.unread(), Some(Unread { kind: 31, id: 3 }));
+        assert_eq!(btf.member("before", "x").unwrap().offset, 4);
+        let err = btf.member("after", "y").unwrap_err();
+        assert!(
+            matches!(&err, BtfError::UnknownKind { what, unread: Unread { kind: 31, id: 3 } } if what == "struct after"),
+            "{err:?}"
+        );
+        assert_eq!(
+            err.to_string(),
+            "BTF has type kind 31 at type id 3, which netdrop does not know, so the types after \
+             it could not be read and struct after was not among those before it"
+        );
+        // A member missing from a type that was read is still missing for that reason.
+        assert!(matches!(
+            btf.member("before", "z"),
+            Err(BtfError::UnknownKind { what, .. }) if what == "member before.z"
+        ));
+        assert!(btf.type_by_id(3).is_none());
+    }
+
+    #[test]
+    fn split_btf_on_a_base_cut_short_is_refused() {
+        let base = Arc::new(with_unknown_kind());
+        let mut m = BtfBuilder::split(3, base.str_len as u32);
+        m.int("long", 8);
+        assert!(matches!(
+            Btf::parse(m.build(), Some(base)),
+            Err(BtfError::BaseUnread(Unread { kind: 31, id: 3 }))
         ));
     }
 

@@ -5,6 +5,8 @@
 
 pub mod btf;
 pub mod containers;
+#[cfg(test)]
+mod btf_oracle;
 pub mod counters;
 pub mod inferred;
 pub mod kallsyms;
@@ -24,7 +26,7 @@ use std::{
 use netdrop_common::KernelOffsets;
 
 use self::{
-    btf::Btf,
+    btf::{Btf, BtfError},
     offsets::HookArity,
     reasons::{Reasons, Source},
 };
@@ -37,10 +39,14 @@ pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
 pub struct Kernel {
     /// Path of the kernel BTF used.
     pub btf_path: PathBuf,
-    /// Struct offsets handed to the programs.
-    pub offsets: KernelOffsets,
-    /// Arguments of the `kfree_skb` BTF tracepoint, if BTF describes it.
-    pub arity: Option<HookArity>,
+    /// The kernel BTF, parsed once here and shared by whatever reads types later (the
+    /// program loader hands its bytes to aya).
+    pub btf: Arc<Btf>,
+    /// Struct offsets handed to the programs, or why they could not be read: only loading
+    /// the programs needs them, so other commands work without.
+    pub offsets: Result<KernelOffsets, BtfError>,
+    /// Arguments of the `kfree_skb` BTF tracepoint, or why BTF does not describe them.
+    pub arity: Result<HookArity, BtfError>,
     /// Drop reason names.
     pub reasons: Reasons,
 }
@@ -57,19 +63,22 @@ impl Kernel {
             path: btf_path.clone(),
             source,
         })?);
-        let offsets = offsets::from_btf(&vmlinux).map_err(|source| Error::Btf {
-            path: btf_path.clone(),
-            source,
-        })?;
-        let arity = offsets::kfree_skb_arity(&vmlinux);
         let modules = if btf.is_none() {
             module_btfs(&vmlinux)
         } else {
             Vec::new()
         };
-        let reasons = match Reasons::from_btf(std::iter::once(vmlinux.as_ref()).chain(&modules)) {
+        Ok(Self::from_btf(btf_path, vmlinux, &modules))
+    }
+
+    /// What [`Kernel::inspect`] reads from BTF already parsed: `vmlinux`, then the split
+    /// BTF of loaded `modules`.
+    pub fn from_btf(btf_path: PathBuf, vmlinux: Arc<Btf>, modules: &[Btf]) -> Self {
+        let offsets = offsets::from_btf(&vmlinux);
+        let arity = offsets::kfree_skb_arity(&vmlinux);
+        let reasons = match Reasons::from_btf(std::iter::once(vmlinux.as_ref()).chain(modules)) {
             Some(r) => r,
-            None if arity == Some(HookArity::Two) => Reasons::none(),
+            None if arity.as_ref().is_ok_and(|a| *a == HookArity::Two) => Reasons::none(),
             None => reasons_from_format_file().unwrap_or_else(|e| {
                 tracing::warn!("no drop reason names in BTF and {e}; reasons are shown as numbers");
                 Reasons::none()
@@ -81,17 +90,35 @@ impl Kernel {
                  from the function that dropped where it names one (shown as NAME?), else UNKNOWN"
             );
         }
-        Ok(Self {
+        Self {
             btf_path,
+            btf: vmlinux,
             offsets,
             arity,
             reasons,
+        }
+    }
+
+    /// The struct offsets, or the error naming the BTF file and what it lacks.
+    pub fn offsets(&self) -> Result<KernelOffsets, Error> {
+        self.offsets.clone().map_err(|source| Error::Btf {
+            path: self.btf_path.clone(),
+            source,
         })
     }
 }
 
 /// Split BTF of loaded modules: subsystem drop reasons (openvswitch, mac80211) live there.
 fn module_btfs(vmlinux: &Arc<Btf>) -> Vec<Btf> {
+    // Module type ids continue the kernel's, whose count is unknown past an unknown kind.
+    if let Some(u) = vmlinux.unread() {
+        tracing::debug!(
+            "module BTF not read: the kernel's stops at kind {} (type id {})",
+            u.kind,
+            u.id
+        );
+        return Vec::new();
+    }
     let Ok(dir) = std::fs::read_dir("/sys/kernel/btf") else {
         return Vec::new();
     };
@@ -125,4 +152,39 @@ pub fn kfree_skb_format() -> Result<tracefs::Format, Error> {
         reason: e.to_string(),
     })?;
     tracefs::Format::parse(&text).map_err(|reason| Error::Format { path, reason })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{btf::builder::BtfBuilder, *};
+
+    #[test]
+    fn an_unknown_btf_kind_fails_only_what_needs_the_types_after_it() {
+        let mut b = BtfBuilder::new();
+        b.enumeration(
+            "skb_drop_reason",
+            &[("SKB_NOT_DROPPED_YET", 0), ("SKB_DROP_REASON_NO_SOCKET", 3)],
+        );
+        b.raw("", 31, 0, &[0; 8]);
+        b.composite(btf::Kind::Struct, "sk_buff", 232, &[]);
+        let btf = Arc::new(Btf::parse(b.build(), None).unwrap());
+        let kernel = Kernel::from_btf(PathBuf::from("/tmp/vmlinux"), btf, &[]);
+        // Reason names were before the unknown kind: `netdrop reasons` works.
+        assert_eq!(kernel.reasons.source, Source::Btf);
+        assert_eq!(kernel.reasons.lookup("NO_SOCKET"), Ok(3));
+        // Loading the programs needs sk_buff, which came after it.
+        assert_eq!(
+            kernel.offsets().unwrap_err().to_string(),
+            "cannot use the BTF in /tmp/vmlinux: BTF has type kind 31 at type id 2, which \
+             netdrop does not know, so the types after it could not be read and struct sk_buff \
+             was not among those before it"
+        );
+        assert!(
+            kernel
+                .arity
+                .unwrap_err()
+                .to_string()
+                .contains("kind 31 at type id 2")
+        );
+    }
 }

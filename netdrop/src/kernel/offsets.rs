@@ -71,13 +71,16 @@ pub enum HookArity {
 }
 
 /// Reads the arity from the `btf_trace_kfree_skb` prototype (whose first parameter is the
-/// tracepoint's private `void *`); `None` when the kernel has no such tracepoint in BTF.
-pub fn kfree_skb_arity(btf: &Btf) -> Option<HookArity> {
+/// tracepoint's private `void *`); an error when BTF does not describe that tracepoint (or
+/// could not be read as far as it).
+pub fn kfree_skb_arity(btf: &Btf) -> Result<HookArity, BtfError> {
     match btf.typedef_proto_params("btf_trace_kfree_skb")? {
-        3 => Some(HookArity::Two),
-        4 => Some(HookArity::Three),
-        n if n >= 5 => Some(HookArity::Four),
-        _ => None,
+        3 => Ok(HookArity::Two),
+        4 => Ok(HookArity::Three),
+        n if n >= 5 => Ok(HookArity::Four),
+        n => Err(BtfError::Missing(format!(
+            "kfree_skb tracepoint prototype netdrop knows (btf_trace_kfree_skb has {n} parameters)"
+        ))),
     }
 }
 
@@ -182,11 +185,17 @@ mod tests {
 
     #[test]
     fn arity_follows_the_tracepoint_prototype() {
-        assert_eq!(kfree_skb_arity(&kernel_btf(true, 3)), Some(HookArity::Two));
         assert_eq!(
-            kfree_skb_arity(&kernel_btf(true, 4)),
-            Some(HookArity::Three)
+            kfree_skb_arity(&kernel_btf(true, 3)).unwrap(),
+            HookArity::Two
         );
-        assert_eq!(kfree_skb_arity(&kernel_btf(true, 5)), Some(HookArity::Four));
+        assert_eq!(
+            kfree_skb_arity(&kernel_btf(true, 4)).unwrap(),
+            HookArity::Three
+        );
+        assert_eq!(
+            kfree_skb_arity(&kernel_btf(true, 5)).unwrap(),
+            HookArity::Four
+        );
     }
 }

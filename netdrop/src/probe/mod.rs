@@ -173,37 +173,42 @@ impl Probe {
     /// Loads the object for this kernel and attaches the best `kfree_skb` hook allowed by
     /// `cfg.attach`.
     pub fn load(kernel: &Kernel, cfg: &ProbeConfig) -> Result<Self, Error> {
-        let aya_btf =
-            AyaBtf::parse_file(&kernel.btf_path, aya::Endianness::default()).map_err(|e| {
-                Error::Io {
-                    what: format!("reading BTF {}", kernel.btf_path.display()),
-                    source: std::io::Error::other(e.to_string()),
-                }
-            })?;
         let mut btf_error = None;
         if cfg.attach != AttachMode::Tracepoint {
-            match kernel.arity {
-                Some(arity) => match hooks::kfree_skb::attach_btf(kernel, cfg, &aya_btf, arity) {
-                    Ok((ebpf, hook, name, fd)) => {
-                        return Self::finish(ebpf, hook, name, fd, cfg, kernel);
+            // aya reads types of its own (it cannot take ours): parse them only for the hook
+            // that needs them, from the bytes read once already.
+            let arity_and_btf = kernel
+                .arity
+                .as_ref()
+                .map_err(|e| format!("kernel {e}"))
+                .and_then(|arity| Ok((*arity, aya_btf(kernel)?)));
+            match arity_and_btf {
+                Ok((arity, aya_btf)) => {
+                    match hooks::kfree_skb::attach_btf(kernel, cfg, &aya_btf, arity) {
+                        Ok((ebpf, hook, name, fd)) => {
+                            return Self::finish(ebpf, hook, name, fd, cfg, kernel);
+                        }
+                        Err(e) if cfg.attach == AttachMode::Auto => {
+                            tracing::info!(
+                                "BTF raw tracepoint unavailable ({e}); trying the classic tracepoint"
+                            );
+                            btf_error = Some(e.to_string());
+                        }
+                        Err(e) => return Err(e),
                     }
-                    Err(e) if cfg.attach == AttachMode::Auto => {
-                        tracing::info!(
-                            "BTF raw tracepoint unavailable ({e}); trying the classic tracepoint"
-                        );
-                        btf_error = Some(e.to_string());
-                    }
-                    Err(e) => return Err(e),
-                },
-                None if cfg.attach == AttachMode::Btf => {
-                    return Err(Error::NoHook {
-                        details: "kernel BTF has no btf_trace_kfree_skb".to_owned(),
-                    });
                 }
-                None => btf_error = Some("kernel BTF has no btf_trace_kfree_skb".to_owned()),
+                Err(details) if cfg.attach == AttachMode::Btf => {
+                    return Err(Error::NoHook { details });
+                }
+                Err(details) => {
+                    tracing::info!(
+                        "BTF raw tracepoint unavailable ({details}); trying the classic tracepoint"
+                    );
+                    btf_error = Some(details);
+                }
             }
         }
-        hooks::kfree_skb::attach_tracepoint(kernel, cfg, &aya_btf)
+        hooks::kfree_skb::attach_tracepoint(kernel, cfg)
             .and_then(|(ebpf, hook, name, fd)| Self::finish(ebpf, hook, name, fd, cfg, kernel))
             .map_err(|e| match (btf_error, e) {
                 (Some(b), Error::Program { source, .. }) => Error::NoHook {
@@ -470,13 +475,27 @@ impl Probe {
     }
 }
 
+/// aya's reading of the kernel BTF (for `tp_btf` programs), from the bytes
+/// [`Kernel::inspect`] read; why not, as one sentence, when aya cannot parse them.
+fn aya_btf(kernel: &Kernel) -> Result<AyaBtf, String> {
+    AyaBtf::parse(kernel.btf.raw(), aya::Endianness::default()).map_err(|e| {
+        format!(
+            "aya cannot read the BTF in {} ({e})",
+            kernel.btf_path.display()
+        )
+    })
+}
+
+/// Loads the object with this kernel's offsets and `layout`. `btf` is the kernel BTF for
+/// `tp_btf` programs; without it aya reads /sys/kernel/btf/vmlinux itself if it can, which
+/// the classic tracepoint does not need (Rust programs carry no CO-RE relocations).
 pub(crate) fn load_object(
     kernel: &Kernel,
     cfg: &ProbeConfig,
-    btf: &AyaBtf,
+    btf: Option<&AyaBtf>,
     layout: &TracepointLayout,
 ) -> Result<Ebpf, Error> {
-    let offsets: KernelOffsets = kernel.offsets;
+    let offsets: KernelOffsets = kernel.offsets()?;
     // Kernels without reasons: where netfilter and tcp_drop() free packets, from kallsyms.
     let kallsyms = (kernel.reasons.source == Source::None).then(read_kallsyms);
     let (netfilter_start, netfilter_end) = kallsyms.as_ref().map_or((0, 0), netfilter_code);
@@ -517,8 +536,11 @@ pub(crate) fn load_object(
     } else {
         1
     };
-    EbpfLoader::new()
-        .btf(Some(btf))
+    let mut loader = EbpfLoader::new();
+    if btf.is_some() {
+        loader.btf(btf);
+    }
+    loader
         .override_global(global::OFFSETS, &offsets, true)
         .override_global(global::TP_LAYOUT, layout, true)
         .override_global(global::FILTER, &cfg.filter.filter, true)

@@ -5,6 +5,7 @@
 //! tools and modules the scenarios need, boot it, and read one `NDVM RESULT` line per
 //! scenario from the serial console.
 
+pub mod btf;
 mod initramfs;
 mod kernel;
 mod run;

@@ -57,7 +57,7 @@ pub fn attach_btf(
     btf: &AyaBtf,
     arity: HookArity,
 ) -> Result<Attached, Error> {
-    let mut ebpf = load_object(kernel, cfg, btf, &TracepointLayout::NONE)?;
+    let mut ebpf = load_object(kernel, cfg, Some(btf), &TracepointLayout::NONE)?;
     let name = match arity {
         HookArity::Two => program::BTF_2ARG,
         HookArity::Three => program::BTF_3ARG,
@@ -76,17 +76,13 @@ pub fn attach_btf(
 
 /// Loads the object and attaches the classic tracepoint, with the record layout of its
 /// format file (tracefs is mounted if needed).
-pub fn attach_tracepoint(
-    kernel: &Kernel,
-    cfg: &ProbeConfig,
-    btf: &AyaBtf,
-) -> Result<Attached, Error> {
+pub fn attach_tracepoint(kernel: &Kernel, cfg: &ProbeConfig) -> Result<Attached, Error> {
     let format = crate::kernel::kfree_skb_format()?;
     let layout = format.kfree_skb_layout().map_err(|reason| Error::Format {
         path: "events/skb/kfree_skb/format".into(),
         reason,
     })?;
-    let mut ebpf = load_object(kernel, cfg, btf, &layout)?;
+    let mut ebpf = load_object(kernel, cfg, None, &layout)?;
     let name = program::TRACEPOINT;
     let prog_err = |source| Error::Program {
         program: name,

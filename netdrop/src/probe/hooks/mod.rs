@@ -51,9 +51,9 @@ impl KernelFacts {
             .as_ref()
             .is_ok_and(|k| k.reasons.source != crate::kernel::reasons::Source::None);
         let btf_kfree_skb = match kernel {
-            Ok(k) => match k.arity {
-                Some(a) => Ok(format!("({})", kfree_skb::arguments(a))),
-                None => Err("kernel BTF has no btf_trace_kfree_skb".to_owned()),
+            Ok(k) => match &k.arity {
+                Ok(a) => Ok(format!("({})", kfree_skb::arguments(*a))),
+                Err(e) => Err(format!("kernel {e}")),
             },
             Err(e) => Err(e),
         };
