@@ -4,9 +4,9 @@
 //! fixtures instead of a kernel.
 
 pub mod btf;
-pub mod containers;
 #[cfg(test)]
 mod btf_oracle;
+pub mod containers;
 pub mod counters;
 pub mod inferred;
 pub mod kallsyms;

@@ -705,16 +705,21 @@ mod tests {
             .iter()
             .position(|l| l.contains("netdrop top: keys"))
             .expect("help box");
-        // Centred: 14 lines in 24, a box 58 wide in 80.
-        assert_eq!(top, 5, "{s:#?}");
+        // Centred: 15 lines in 24, a box 58 wide in 80.
+        assert_eq!(top, 4, "{s:#?}");
         assert_eq!(s[top].find('┌'), Some(11), "{}", s[top]);
         assert!(s[top + 1].contains("│q, Ctrl-C     quit"), "{}", s[top + 1]);
         assert!(
-            s[top + 6].contains("│l             by listener (accept queue overflows)"),
+            s[top + 6].contains("│6 7           by pod, by container"),
             "{}",
             s[top + 6]
         );
-        assert!(s[top + 10].contains("│red     a queue, buffer or table ran out"));
+        assert!(
+            s[top + 7].contains("│l             by listener (accept queue overflows)"),
+            "{}",
+            s[top + 7]
+        );
+        assert!(s[top + 11].contains("│red     a queue, buffer or table ran out"));
         // Esc closes the help first; the table is back; a second Esc quits.
         assert!(apply(
             &mut m,
