@@ -9,7 +9,7 @@ use std::{
     path::Path,
 };
 
-use netdrop_common::{DropEvent, flag, proto};
+use netdrop_common::{CAPTURE_MAX, CapturedDrop, DropEvent, capture_from, flag, proto};
 use serde::{Deserialize, Serialize};
 
 use crate::{
@@ -29,6 +29,48 @@ pub fn decode(bytes: &[u8]) -> Option<DropEvent> {
     }
     // SAFETY: DropEvent is plain old data and `bytes` holds at least one.
     Some(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<DropEvent>()) })
+}
+
+/// Where the captured bytes of a packet start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CaptureStart {
+    /// At an Ethernet header.
+    Mac,
+    /// At the network header (no MAC header, or not an Ethernet one).
+    Network,
+}
+
+/// The first bytes of a dropped packet, from a record written with
+/// `netdrop_common::config::CAPTURE`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Capture {
+    pub start: CaptureStart,
+    pub bytes: Vec<u8>,
+}
+
+/// The captured bytes of a ring buffer record: `None` for a plain [`DropEvent`] record,
+/// one whose packet could not be read, or one whose length fields make no sense.
+pub fn decode_capture(bytes: &[u8]) -> Option<Capture> {
+    if bytes.len() < size_of::<CapturedDrop>() {
+        return None;
+    }
+    let at = size_of::<DropEvent>();
+    let word =
+        |i: usize| u32::from_ne_bytes(bytes[at + i..at + i + 4].try_into().unwrap_or_default());
+    let (len, from) = (word(0) as usize, word(4));
+    let start = match from {
+        capture_from::MAC => CaptureStart::Mac,
+        capture_from::NETWORK => CaptureStart::Network,
+        _ => return None,
+    };
+    if len > CAPTURE_MAX {
+        return None;
+    }
+    let data = at + 8;
+    Some(Capture {
+        start,
+        bytes: bytes[data..data + len].to_vec(),
+    })
 }
 
 /// One dropped packet, enriched.

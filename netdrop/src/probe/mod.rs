@@ -62,6 +62,8 @@ pub struct ProbeConfig {
     pub flow_capacity: u32,
     /// Forward kernel-side debug messages (aya-log) to tracing.
     pub kernel_log: bool,
+    /// Packet bytes each event carries with `netdrop_common::config::CAPTURE`.
+    pub snaplen: u32,
 }
 
 impl ProbeConfig {
@@ -86,6 +88,7 @@ impl ProbeConfig {
             ring_size: 1 << 12,
             flow_capacity: netdrop_common::MAX_FLOWS,
             kernel_log: false,
+            snaplen: 0,
         }
     }
 }
@@ -476,6 +479,8 @@ pub(crate) fn load_object(
             .unwrap_or(OFFSET_NONE),
         netfilter_start,
         netfilter_end,
+        snaplen: cfg.snaplen,
+        _pad: 0,
     };
     // 0 disables every kernel log statement, which the verifier then prunes.
     let log_level: u8 = if cfg.kernel_log { 5 } else { 0 };
