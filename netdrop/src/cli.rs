@@ -559,6 +559,24 @@ mod tests {
     use super::*;
 
     #[test]
+    fn snap_length_is_checked_in_one_sentence() {
+        assert_eq!(parse_snaplen("64"), Ok(64));
+        assert_eq!(parse_snaplen("256"), Ok(256));
+        let msg = "is not a snap length: use a number of bytes from 1 to 256 (netdrop's kernel \
+                   side copies at most 256)";
+        assert_eq!(parse_snaplen("0"), Err(format!("`0` {msg}")));
+        assert_eq!(parse_snaplen("257"), Err(format!("`257` {msg}")));
+        assert_eq!(parse_snaplen("lots"), Err(format!("`lots` {msg}")));
+        // --snaplen means nothing without --pcap.
+        let r = Cli::try_parse_from(["netdrop", "watch", "--snaplen", "64"]);
+        assert!(r.is_err());
+        let r = Cli::try_parse_from(["netdrop", "watch", "--pcap", "-", "--snaplen", "64"]);
+        assert!(r.is_ok());
+        let r = Cli::try_parse_from(["netdrop", "watch"]);
+        assert!(r.is_ok(), "the default snap length needs no --pcap");
+    }
+
+    #[test]
     fn cli_is_consistent() {
         Cli::command().debug_assert();
     }

@@ -614,6 +614,47 @@ mod tests {
         };
         assert_eq!(decode(bytes), Some(ev));
         assert_eq!(decode(&bytes[..100]), None);
+        // A plain record carries no capture.
+        assert_eq!(decode_capture(bytes), None);
+    }
+
+    #[test]
+    fn decodes_captured_bytes_after_the_event() {
+        let mut rec = CapturedDrop {
+            event: udp_event(),
+            len: 3,
+            from: capture_from::NETWORK,
+            data: [0xee; CAPTURE_MAX],
+        };
+        rec.data[..3].copy_from_slice(&[0x45, 1, 2]);
+        let bytes = |r: &CapturedDrop| -> Vec<u8> {
+            // SAFETY: CapturedDrop is plain old data.
+            unsafe {
+                std::slice::from_raw_parts(
+                    (r as *const CapturedDrop).cast::<u8>(),
+                    size_of::<CapturedDrop>(),
+                )
+            }
+            .to_vec()
+        };
+        assert_eq!(decode(&bytes(&rec)), Some(udp_event()));
+        assert_eq!(
+            decode_capture(&bytes(&rec)),
+            Some(Capture {
+                start: CaptureStart::Network,
+                bytes: vec![0x45, 1, 2],
+            })
+        );
+        rec.from = capture_from::MAC;
+        rec.len = CAPTURE_MAX as u32;
+        let c = decode_capture(&bytes(&rec)).unwrap();
+        assert_eq!((c.start, c.bytes.len()), (CaptureStart::Mac, CAPTURE_MAX));
+        // Nothing captured, or a length no record can hold: no capture.
+        rec.from = capture_from::NONE;
+        assert_eq!(decode_capture(&bytes(&rec)), None);
+        rec.from = capture_from::MAC;
+        rec.len = CAPTURE_MAX as u32 + 1;
+        assert_eq!(decode_capture(&bytes(&rec)), None);
     }
 
     #[test]

@@ -134,6 +134,9 @@ const TEST_TOOLS: &[(&str, &str)] = &[
     ("bpftool", "bpftool"),
     ("tmux", "tmux"),
     ("promtool", "prometheus"),
+    // Reads back `watch --pcap` files. Its wireshark-common dependency asks a debconf
+    // question (may non-root users capture?): apt-get runs with DEBIAN_FRONTEND=noninteractive.
+    ("tshark", "tshark"),
 ];
 
 /// Installs missing system tools the integration tests use.

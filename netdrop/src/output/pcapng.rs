@@ -142,7 +142,9 @@ pub fn packet(
     body.extend_from_slice(&original_len.max(data.len() as u32).to_le_bytes());
     body.extend_from_slice(data);
     let mut opts = Options::default();
-    opts.add(OPT_COMMENT, comment.as_bytes());
+    if !comment.is_empty() {
+        opts.add(OPT_COMMENT, comment.as_bytes());
+    }
     block(out, ENHANCED_PACKET, &body, opts);
 }
 
@@ -195,6 +197,15 @@ fn frame(ev: &DropEvent, start: Option<CaptureStart>, bytes: &[u8]) -> (u16, Vec
     }
 }
 
+/// `name (inode)`, the inode alone when the namespace has no name, or `-`.
+fn netns(r: &DropRecord) -> String {
+    match &r.netns {
+        Some(n) if n.name.is_some() => format!("{} ({})", text::netns_name(n), n.inode),
+        Some(n) => n.inode.to_string(),
+        None => "-".to_owned(),
+    }
+}
+
 /// The packet comment: reason, location, namespace, device, task, what was captured.
 pub fn comment(r: &DropRecord, start: Option<CaptureStart>) -> String {
     let mut c = format!("reason={}", printable(&r.reason.name));
@@ -216,10 +227,7 @@ pub fn comment(r: &DropRecord, start: Option<CaptureStart>) -> String {
         }
     }
     c.push_str(&format!(" location={}", text::location(&r.location)));
-    match &r.netns {
-        Some(n) => c.push_str(&format!(" netns={} ({})", text::netns_name(n), n.inode)),
-        None => c.push_str(" netns=-"),
-    }
+    c.push_str(&format!(" netns={}", netns(r)));
     let dev = r.device.as_ref().map_or("-", |d| d.name.as_str());
     c.push_str(&format!(" dev={}", printable(dev)));
     c.push_str(&format!(
@@ -280,16 +288,13 @@ impl<W: Write> PcapngSink<W> {
             || "(no device)".to_owned(),
             |d| printable(&d.name).into_owned(),
         );
-        let netns = r.netns.as_ref().map_or_else(
-            || "an unknown netns".to_owned(),
-            |n| format!("netns {} ({})", text::netns_name(n), n.inode),
-        );
+        let netns = netns(r);
         let what = match link {
             linktype::ETHERNET => "from the Ethernet header",
             linktype::RAW => "from the IP header",
             _ => "from the network header, behind a Linux cooked header",
         };
-        let description = format!("{name} in {netns}: dropped packets, captured {what}");
+        let description = format!("{name} in netns {netns}: dropped packets, captured {what}");
         let snaplen = if link == linktype::LINUX_SLL {
             self.snaplen + SLL_HEADER as u32
         } else {
@@ -482,5 +487,105 @@ mod tests {
         assert_eq!(len, 16 + 28);
         // Nothing captured: an empty raw packet of the skb's length.
         assert_eq!(frame(&ev, None, &[]), (linktype::RAW, Vec::new(), 11));
+    }
+
+    fn enricher() -> crate::event::Enricher {
+        use crate::{
+            kernel::{reasons::Reasons, tracefs::Format},
+            testdata,
+        };
+        let f = Format::parse(&testdata::read("tracefs/kfree_skb-6.18.format")).unwrap();
+        let reasons = Reasons::from_symbolic(&f.symbolic_values()).unwrap();
+        crate::event::Enricher::new(
+            reasons,
+            &testdata::path("kallsyms/6.1-with-veth"),
+            &testdata::path(""),
+        )
+    }
+
+    #[test]
+    fn drops_become_one_interface_per_device_namespace_and_link_type() {
+        use crate::{
+            event::Capture,
+            output::sink::{Context, Dropped},
+            testdata::udp_event,
+            time::Clock,
+        };
+        let mut enricher = enricher();
+        let clock = Clock::with_offset(1_700_000_000_000_000_000);
+        let mut sink = PcapngSink::new(Vec::new(), 128);
+        let mut eth = vec![0; 12];
+        eth.extend_from_slice(&proto::ETH_P_IP.to_be_bytes());
+        eth.extend(udp4(5));
+        let on_lo = Capture {
+            start: CaptureStart::Mac,
+            bytes: eth,
+        };
+        let raw = Capture {
+            start: CaptureStart::Network,
+            bytes: udp4(5),
+        };
+        let lo = udp_event();
+        let other_ns = DropEvent {
+            netns: 4026532000,
+            ..udp_event()
+        };
+        for (ev, cap) in [
+            (&lo, &on_lo),
+            (&lo, &on_lo),
+            (&other_ns, &on_lo),
+            (&lo, &raw),
+        ] {
+            let mut cx = Context {
+                enricher: &mut enricher,
+                clock: &clock,
+                show_stack: false,
+                conntrack_hook: false,
+            };
+            let d = Dropped {
+                event: ev,
+                stack: None,
+                capture: Some(cap),
+            };
+            sink.drop(&d, &mut cx).unwrap();
+        }
+        // Nothing reaches the output before a flush.
+        assert!(sink.out.is_empty());
+        sink.flush().unwrap();
+        let blocks = blocks(&sink.out);
+        let kinds: Vec<u32> = blocks.iter().map(|(k, _)| *k).collect();
+        assert_eq!(kinds, [SECTION_HEADER, 1, 6, 6, 1, 6, 1, 6]);
+        let epbs: Vec<&Vec<u8>> = blocks
+            .iter()
+            .filter(|(k, _)| *k == 6)
+            .map(|(_, b)| b)
+            .collect();
+        let ids: Vec<u32> = epbs.iter().map(|b| u32_at(b, 8)).collect();
+        assert_eq!(ids, [0, 0, 1, 2]);
+        let idbs: Vec<&Vec<u8>> = blocks
+            .iter()
+            .filter(|(k, _)| *k == 1)
+            .map(|(_, b)| b)
+            .collect();
+        let links: Vec<u16> = idbs.iter().map(|b| u16_at(b, 8)).collect();
+        assert_eq!(
+            links,
+            [linktype::ETHERNET, linktype::ETHERNET, linktype::RAW]
+        );
+        assert_eq!(u32_at(idbs[0], 12), 128);
+        // Kernel timestamp 1000 ns after the monotonic epoch, on the wall clock.
+        let ts = (u64::from(u32_at(epbs[0], 12)) << 32) | u64::from(u32_at(epbs[0], 16));
+        assert_eq!(ts, 1_700_000_000_000_001_000);
+        // 14 + 33 bytes captured and on the wire, then the comment.
+        assert_eq!((u32_at(epbs[0], 20), u32_at(epbs[0], 24)), (47, 47));
+        let opt = 28 + 48;
+        let len = u16_at(epbs[0], opt + 2) as usize;
+        assert_eq!(u16_at(epbs[0], opt), OPT_COMMENT);
+        let comment = std::str::from_utf8(&epbs[0][opt + 4..opt + 4 + len]).unwrap();
+        assert_eq!(
+            comment,
+            "reason=NO_SOCKET location=__udp4_lib_rcv+0x2d1 netns=4026531840 dev=lo task=nc[42] \
+             cpu=1 captured=mac"
+        );
     }
 }

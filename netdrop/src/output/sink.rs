@@ -318,3 +318,121 @@ impl Sink for Tee {
         self.each(|s| s.flush())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        kernel::reasons::Reasons,
+        testdata::{self, udp_event},
+    };
+
+    fn enricher() -> Enricher {
+        Enricher::new(
+            Reasons::none(),
+            &testdata::path("kallsyms/6.1-with-veth"),
+            &testdata::path(""),
+        )
+    }
+
+    fn lost() -> LostNotice {
+        LostNotice {
+            time: "t".into(),
+            lost: 2,
+            lost_total: 5,
+            missed: 0,
+            missed_total: 0,
+        }
+    }
+
+    fn drop_into(sink: &mut dyn Sink, enricher: &mut Enricher, ev: &DropEvent) {
+        let clock = Clock::with_offset(0);
+        let mut cx = Context {
+            enricher,
+            clock: &clock,
+            show_stack: false,
+            conntrack_hook: false,
+        };
+        let d = Dropped {
+            event: ev,
+            stack: None,
+            capture: None,
+        };
+        sink.drop(&d, &mut cx).unwrap();
+    }
+
+    #[test]
+    fn json_notices_follow_the_batched_drops_they_came_after() {
+        let mut e = enricher();
+        let mut sink = JsonSink::new(Vec::new(), &e);
+        let ev = udp_event();
+        assert!(!sink.wants_stack(&ev, false), "the fast writer takes it");
+        drop_into(&mut sink, &mut e, &ev);
+        // Batched, not written yet.
+        assert!(sink.out.is_empty());
+        sink.lost(&lost()).unwrap();
+        sink.flush().unwrap();
+        let out = String::from_utf8(sink.into_inner()).unwrap();
+        let types: Vec<String> = out
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["type"].to_string())
+            .collect();
+        assert_eq!(types, ["\"drop\"", "\"lost\""]);
+    }
+
+    #[test]
+    fn text_writes_a_line_per_record_and_tee_feeds_every_sink() {
+        let mut e = enricher();
+        let mut text = TextSink::new(Vec::new(), Clock::with_offset(0));
+        drop_into(&mut text, &mut e, &udp_event());
+        text.lost(&lost()).unwrap();
+        let out = String::from_utf8(text.into_inner()).unwrap();
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 2, "{out}");
+        assert!(
+            lines[0].contains("127.0.0.1:41234 -> 127.0.0.1:9") && lines[0].contains("dev lo"),
+            "{out}"
+        );
+        assert!(lines[1].starts_with("netdrop: 2 events lost"), "{out}");
+
+        /// Counts what each sink of the tee received.
+        struct Count(std::rc::Rc<std::cell::Cell<(u32, u32)>>);
+        impl Sink for Count {
+            fn drop(&mut self, _: &Dropped<'_>, _: &mut Context<'_>) -> io::Result<()> {
+                let (d, f) = self.0.get();
+                self.0.set((d + 1, f));
+                Ok(())
+            }
+            fn lost(&mut self, _: &LostNotice) -> io::Result<()> {
+                Ok(())
+            }
+            fn counter(&mut self, _: &CounterNotice) -> io::Result<()> {
+                Ok(())
+            }
+            fn listener(&mut self, _: &ListenerNotice) -> io::Result<()> {
+                Ok(())
+            }
+            fn report(&mut self, _: &StatsReport, _: u64) -> io::Result<()> {
+                Ok(())
+            }
+            fn summary(&mut self, _: &Summary, _: &StatsReport) -> io::Result<()> {
+                Ok(())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                let (d, f) = self.0.get();
+                self.0.set((d, f + 1));
+                Err(io::ErrorKind::BrokenPipe.into())
+            }
+        }
+        let (a, b) = (Default::default(), Default::default());
+        let mut tee = Tee(vec![
+            Box::new(Count(std::rc::Rc::clone(&a))),
+            Box::new(Count(std::rc::Rc::clone(&b))),
+        ]);
+        drop_into(&mut tee, &mut e, &udp_event());
+        drop_into(&mut tee, &mut e, &udp_event());
+        // The first sink's error is returned, and the second still flushed.
+        assert_eq!(tee.flush().unwrap_err().kind(), io::ErrorKind::BrokenPipe);
+        assert_eq!((a.get(), b.get()), ((2, 1), (2, 1)));
+    }
+}
