@@ -76,6 +76,13 @@ pub async fn run(args: &WatchArgs, verbose: u8) -> Result<(), Error> {
     let mut stop = commands::StopSignals::install()?;
     // Before loading: a path that cannot be written is said at once.
     let pcap_stdout = args.pcap.as_deref() == Some(Path::new("-"));
+    if pcap_stdout && std::io::IsTerminal::is_terminal(&io::stdout()) {
+        return Err(Error::BadArgument(
+            "--pcap - writes binary pcap-ng to stdout, which is a terminal: pipe it into a \
+             reader (e.g. `| wireshark -k -i -` or `| tshark -r -`) or give a file name"
+                .to_owned(),
+        ));
+    }
     let pcap_file = match &args.pcap {
         Some(path) if !pcap_stdout => Some(create_private(path)?),
         _ => None,
