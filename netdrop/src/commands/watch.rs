@@ -285,9 +285,13 @@ fn create_private(path: &Path) -> Result<File, Error> {
         .mode(0o600)
         .open(path)
         .map_err(Error::io(what()))?;
-    // An existing file keeps its mode through open(): narrow it.
-    file.set_permissions(Permissions::from_mode(0o600))
-        .map_err(Error::io(what()))?;
+    // An existing file keeps its mode through open(): narrow it. Not a FIFO or a device
+    // (`--pcap /dev/stdout`, a pipe Wireshark reads): those are not ours to change.
+    let meta = file.metadata().map_err(Error::io(what()))?;
+    if meta.is_file() && meta.permissions().mode() & 0o077 != 0 {
+        file.set_permissions(Permissions::from_mode(0o600))
+            .map_err(Error::io(what()))?;
+    }
     Ok(file)
 }
 
