@@ -75,44 +75,12 @@ pub async fn run(args: &WatchArgs, verbose: u8) -> Result<(), Error> {
     };
     let mut stop = commands::StopSignals::install()?;
     // Before loading: a path that cannot be written is said at once.
-    let pcap_stdout = args.pcap.as_deref() == Some(Path::new("-"));
-    if pcap_stdout && std::io::IsTerminal::is_terminal(&io::stdout()) {
-        return Err(Error::BadArgument(
-            "--pcap - writes binary pcap-ng to stdout, which is a terminal: pipe it into a \
-             reader (e.g. `| wireshark -k -i -` or `| tshark -r -`) or give a file name"
-                .to_owned(),
-        ));
-    }
-    let pcap_file = match &args.pcap {
-        Some(path) if !pcap_stdout => Some(create_private(path)?),
-        _ => None,
-    };
+    let pcap = Pcap::open(args.pcap.as_deref())?;
 
     let (mut probe, mut ring) = commands::start_streaming(&kernel, &cfg)?;
-    let format = if args.json {
-        Format::Json
-    } else {
-        Format::Text
-    };
     let enricher = commands::host_enricher(&kernel);
-    // With pcap-ng on stdout, the lines go to stderr.
-    let lines = if pcap_stdout {
-        sink::for_format(format, BufWriter::new(io::stderr()), &enricher)
-    } else {
-        sink::for_format(
-            format,
-            BufWriter::with_capacity(1 << 16, io::stdout().lock()),
-            &enricher,
-        )
-    };
-    let out: Box<dyn Sink> = match (pcap_file, pcap_stdout) {
-        (Some(f), _) => Box::new(Tee(vec![Box::new(PcapngSink::new(f, args.snaplen)), lines])),
-        (None, true) => Box::new(Tee(vec![
-            Box::new(PcapngSink::new(io::stdout().lock(), args.snaplen)),
-            lines,
-        ])),
-        (None, false) => lines,
-    };
+    let pcap_stdout = matches!(pcap, Pcap::Stdout);
+    let out = outputs(args, pcap, &enricher);
     let mut sink = Writer::new(out, enricher, args.count, args.stack);
     // Counter lines cannot be narrowed to packets; listener records can (by port).
     let show_counters = !spec.selects_packets();
@@ -274,25 +242,73 @@ fn add_growth(
     }
 }
 
-/// Creates (or truncates) `path` readable and writable by its owner only: it holds
-/// packets.
-fn create_private(path: &Path) -> Result<File, Error> {
-    let what = || format!("cannot create the pcap-ng file {}", path.display());
-    let file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(Error::io(what()))?;
-    // An existing file keeps its mode through open(): narrow it. Not a FIFO or a device
-    // (`--pcap /dev/stdout`, a pipe Wireshark reads): those are not ours to change.
-    let meta = file.metadata().map_err(Error::io(what()))?;
-    if meta.is_file() && meta.permissions().mode() & 0o077 != 0 {
-        file.set_permissions(Permissions::from_mode(0o600))
+/// Where `--pcap` writes.
+enum Pcap {
+    None,
+    Stdout,
+    File(File),
+}
+
+impl Pcap {
+    /// Opens the `--pcap` destination: `-` is stdout (never a terminal), anything else a
+    /// file created (or truncated) readable by its owner only, since it holds packets.
+    fn open(path: Option<&Path>) -> Result<Self, Error> {
+        let Some(path) = path else {
+            return Ok(Self::None);
+        };
+        if path == Path::new("-") {
+            if std::io::IsTerminal::is_terminal(&io::stdout()) {
+                return Err(Error::BadArgument(
+                    "--pcap - writes binary pcap-ng to stdout, which is a terminal: pipe it \
+                     into a reader (e.g. `| wireshark -k -i -` or `| tshark -r -`) or give a \
+                     file name"
+                        .to_owned(),
+                ));
+            }
+            return Ok(Self::Stdout);
+        }
+        let what = || format!("cannot create the pcap-ng file {}", path.display());
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(path)
             .map_err(Error::io(what()))?;
+        // An existing file keeps its mode through open(): narrow it. Not a FIFO or a
+        // device (`--pcap /dev/stdout`, a pipe Wireshark reads): those are not ours.
+        let meta = file.metadata().map_err(Error::io(what()))?;
+        if meta.is_file() && meta.permissions().mode() & 0o077 != 0 {
+            file.set_permissions(Permissions::from_mode(0o600))
+                .map_err(Error::io(what()))?;
+        }
+        Ok(Self::File(file))
     }
-    Ok(file)
+}
+
+/// The sink of a run: text or JSON lines on stdout and, with `--pcap`, pcap-ng to a file
+/// or to stdout (the lines then go to stderr).
+fn outputs(args: &WatchArgs, pcap: Pcap, enricher: &Enricher) -> Box<dyn Sink> {
+    let format = if args.json {
+        Format::Json
+    } else {
+        Format::Text
+    };
+    let lines = if matches!(pcap, Pcap::Stdout) {
+        sink::for_format(format, BufWriter::new(io::stderr()), enricher)
+    } else {
+        sink::for_format(
+            format,
+            BufWriter::with_capacity(1 << 16, io::stdout().lock()),
+            enricher,
+        )
+    };
+    let packets: Box<dyn Sink> = match pcap {
+        Pcap::None => return lines,
+        Pcap::Stdout => Box::new(PcapngSink::new(io::stdout().lock(), args.snaplen)),
+        Pcap::File(f) => Box::new(PcapngSink::new(f, args.snaplen)),
+    };
+    Box::new(Tee(vec![packets, lines]))
 }
 
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {
