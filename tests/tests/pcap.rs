@@ -47,6 +47,17 @@ fn send(src: IpAddr, dst: SocketAddr) -> SocketAddr {
     s.local_addr().unwrap()
 }
 
+/// Sends one datagram of [`PAYLOAD`] bytes that a netfilter output rule drops (the sender
+/// sees EPERM); the source address used.
+fn send_refused(src: IpAddr, dst: SocketAddr) -> SocketAddr {
+    let s = UdpSocket::bind(SocketAddr::new(src, 0)).expect("bind UDP source");
+    let err = s
+        .send_to(&[0x5a; PAYLOAD], dst)
+        .expect_err("the output rule drops it");
+    assert_eq!(err.kind(), std::io::ErrorKind::PermissionDenied, "{err}");
+    s.local_addr().unwrap()
+}
+
 /// One packet as tshark reads it.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 struct Packet {
@@ -296,4 +307,87 @@ fn pcap_on_stdout_streams_to_tshark_and_text_goes_to_stderr() {
             "{flow} in {lines:#?}"
         );
     }
+}
+
+#[test]
+fn packets_dropped_on_the_way_out_are_raw_ip_with_the_netfilter_hook() {
+    let (ns, h6, _) = pair("pcap3", 238);
+    ns.nft("add table inet ndpcap");
+    ns.nft("add chain inet ndpcap out { type filter hook output priority 0 ; }");
+    ns.nft("add rule inet ndpcap out udp dport 47238 drop");
+    let file = std::env::temp_dir().join("netdrop-test-out.pcapng");
+    let path = file.to_str().unwrap();
+    let w = Watch::start(&[
+        "--pcap",
+        path,
+        "--count",
+        "2",
+        "--port",
+        "47238",
+        "--no-counters",
+    ]);
+    // Sent from inside: netfilter drops them before they have an Ethernet header.
+    let sent = ns.inside(|| {
+        let n6 = "fd00:238::2";
+        [
+            send_refused(
+                ns.ns_addr.parse().unwrap(),
+                SocketAddr::new(ns.host_addr.parse().unwrap(), 47238),
+            ),
+            send_refused(
+                n6.parse().unwrap(),
+                SocketAddr::new(h6.parse().unwrap(), 47238),
+            ),
+        ]
+    });
+    w.wait_for_drops("2 datagrams", 2, |d| d["packet"]["dport"] == 47238);
+    let r = w.stop();
+    assert!(r.status.success(), "{}", r.stderr);
+    let out = Command::new("tshark")
+        .args(["-r", path, "-T", "fields", "-E", "separator=|"])
+        .args(["-e", "frame.encap_type", "-e", "frame.interface_name"])
+        .args(["-e", "ip.src", "-e", "ipv6.src", "-e", "udp.srcport"])
+        .args([
+            "-e",
+            "frame.len",
+            "-e",
+            "frame.cap_len",
+            "-e",
+            "frame.comment",
+        ])
+        .output()
+        .expect("run tshark");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut lines: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    lines.sort();
+    assert_eq!(lines.len(), 2, "{lines:#?}");
+    let inode = ns.inode();
+    for (line, (src, family, len)) in lines.iter().zip([
+        (sent[0], "ipv4", 20 + 8 + PAYLOAD),
+        (sent[1], "ipv6", 40 + 8 + PAYLOAD),
+    ]) {
+        let (v4, v6) = if src.is_ipv4() {
+            (src.ip().to_string(), String::new())
+        } else {
+            (String::new(), src.ip().to_string())
+        };
+        // Wireshark's encapsulation 7 is raw IP (LINKTYPE_RAW).
+        let head = format!(
+            "7|(no device)|{v4}|{v6}|{}|{len}|{len}|reason=NETFILTER_DROP \
+             netfilter={family}/output location=",
+            src.port()
+        );
+        assert!(line.starts_with(&head), "{line}\nwanted {head}");
+        let tail = format!(" netns={} ({inode}) dev=- task=", ns.name);
+        assert!(line.contains(&tail), "{line} lacks {tail}");
+        assert!(line.ends_with(" captured=network"), "{line}");
+    }
+    std::fs::remove_file(&file).unwrap();
 }
