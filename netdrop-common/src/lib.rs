@@ -151,6 +151,9 @@ pub const MAX_STACKS: u32 = 16384;
 /// Ethertypes and IP protocol numbers, as the kernel side parses them and user space names
 /// and filters them.
 pub mod proto {
+    /// Length of an Ethernet header (no VLAN tag).
+    pub const ETH_HLEN: u16 = 14;
+
     pub const ETH_P_IP: u16 = 0x0800;
     pub const ETH_P_ARP: u16 = 0x0806;
     pub const ETH_P_IPV6: u16 = 0x86dd;

@@ -6,15 +6,13 @@
 
 use netdrop_common::{
     CAPTURE_MAX, DropEvent, HEADER_UNSET, capture_from, flag,
-    proto::{ETH_P_IP, ETH_P_IPV6, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, has_ports},
+    proto::{ETH_HLEN, ETH_P_IP, ETH_P_IPV6, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, has_ports},
 };
 
 use crate::{
     OFFSETS, global,
     kread::{self, ReadError},
 };
-
-const ETH_HLEN: u16 = 14;
 
 const IPPROTO_HOPOPTS: u8 = 0;
 const IPPROTO_ROUTING: u8 = 43;

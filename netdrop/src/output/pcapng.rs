@@ -52,7 +52,7 @@ const IF_TSRESOL: u16 = 9;
 /// Length of the Linux cooked header netdrop writes before network-header captures of
 /// non-IP packets.
 const SLL_HEADER: usize = 16;
-const ETH_HLEN: u32 = 14;
+const ETH_HLEN: u32 = netdrop_common::proto::ETH_HLEN as u32;
 
 /// Options of one block, encoded.
 #[derive(Default)]
