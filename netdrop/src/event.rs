@@ -44,7 +44,9 @@ pub enum CaptureStart {
 /// `netdrop_common::config::CAPTURE`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Capture {
+    /// Which header the bytes start at.
     pub start: CaptureStart,
+    /// The packet's first bytes: at most the snap length.
     pub bytes: Vec<u8>,
 }
 

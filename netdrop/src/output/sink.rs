@@ -24,7 +24,9 @@ const BATCH_BYTES: usize = 64 << 10;
 /// What every sink may need besides the record itself: names for kernel values, the
 /// clock, and the run's options.
 pub struct Context<'a> {
+    /// Reason names, symbols, namespace names.
     pub enricher: &'a mut Enricher,
+    /// Kernel (monotonic) timestamps to wall-clock time.
     pub clock: &'a Clock,
     /// `--stack`: show each drop's kernel stack.
     pub show_stack: bool,
@@ -34,6 +36,7 @@ pub struct Context<'a> {
 
 /// One drop as the kernel reported it.
 pub struct Dropped<'a> {
+    /// The record the kernel wrote.
     pub event: &'a DropEvent,
     /// Its kernel stack, when it has one and the sink asked for it
     /// ([`Sink::wants_stack`]).
@@ -125,6 +128,7 @@ pub struct TextSink<W: Write> {
 }
 
 impl<W: Write> TextSink<W> {
+    /// Lines to `out`, times in local time by `clock`.
     pub fn new(out: W, clock: Clock) -> Self {
         Self { out, clock }
     }
@@ -186,6 +190,7 @@ pub struct JsonSink<W: Write> {
 }
 
 impl<W: Write> JsonSink<W> {
+    /// Lines to `out`; `enricher` tells which reason is this kernel's NETFILTER_DROP.
     pub fn new(out: W, enricher: &Enricher) -> Self {
         Self {
             out,
