@@ -151,6 +151,9 @@ pub const MAX_STACKS: u32 = 16384;
 /// Ethertypes and IP protocol numbers, as the kernel side parses them and user space names
 /// and filters them.
 pub mod proto {
+    /// Length of an Ethernet header (no VLAN tag).
+    pub const ETH_HLEN: u16 = 14;
+
     pub const ETH_P_IP: u16 = 0x0800;
     pub const ETH_P_ARP: u16 = 0x0806;
     pub const ETH_P_IPV6: u16 = 0x86dd;
@@ -229,6 +232,28 @@ pub mod config {
     /// kfree_skb pipeline looks for them (kprobes exist, and the kernel does not name these
     /// drops TCP_LISTEN_OVERFLOW itself).
     pub const TCP_ACK_MARKS: u32 = 1 << 8;
+    /// Append the first [`crate::Config::snaplen`] bytes of the packet to each event: the
+    /// record is a [`crate::CapturedDrop`] instead of a [`crate::DropEvent`]. Off, the
+    /// verifier prunes the capture and records keep their size.
+    pub const CAPTURE: u32 = 1 << 9;
+}
+
+/// Most packet bytes a [`CapturedDrop`] holds. 256 covers the largest headers netdrop can
+/// meet before the payload (Ethernet 14 + IPv6 40 with an extension header or two + TCP
+/// with full options 60) and the first hundred-odd payload bytes (a DNS question, an HTTP
+/// request line); the record is reserved whole, so every captured drop costs
+/// `size_of::<CapturedDrop>()` bytes of ring buffer whatever the snap length.
+pub const CAPTURE_MAX: usize = 256;
+
+/// Values of [`CapturedDrop::from`]: where the captured bytes start.
+pub mod capture_from {
+    /// Nothing was captured (no header offset was set, or the read failed).
+    pub const NONE: u32 = 0;
+    /// At the MAC header, which is an Ethernet header (the network header follows it 14
+    /// bytes on, or is not set yet).
+    pub const MAC: u32 = 1;
+    /// At the network header: there is no MAC header, or it is not Ethernet.
+    pub const NETWORK: u32 = 2;
 }
 
 /// Values of [`Filter::reason_mode`].
@@ -296,6 +321,22 @@ pub struct DropEvent {
     pub ifname: [u8; 16],
 }
 const _: () = assert!(core::mem::size_of::<DropEvent>() == 128);
+
+/// A dropped packet with its first bytes, written instead of a [`DropEvent`] when
+/// [`config::CAPTURE`] is set. User space tells the two apart by the record's length.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CapturedDrop {
+    pub event: DropEvent,
+    /// Bytes of `data` that hold packet bytes: at most the snap length, and no more than
+    /// the packet's linear data holds from where the capture starts.
+    pub len: u32,
+    /// A [`capture_from`] value.
+    pub from: u32,
+    /// The packet from `from`; bytes past `len` are whatever the ring held before.
+    pub data: [u8; CAPTURE_MAX],
+}
+const _: () = assert!(core::mem::size_of::<CapturedDrop>() == 128 + 8 + CAPTURE_MAX);
 
 /// Kernel struct member offsets, read from BTF by user space.
 ///
@@ -523,8 +564,12 @@ pub struct Config {
     pub netfilter_start: u64,
     /// End of `nf_hook_slow`'s code (exclusive).
     pub netfilter_end: u64,
+    /// With [`config::CAPTURE`]: packet bytes to capture, at most [`CAPTURE_MAX`].
+    pub snaplen: u32,
+    /// Explicit padding.
+    pub _pad: u32,
 }
-const _: () = assert!(core::mem::size_of::<Config>() == 32);
+const _: () = assert!(core::mem::size_of::<Config>() == 40);
 
 /// Key of [`map::BY_LOCATION`].
 #[repr(C)]
@@ -588,6 +633,7 @@ mod pod {
     // SAFETY: all these types are `#[repr(C)]`, `Copy`, made only of integers and byte
     // arrays, with every padding byte spelled out as a field.
     unsafe impl aya::Pod for DropEvent {}
+    unsafe impl aya::Pod for CapturedDrop {}
     unsafe impl aya::Pod for KernelOffsets {}
     unsafe impl aya::Pod for TracepointLayout {}
     unsafe impl aya::Pod for TcpDropSites {}

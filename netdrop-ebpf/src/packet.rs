@@ -5,16 +5,14 @@
 //! the drop is still reported.
 
 use netdrop_common::{
-    DropEvent, HEADER_UNSET, flag,
-    proto::{ETH_P_IP, ETH_P_IPV6, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, has_ports},
+    CAPTURE_MAX, DropEvent, HEADER_UNSET, capture_from, flag,
+    proto::{ETH_HLEN, ETH_P_IP, ETH_P_IPV6, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, has_ports},
 };
 
 use crate::{
     OFFSETS, global,
     kread::{self, ReadError},
 };
-
-const ETH_HLEN: u16 = 14;
 
 const IPPROTO_HOPOPTS: u8 = 0;
 const IPPROTO_ROUTING: u8 = 43;
@@ -62,6 +60,60 @@ pub fn parse(skb: *const u8, ev: &mut DropEvent) {
         ev.l3_proto = u16::from_be(proto);
     }
     let _ = parse_headers(skb, ev);
+}
+
+/// Copies the first bytes of the packet into `data`: from the MAC header when it is an
+/// Ethernet header (the network header sits [`ETH_HLEN`] bytes on, or is not set yet), else
+/// from the network header; at most `snaplen` bytes and never past `skb->tail`, so only the
+/// linear data is read. Returns the bytes copied and a [`capture_from`] value.
+#[inline(always)]
+pub fn capture(skb: *const u8, snaplen: u32, data: &mut [u8; CAPTURE_MAX]) -> (u32, u32) {
+    capture_bytes(skb, snaplen, data).unwrap_or((0, capture_from::NONE))
+}
+
+#[inline(always)]
+fn capture_bytes(
+    skb: *const u8,
+    snaplen: u32,
+    data: &mut [u8; CAPTURE_MAX],
+) -> Result<(u32, u32), ReadError> {
+    let head = kread::ptr_at(skb, global!(OFFSETS.skb_head))?;
+    let tail: u32 = kread::at(skb, global!(OFFSETS.skb_tail))?;
+    let mac: u16 = kread::at(skb, global!(OFFSETS.skb_mac_header))?;
+    let nh: u16 = kread::at(skb, global!(OFFSETS.skb_network_header))?;
+    let (start, from) = if mac != HEADER_UNSET
+        && (nh == HEADER_UNSET || nh as u32 == mac as u32 + ETH_HLEN as u32)
+    {
+        (mac as u32, capture_from::MAC)
+    } else if nh != HEADER_UNSET {
+        (nh as u32, capture_from::NETWORK)
+    } else {
+        return Err(ReadError::Absent);
+    };
+    if start >= tail {
+        return Err(ReadError::Absent);
+    }
+    let mut len = tail - start;
+    if len > snaplen {
+        len = snaplen;
+    }
+    // The verifier needs the bound on the register passed as the size.
+    if len > CAPTURE_MAX as u32 {
+        len = CAPTURE_MAX as u32;
+    }
+    // SAFETY: `data` holds CAPTURE_MAX >= len bytes; the helper copes with any source
+    // address (a bad one is an error).
+    let rc = unsafe {
+        aya_ebpf::helpers::generated::bpf_probe_read_kernel(
+            data.as_mut_ptr().cast(),
+            len,
+            head.add(start as usize).cast(),
+        )
+    };
+    if rc < 0 {
+        return Err(ReadError::Fault(rc as i32));
+    }
+    Ok((len, from))
 }
 
 #[inline(always)]

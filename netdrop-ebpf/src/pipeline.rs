@@ -13,7 +13,7 @@ use aya_ebpf::{
 };
 use aya_log_ebpf::debug;
 use netdrop_common::{
-    DeviceKey, DropEvent, FlowKey, LocationKey, config, flag, netdrop_reason, stat,
+    CapturedDrop, DeviceKey, DropEvent, FlowKey, LocationKey, config, flag, netdrop_reason, stat,
 };
 
 use crate::{
@@ -146,10 +146,33 @@ fn try_handle<C: EbpfContext + StackIdContext>(
     } else {
         BPF_RB_NO_WAKEUP
     };
-    if EVENTS.output::<DropEvent>(&*ev, wakeup as u64).is_err() {
+    if cfg & config::CAPTURE != 0 {
+        emit_captured(drop.skb, ev, wakeup as u64);
+    } else if EVENTS.output::<DropEvent>(&*ev, wakeup as u64).is_err() {
         count::stat(stat::LOST);
     }
     Ok(())
+}
+
+/// Writes `ev` with the first bytes of its packet as a [`CapturedDrop`], assembled in the
+/// ring buffer itself: the record is too large for the BPF stack.
+#[inline(always)]
+fn emit_captured(skb: *const u8, ev: &DropEvent, wakeup: u64) {
+    let Some(mut entry) = EVENTS.reserve::<CapturedDrop>(0) else {
+        count::stat(stat::LOST);
+        return;
+    };
+    let rec = entry.as_mut_ptr();
+    let snaplen = global!(CONFIG.snaplen);
+    // SAFETY: `rec` points at a reserved record of the right size that only this program
+    // writes until it is submitted.
+    unsafe {
+        (*rec).event = *ev;
+        let (len, from) = packet::capture(skb, snaplen, &mut (*rec).data);
+        (*rec).len = len;
+        (*rec).from = from;
+    }
+    entry.submit(wakeup);
 }
 
 /// Which map of each attribution pair counts now (0 or 1), as user space set it.

@@ -355,6 +355,20 @@ pub struct WatchArgs {
     #[arg(long, value_name = "TIME", value_parser = parse_duration)]
     pub duration: Option<Duration>,
 
+    /// Also write each shown drop as a packet to FILE in pcap-ng, for Wireshark or tshark:
+    /// the first --snaplen bytes of the packet as the kernel held it, one interface per
+    /// device and network namespace, and a packet comment with the drop reason, location
+    /// and namespace (tshark: `-e frame.comment`). FILE is created readable by its owner
+    /// only, since it holds packets. `-` writes pcap-ng to stdout and the text (or JSON)
+    /// lines to stderr, so `netdrop watch --pcap - | wireshark -k -i -` shows drops live.
+    #[arg(long, value_name = "FILE")]
+    pub pcap: Option<PathBuf>,
+
+    /// With --pcap: bytes of each packet to keep, from its Ethernet header (or its IP
+    /// header where it has none), 1 to 256. The kernel copies them when it drops the packet.
+    #[arg(long, value_name = "BYTES", default_value_t = netdrop_common::CAPTURE_MAX as u32, value_parser = parse_snaplen, requires = "pcap")]
+    pub snaplen: u32,
+
     #[command(flatten)]
     pub metrics: MetricsArgs,
 }
@@ -576,6 +590,17 @@ const MIN_DURATION_S: f64 = 0.001;
 const MAX_DURATION_S: f64 = 365.0 * 86400.0;
 
 /// Parses `--count`: a positive whole number.
+/// `--snaplen`: 1 to [`netdrop_common::CAPTURE_MAX`] bytes.
+pub fn parse_snaplen(s: &str) -> Result<u32, String> {
+    let max = netdrop_common::CAPTURE_MAX as u32;
+    match s.trim().parse::<u32>() {
+        Ok(n) if (1..=max).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "`{s}` is not a snap length: use a number of bytes from 1 to {max} (netdrop's kernel side copies at most {max})"
+        )),
+    }
+}
+
 pub fn parse_count(s: &str) -> Result<u64, String> {
     match s.trim().parse::<u64>() {
         Ok(n) if n > 0 => Ok(n),
@@ -588,6 +613,24 @@ mod tests {
     use clap::CommandFactory;
 
     use super::*;
+
+    #[test]
+    fn snap_length_is_checked_in_one_sentence() {
+        assert_eq!(parse_snaplen("64"), Ok(64));
+        assert_eq!(parse_snaplen("256"), Ok(256));
+        let msg = "is not a snap length: use a number of bytes from 1 to 256 (netdrop's kernel \
+                   side copies at most 256)";
+        assert_eq!(parse_snaplen("0"), Err(format!("`0` {msg}")));
+        assert_eq!(parse_snaplen("257"), Err(format!("`257` {msg}")));
+        assert_eq!(parse_snaplen("lots"), Err(format!("`lots` {msg}")));
+        // --snaplen means nothing without --pcap.
+        let r = Cli::try_parse_from(["netdrop", "watch", "--snaplen", "64"]);
+        assert!(r.is_err());
+        let r = Cli::try_parse_from(["netdrop", "watch", "--pcap", "-", "--snaplen", "64"]);
+        assert!(r.is_ok());
+        let r = Cli::try_parse_from(["netdrop", "watch"]);
+        assert!(r.is_ok(), "the default snap length needs no --pcap");
+    }
 
     #[test]
     fn cli_is_consistent() {

@@ -9,7 +9,7 @@ use std::{
     path::Path,
 };
 
-use netdrop_common::{DropEvent, flag, proto};
+use netdrop_common::{CAPTURE_MAX, CapturedDrop, DropEvent, capture_from, flag, proto};
 use serde::{Deserialize, Serialize};
 
 use crate::{
@@ -30,6 +30,50 @@ pub fn decode(bytes: &[u8]) -> Option<DropEvent> {
     }
     // SAFETY: DropEvent is plain old data and `bytes` holds at least one.
     Some(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<DropEvent>()) })
+}
+
+/// Where the captured bytes of a packet start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CaptureStart {
+    /// At an Ethernet header.
+    Mac,
+    /// At the network header (no MAC header, or not an Ethernet one).
+    Network,
+}
+
+/// The first bytes of a dropped packet, from a record written with
+/// `netdrop_common::config::CAPTURE`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Capture {
+    /// Which header the bytes start at.
+    pub start: CaptureStart,
+    /// The packet's first bytes: at most the snap length.
+    pub bytes: Vec<u8>,
+}
+
+/// The captured bytes of a ring buffer record: `None` for a plain [`DropEvent`] record,
+/// one whose packet could not be read, or one whose length fields make no sense.
+pub fn decode_capture(bytes: &[u8]) -> Option<Capture> {
+    if bytes.len() < size_of::<CapturedDrop>() {
+        return None;
+    }
+    let at = size_of::<DropEvent>();
+    let word =
+        |i: usize| u32::from_ne_bytes(bytes[at + i..at + i + 4].try_into().unwrap_or_default());
+    let (len, from) = (word(0) as usize, word(4));
+    let start = match from {
+        capture_from::MAC => CaptureStart::Mac,
+        capture_from::NETWORK => CaptureStart::Network,
+        _ => return None,
+    };
+    if len > CAPTURE_MAX {
+        return None;
+    }
+    let data = at + 8;
+    Some(Capture {
+        start,
+        bytes: bytes[data..data + len].to_vec(),
+    })
 }
 
 /// One dropped packet, enriched.
@@ -602,6 +646,47 @@ mod tests {
         };
         assert_eq!(decode(bytes), Some(ev));
         assert_eq!(decode(&bytes[..100]), None);
+        // A plain record carries no capture.
+        assert_eq!(decode_capture(bytes), None);
+    }
+
+    #[test]
+    fn decodes_captured_bytes_after_the_event() {
+        let mut rec = CapturedDrop {
+            event: udp_event(),
+            len: 3,
+            from: capture_from::NETWORK,
+            data: [0xee; CAPTURE_MAX],
+        };
+        rec.data[..3].copy_from_slice(&[0x45, 1, 2]);
+        let bytes = |r: &CapturedDrop| -> Vec<u8> {
+            // SAFETY: CapturedDrop is plain old data.
+            unsafe {
+                std::slice::from_raw_parts(
+                    (r as *const CapturedDrop).cast::<u8>(),
+                    size_of::<CapturedDrop>(),
+                )
+            }
+            .to_vec()
+        };
+        assert_eq!(decode(&bytes(&rec)), Some(udp_event()));
+        assert_eq!(
+            decode_capture(&bytes(&rec)),
+            Some(Capture {
+                start: CaptureStart::Network,
+                bytes: vec![0x45, 1, 2],
+            })
+        );
+        rec.from = capture_from::MAC;
+        rec.len = CAPTURE_MAX as u32;
+        let c = decode_capture(&bytes(&rec)).unwrap();
+        assert_eq!((c.start, c.bytes.len()), (CaptureStart::Mac, CAPTURE_MAX));
+        // Nothing captured, or a length no record can hold: no capture.
+        rec.from = capture_from::NONE;
+        assert_eq!(decode_capture(&bytes(&rec)), None);
+        rec.from = capture_from::MAC;
+        rec.len = CAPTURE_MAX as u32 + 1;
+        assert_eq!(decode_capture(&bytes(&rec)), None);
     }
 
     #[test]

@@ -138,6 +138,9 @@ const TEST_TOOLS: &[(&str, &str)] = &[
     ("groff", "groff-base"),
     // The oracle of the BTF check on real kernels (`kernel-btf`).
     ("pahole", "dwarves"),
+    // Reads back `watch --pcap` files. Its wireshark-common dependency asks a debconf
+    // question (may non-root users capture?): apt-get runs with DEBIAN_FRONTEND=noninteractive.
+    ("tshark", "tshark"),
 ];
 
 /// Installs missing system tools the integration tests use.

@@ -1,11 +1,13 @@
 //! `netdrop bench-pipeline` (hidden): how many events per second decoding, enrichment and
 //! output sustain on one core, fed from synthetic ring-buffer records instead of the kernel.
-//! The records go through the same [`Sink`] that `watch` drains the ring buffer into, and
-//! the output into a writer that counts and discards. `cargo xtask bench --pipeline` runs it.
+//! The records go through the same [`Writer`] and sink that `watch` drains the ring buffer
+//! into, and the output into a writer that counts and discards. `cargo xtask bench --pipeline` runs it.
 
 use std::{
+    cell::Cell,
     io::{self, Write},
     path::Path,
+    rc::Rc,
     time::Instant,
 };
 
@@ -13,18 +15,18 @@ use netdrop_common::{DropEvent, flag, proto};
 
 use crate::{
     cli::{BenchPipelineArgs, PipelineFormat},
-    commands::watch::Sink,
+    commands::watch::Writer,
     error::Error,
     event::{self, Enricher},
     kernel::{Kernel, reasons::Reasons},
-    output::Format,
+    output::{Format, sink},
 };
 
 /// Distinct records cycled through: enough to vary flows, few enough to stay in cache as
 /// a ring buffer's recent records do.
 const DISTINCT: usize = 4096;
 
-/// Records per drain, as [`Sink`] is drained from the ring buffer.
+/// Records per drain, as [`Writer`] is drained from the ring buffer.
 const DRAIN: usize = 16 << 10;
 
 pub fn run(args: &BenchPipelineArgs) -> Result<(), Error> {
@@ -43,7 +45,14 @@ pub fn run(args: &BenchPipelineArgs) -> Result<(), Error> {
         PipelineFormat::Json => Format::Json,
         PipelineFormat::Text => Format::Text,
     };
-    let mut sink = Sink::new(Discard::default(), format, enricher, None, false);
+    let discard = Discard::default();
+    let written = discard.bytes.clone();
+    let mut sink = Writer::new(
+        sink::for_format(format, discard, &enricher),
+        enricher,
+        None,
+        false,
+    );
     let size = size_of::<DropEvent>();
 
     // Decoding alone, to see what share of the time it takes.
@@ -66,14 +75,14 @@ pub fn run(args: &BenchPipelineArgs) -> Result<(), Error> {
             let Some(ev) = event::decode(&records[at..at + size]) else {
                 continue;
             };
-            sink.write_event(&ev, || None);
+            sink.write_event(&ev, None, || None);
         }
         left = left.saturating_sub(DRAIN);
         sink.finish_batch();
     }
     let wall_s = started.elapsed().as_secs_f64();
     let cpu_s = cpu_seconds() - cpu_before;
-    let (delivered, bytes) = (sink.delivered(), sink.into_output().bytes);
+    let (delivered, bytes) = (sink.delivered(), written.get());
     println!(
         "{{\"format\":\"{}\",\"events\":{delivered},\"bytes\":{bytes},\"wall_s\":{wall_s:.3},\"cpu_s\":{cpu_s:.3},\"events_per_s\":{:.0},\"decode_only_s\":{decode_s:.3}}}",
         match format {
@@ -144,15 +153,16 @@ pub fn synthetic(n: usize, reasons: &[u32]) -> Vec<u8> {
     out
 }
 
-/// An output that counts the bytes written and keeps none.
+/// An output that counts the bytes written (in a counter the caller keeps a handle to)
+/// and keeps none.
 #[derive(Default)]
 pub struct Discard {
-    pub bytes: u64,
+    pub bytes: Rc<Cell<u64>>,
 }
 
 impl Write for Discard {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.bytes += buf.len() as u64;
+        self.bytes.set(self.bytes.get() + buf.len() as u64);
         Ok(buf.len())
     }
 
@@ -187,14 +197,15 @@ mod tests {
             &crate::testdata::path("kallsyms/6.1-with-veth"),
             Path::new("/nonexistent"),
         );
-        let mut sink = Sink::new(Vec::new(), Format::Json, enricher, None, false);
+        let json = sink::JsonSink::new(Vec::new(), &enricher);
+        let mut sink = Writer::new(json, enricher, None, false);
         for chunk in records.chunks(size) {
             let ev = event::decode(chunk).expect("a whole record");
-            sink.write_event(&ev, || None);
+            sink.write_event(&ev, None, || None);
         }
         sink.finish_batch();
         assert_eq!(sink.delivered(), 64);
-        let out = String::from_utf8(sink.into_output()).unwrap();
+        let out = String::from_utf8(sink.into_sink().into_inner()).unwrap();
         let lines: Vec<serde_json::Value> = out
             .lines()
             .map(|l| serde_json::from_str(l).expect("a JSON line"))

@@ -1,6 +1,6 @@
 //! `netdrop stats`: periodic exact histograms from the in-kernel counts.
 
-use std::io::{self, BufWriter, Write};
+use std::io::{self, BufWriter};
 
 use crate::{
     aggregate::listeners::ListenerTotals,
@@ -8,9 +8,12 @@ use crate::{
     commands::{self, sockets::SocketWatch},
     error::Error,
     kernel::counters::CounterWatch,
-    output::stats::{self, StatsReport},
+    output::{
+        Format,
+        sink::{self, Sink},
+        stats::{self, StatsReport},
+    },
     probe::{Probe, ProbeConfig},
-    time::Clock,
 };
 
 pub async fn run(args: &StatsArgs, verbose: u8) -> Result<(), Error> {
@@ -30,7 +33,7 @@ pub async fn run(args: &StatsArgs, verbose: u8) -> Result<(), Error> {
     let probe = Probe::load(&kernel, &cfg)?;
     commands::log_hooks(&kernel, &probe);
     let mut enricher = commands::host_enricher(&kernel);
-    let clock = Clock::now();
+    let clock = enricher.clock();
     let mut scrapes = commands::start_metrics(args.metrics.metrics_addr).await?;
     // Sockets are dumped once per report to name those whose own drop count grew; the
     // baseline is taken before saying we are ready, so no drop after that is missed.
@@ -41,7 +44,12 @@ pub async fn run(args: &StatsArgs, verbose: u8) -> Result<(), Error> {
         probe.hook,
         args.interval
     );
-    let mut out = BufWriter::new(io::stdout().lock());
+    let format = if args.json {
+        Format::Json
+    } else {
+        Format::Text
+    };
+    let mut out = sink::for_format(format, BufWriter::new(io::stdout().lock()), &enricher);
     // Listener counters are polled only to name overflowing listeners in the report.
     let mut counter_watch = (!spec.hides_listeners()).then(|| CounterWatch::new(spec.netns));
     let mut listener_totals = ListenerTotals::default();
@@ -78,7 +86,7 @@ pub async fn run(args: &StatsArgs, verbose: u8) -> Result<(), Error> {
         if let Some(w) = socket_watch.as_mut() {
             report.sockets = w.poll(&spec, &mut enricher);
         }
-        if !write(&mut out, &report, args.json, &clock.local_hms(now.mono_ns))? {
+        if !write(&mut out, &report, now.mono_ns)? {
             break;
         }
         prev = now;
@@ -91,21 +99,8 @@ pub async fn run(args: &StatsArgs, verbose: u8) -> Result<(), Error> {
 }
 
 /// Writes a report; false once stdout is closed.
-fn write(
-    out: &mut impl Write,
-    r: &StatsReport,
-    json: bool,
-    local_time: &str,
-) -> Result<bool, Error> {
-    let res = if json {
-        serde_json::to_writer(&mut *out, r)
-            .map_err(io::Error::from)
-            .and_then(|()| out.write_all(b"\n"))
-    } else {
-        stats::write_text(out, r, local_time)
-    }
-    .and_then(|()| out.flush());
-    match res {
+fn write(out: &mut dyn Sink, r: &StatsReport, mono_ns: u64) -> Result<bool, Error> {
+    match out.report(r, mono_ns).and_then(|()| out.flush()) {
         Ok(()) => Ok(true),
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(false),
         Err(e) => Err(Error::io("writing to stdout")(e)),

@@ -1,7 +1,10 @@
 //! `netdrop watch`: every matching drop, live, then an exact per-reason summary.
 
 use std::{
-    io::{self, BufWriter, Write},
+    fs::{File, OpenOptions, Permissions},
+    io::{self, BufWriter},
+    os::unix::fs::{OpenOptionsExt, PermissionsExt},
+    path::Path,
     time::{Duration, Instant},
 };
 
@@ -13,12 +16,12 @@ use crate::{
     cli::WatchArgs,
     commands,
     error::Error,
-    event::{self, Enricher},
+    event::{self, Capture, Enricher},
     kernel::counters::{self, Change, CounterWatch},
     output::{
-        CounterGrowth, CounterNotice, Format, JsonLine, ListenerNotice, ListenerTotal, LostNotice,
-        Summary, json,
-        json::fast::DropWriter,
+        CounterGrowth, CounterNotice, Format, ListenerNotice, ListenerTotal, LostNotice, Summary,
+        pcapng::PcapngSink,
+        sink::{self, Context, Dropped, Sink, Tee},
         stats::{self, StatsReport},
         text,
     },
@@ -26,17 +29,14 @@ use crate::{
     time::Clock,
 };
 
-/// JSON lines are written to stdout in chunks of about this size.
-const BATCH_BYTES: usize = 64 << 10;
-
 /// How often lost-event counters are checked.
 const LOSS_CHECK: Duration = Duration::from_secs(1);
 
-/// Records written per [`Sink::drain`] call, so a flood cannot hold off signals, counter
+/// Records written per [`Writer::drain`] call, so a flood cannot hold off signals, counter
 /// polls and scrapes: about 10 ms of work.
 const DRAIN_BATCH: usize = 16 << 10;
 
-/// What [`Sink::drain`] left in the ring buffer.
+/// What [`Writer::drain`] left in the ring buffer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Drained {
     /// Nothing (or output is closed, or --count reached).
@@ -64,28 +64,25 @@ pub async fn run(args: &WatchArgs, verbose: u8) -> Result<(), Error> {
     if args.metrics.metrics_addr.is_some() {
         flags |= opts.config();
     }
+    if args.pcap.is_some() {
+        flags |= config::CAPTURE;
+    }
     let cfg = ProbeConfig {
         ring_size: args.ring_size,
         kernel_log: verbose >= 2,
         without: args.kernel.without.clone(),
+        snaplen: args.snaplen,
         ..ProbeConfig::new(args.kernel.attach, flags, filter)
     };
     let mut stop = commands::StopSignals::install()?;
+    // Before loading: a path that cannot be written is said at once.
+    let pcap = Pcap::open(args.pcap.as_deref())?;
 
     let (mut probe, mut ring) = commands::start_streaming(&kernel, &cfg)?;
-    let format = if args.json {
-        Format::Json
-    } else {
-        Format::Text
-    };
     let enricher = commands::host_enricher(&kernel);
-    let mut sink = Sink::new(
-        BufWriter::with_capacity(1 << 16, io::stdout().lock()),
-        format,
-        enricher,
-        args.count,
-        args.stack,
-    );
+    let pcap_stdout = matches!(pcap, Pcap::Stdout);
+    let out = outputs(args, pcap, &enricher);
+    let mut sink = Writer::new(out, enricher, args.count, args.stack);
     // Counter lines cannot be narrowed to packets; listener records can (by port).
     let show_counters = !spec.selects_packets();
     let mut counter_watch = (!args.no_counters && (show_counters || !spec.hides_listeners()))
@@ -203,7 +200,7 @@ pub async fn run(args: &WatchArgs, verbose: u8) -> Result<(), Error> {
     );
     sink.summary(&summary, &histogram);
     // Output redirected to a file or a pipe: say how it went where the operator looks.
-    if !std::io::IsTerminal::is_terminal(&io::stdout()) {
+    if !pcap_stdout && !std::io::IsTerminal::is_terminal(&io::stdout()) {
         eprintln!("{}", text::summary_line(&summary));
     }
     Ok(())
@@ -260,6 +257,73 @@ fn stdout_hung_up() -> bool {
     // SAFETY: one valid pollfd, zero timeout: poll only reads and writes `fd`.
     let n = unsafe { libc::poll(&mut fd, 1, 0) };
     n > 0 && fd.revents & (libc::POLLERR | libc::POLLHUP) != 0
+/// Where `--pcap` writes.
+enum Pcap {
+    None,
+    Stdout,
+    File(File),
+}
+
+impl Pcap {
+    /// Opens the `--pcap` destination: `-` is stdout (never a terminal), anything else a
+    /// file created (or truncated) readable by its owner only, since it holds packets.
+    fn open(path: Option<&Path>) -> Result<Self, Error> {
+        let Some(path) = path else {
+            return Ok(Self::None);
+        };
+        if path == Path::new("-") {
+            if std::io::IsTerminal::is_terminal(&io::stdout()) {
+                return Err(Error::BadArgument(
+                    "--pcap - writes binary pcap-ng to stdout, which is a terminal: pipe it \
+                     into a reader (e.g. `| wireshark -k -i -` or `| tshark -r -`) or give a \
+                     file name"
+                        .to_owned(),
+                ));
+            }
+            return Ok(Self::Stdout);
+        }
+        let what = || format!("cannot create the pcap-ng file {}", path.display());
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(Error::io(what()))?;
+        // An existing file keeps its mode through open(): narrow it. Not a FIFO or a
+        // device (`--pcap /dev/stdout`, a pipe Wireshark reads): those are not ours.
+        let meta = file.metadata().map_err(Error::io(what()))?;
+        if meta.is_file() && meta.permissions().mode() & 0o077 != 0 {
+            file.set_permissions(Permissions::from_mode(0o600))
+                .map_err(Error::io(what()))?;
+        }
+        Ok(Self::File(file))
+    }
+}
+
+/// The sink of a run: text or JSON lines on stdout and, with `--pcap`, pcap-ng to a file
+/// or to stdout (the lines then go to stderr).
+fn outputs(args: &WatchArgs, pcap: Pcap, enricher: &Enricher) -> Box<dyn Sink> {
+    let format = if args.json {
+        Format::Json
+    } else {
+        Format::Text
+    };
+    let lines = if matches!(pcap, Pcap::Stdout) {
+        sink::for_format(format, BufWriter::new(io::stderr()), enricher)
+    } else {
+        sink::for_format(
+            format,
+            BufWriter::with_capacity(1 << 16, io::stdout().lock()),
+            enricher,
+        )
+    };
+    let packets: Box<dyn Sink> = match pcap {
+        Pcap::None => return lines,
+        Pcap::Stdout => Box::new(PcapngSink::new(io::stdout().lock(), args.snaplen)),
+        Pcap::File(f) => Box::new(PcapngSink::new(f, args.snaplen)),
+    };
+    Box::new(Tee(vec![packets, lines]))
 }
 
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {
@@ -269,10 +333,10 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     }
 }
 
-/// Where records go: `watch` writes to stdout, `bench-pipeline` to a sink that discards.
-pub struct Sink<W: Write> {
-    out: W,
-    format: Format,
+/// Where records go: `watch` writes to stdout (and a pcap-ng file), `bench-pipeline` to
+/// a sink that discards. Decodes and counts; the [`Sink`] formats.
+pub struct Writer<S: Sink> {
+    sink: S,
     enricher: Enricher,
     clock: Clock,
     delivered: u64,
@@ -283,24 +347,13 @@ pub struct Sink<W: Write> {
     conntrack_hook: bool,
     /// Counter growth over the run, in order of first appearance.
     counter_growth: Vec<CounterGrowth>,
-    /// JSON writer for the common events, and the lines it wrote not yet on stdout.
-    fast: DropWriter,
-    batch: Vec<u8>,
 }
 
-impl<W: Write> Sink<W> {
-    /// Records go to `out` in `format`; `limit` is --count, `show_stack` is --stack.
-    pub fn new(
-        out: W,
-        format: Format,
-        enricher: Enricher,
-        limit: Option<u64>,
-        show_stack: bool,
-    ) -> Self {
-        let netfilter_reason = enricher.reasons.lookup("NETFILTER_DROP").ok();
+impl<S: Sink> Writer<S> {
+    /// Records go to `sink`; `limit` is --count, `show_stack` is --stack.
+    pub fn new(sink: S, enricher: Enricher, limit: Option<u64>, show_stack: bool) -> Self {
         Self {
-            out,
-            format,
+            sink,
             clock: enricher.clock(),
             enricher,
             delivered: 0,
@@ -309,19 +362,7 @@ impl<W: Write> Sink<W> {
             show_stack,
             conntrack_hook: false,
             counter_growth: Vec::new(),
-            fast: DropWriter::new(netfilter_reason),
-            batch: Vec::with_capacity(BATCH_BYTES + 4096),
         }
-    }
-
-    /// Writes the batched JSON lines to stdout.
-    fn flush_batch(&mut self) -> io::Result<()> {
-        if self.batch.is_empty() {
-            return Ok(());
-        }
-        let res = self.out.write_all(&self.batch);
-        self.batch.clear();
-        res
     }
 
     fn limit_reached(&self) -> bool {
@@ -343,50 +384,47 @@ impl<W: Write> Sink<W> {
                 tracing::warn!("skipping a malformed record of {} bytes", item.len());
                 continue;
             };
+            let capture = event::decode_capture(&item);
             drop(item);
-            self.write_event(&ev, || probe.stack(ev.stack_id as u32));
+            self.write_event(&ev, capture.as_ref(), || probe.stack(ev.stack_id as u32));
         }
         self.finish_batch();
         left
     }
 
-    /// Writes one decoded event; `stack` fetches its kernel stack when it has one.
-    pub fn write_event<'s>(&mut self, ev: &DropEvent, stack: impl FnOnce() -> Option<&'s [u64]>) {
-        let res = if self.format == Format::Json && self.fast.handles(ev, self.show_stack) {
-            // Lines gather in `batch` and reach stdout in large writes.
-            self.fast
-                .write(&mut self.batch, ev, &mut self.enricher, &self.clock);
-            if self.batch.len() >= BATCH_BYTES {
-                self.flush_batch()
-            } else {
-                Ok(())
-            }
-        } else {
-            let flushed = self.flush_batch();
-            self.check(flushed);
-            let stack = (ev.flags & netdrop_common::flag::HAS_STACK != 0)
-                .then(stack)
-                .flatten();
-            let record = self
-                .enricher
-                .record(ev, stack, self.show_stack, self.conntrack_hook);
-            match self.format {
-                Format::Json => json::write_line(&mut self.out, &JsonLine::Drop(record)),
-                Format::Text => {
-                    let t = self.clock.local_hms(ev.timestamp_ns);
-                    writeln!(self.out, "{}", text::drop_line(&record, &t))
-                }
-            }
+    /// Writes one decoded event with what the kernel captured of its packet; `stack`
+    /// fetches its kernel stack when it has one.
+    pub fn write_event<'s>(
+        &mut self,
+        ev: &DropEvent,
+        capture: Option<&Capture>,
+        stack: impl FnOnce() -> Option<&'s [u64]>,
+    ) {
+        let stack = (ev.flags & netdrop_common::flag::HAS_STACK != 0
+            && self.sink.wants_stack(ev, self.show_stack))
+        .then(stack)
+        .flatten();
+        let mut cx = Context {
+            enricher: &mut self.enricher,
+            clock: &self.clock,
+            show_stack: self.show_stack,
+            conntrack_hook: self.conntrack_hook,
         };
+        let res = self.sink.drop(
+            &Dropped {
+                event: ev,
+                stack,
+                capture,
+            },
+            &mut cx,
+        );
         self.delivered += 1;
         self.check(res);
     }
 
     /// Writes what is batched and flushes the output: the end of a drain.
     pub fn finish_batch(&mut self) {
-        let res = self.flush_batch();
-        self.check(res);
-        let res = self.out.flush();
+        let res = self.sink.flush();
         self.check(res);
     }
 
@@ -395,15 +433,15 @@ impl<W: Write> Sink<W> {
         self.delivered
     }
 
-    /// The output, once everything is written.
-    pub fn into_output(self) -> W {
-        self.out
+    /// The sink, once everything is written.
+    #[cfg(test)]
+    pub fn into_sink(self) -> S {
+        self.sink
     }
 
-    /// Starts a new batch of events: cached JSON fragments older than their lifetime are
-    /// rebuilt.
+    /// Starts a new batch of events.
     pub fn start_batch(&mut self) {
-        self.fast.expire();
+        self.sink.start_batch();
     }
 
     /// Writes a notice when the kernel counted lost or skipped events since the last one.
@@ -420,8 +458,7 @@ impl<W: Write> Sink<W> {
             missed_total: now.missed,
         };
         *last = now;
-        self.write_notice(&JsonLine::Lost(notice));
-        let res = self.out.flush();
+        let res = self.sink.lost(&notice).and_then(|()| self.sink.flush());
         self.check(res);
         Ok(())
     }
@@ -440,9 +477,10 @@ impl<W: Write> Sink<W> {
                 netns,
                 meaning: meaning.to_owned(),
             };
-            self.write_notice(&JsonLine::Counter(notice));
+            let res = self.sink.counter(&notice);
+            self.check(res);
         }
-        let res = self.out.flush();
+        let res = self.sink.flush();
         self.check(res);
     }
 
@@ -452,34 +490,18 @@ impl<W: Write> Sink<W> {
             return;
         }
         for l in listeners {
-            self.write_notice(&JsonLine::Listener(l));
+            let res = self.sink.listener(&l);
+            self.check(res);
         }
-        let res = self.out.flush();
-        self.check(res);
-    }
-
-    /// Writes a `lost`, `counter` or `listener` notice, stamped with the time now.
-    fn write_notice(&mut self, line: &JsonLine) {
-        let res = match self.format {
-            Format::Json => json::write_line(&mut self.out, line),
-            Format::Text => {
-                let t = self.clock.local_hms(Clock::monotonic_now());
-                match text::notice_line(line, &t) {
-                    Some(l) => writeln!(self.out, "{l}"),
-                    None => Ok(()),
-                }
-            }
-        };
+        let res = self.sink.flush();
         self.check(res);
     }
 
     fn summary(&mut self, s: &Summary, histogram: &StatsReport) {
-        let res = match self.format {
-            Format::Json => json::write_line(&mut self.out, &JsonLine::Summary(s.clone())),
-            Format::Text => text::write_summary(&mut self.out, s, histogram),
-        };
-        self.check(res);
-        let res = self.out.flush();
+        let res = self
+            .sink
+            .summary(s, histogram)
+            .and_then(|()| self.sink.flush());
         self.check(res);
     }
 

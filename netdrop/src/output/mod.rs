@@ -1,10 +1,13 @@
-//! Writing records: one readable line each, or one JSON object per line.
+//! Writing records: one readable line each, one JSON object per line, or pcap-ng; each
+//! format is a [`sink::Sink`].
 
 pub mod diagnose;
 pub mod hooks;
 pub mod json;
 pub mod metrics;
+pub mod pcapng;
 pub mod printable;
+pub mod sink;
 pub mod stats;
 pub mod text;
 pub mod tui;

@@ -3,7 +3,7 @@
 use std::io::{self, Write};
 
 use super::{
-    CounterNotice, JsonLine, ListenerNotice, LostNotice, SocketNotice, Summary,
+    CounterNotice, ListenerNotice, LostNotice, SocketNotice, Summary,
     printable::printable,
     stats::{self, StatsReport},
 };
@@ -127,17 +127,6 @@ pub fn endpoint(addr: &str, port: u16) -> String {
         format!("[{addr}]:{port}")
     } else {
         format!("{addr}:{port}")
-    }
-}
-
-/// A line for a notice in `watch`'s text output (`lost`, `counter`, `listener`), stamped
-/// with `local_time`; `None` for drops and the summary, which have their own writers.
-pub fn notice_line(line: &JsonLine, local_time: &str) -> Option<String> {
-    match line {
-        JsonLine::Lost(n) => Some(lost_line(n)),
-        JsonLine::Counter(c) => Some(counter_line(c, local_time)),
-        JsonLine::Listener(l) => Some(listener_line(l, local_time)),
-        JsonLine::Drop(_) | JsonLine::Summary(_) => None,
     }
 }
 

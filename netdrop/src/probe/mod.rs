@@ -64,6 +64,8 @@ pub struct ProbeConfig {
     pub kernel_log: bool,
     /// Hook families the user left out (`--without`): registry ids.
     pub without: Vec<String>,
+    /// Packet bytes each event carries with `netdrop_common::config::CAPTURE`.
+    pub snaplen: u32,
 }
 
 impl ProbeConfig {
@@ -94,6 +96,7 @@ impl ProbeConfig {
             flow_capacity: netdrop_common::MAX_FLOWS,
             kernel_log: false,
             without: Vec::new(),
+            snaplen: 0,
         }
     }
 }
@@ -521,6 +524,8 @@ pub(crate) fn load_object(
             .unwrap_or(OFFSET_NONE),
         netfilter_start,
         netfilter_end,
+        snaplen: cfg.snaplen,
+        _pad: 0,
     };
     // 0 disables every kernel log statement, which the verifier then prunes.
     let log_level: u8 = if cfg.kernel_log { 5 } else { 0 };
