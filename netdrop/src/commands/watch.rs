@@ -257,6 +257,8 @@ fn stdout_hung_up() -> bool {
     // SAFETY: one valid pollfd, zero timeout: poll only reads and writes `fd`.
     let n = unsafe { libc::poll(&mut fd, 1, 0) };
     n > 0 && fd.revents & (libc::POLLERR | libc::POLLHUP) != 0
+}
+
 /// Where `--pcap` writes.
 enum Pcap {
     None,
