@@ -72,6 +72,8 @@ static CONFIG: Config = Config {
     not_specified_reason: netdrop_common::OFFSET_NONE,
     netfilter_start: 0,
     netfilter_end: 0,
+    rate_limit: 0,
+    _pad: 0,
 };
 
 /// Reads a field of one of the globals above.

@@ -31,6 +31,18 @@ pub fn decode(bytes: &[u8]) -> Option<DropEvent> {
     Some(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<DropEvent>()) })
 }
 
+/// A rate-limit report from the ring buffer: records of exactly its size are these, not
+/// [`DropEvent`]s.
+pub fn decode_suppressed(bytes: &[u8]) -> Option<netdrop_common::SuppressedRecord> {
+    if bytes.len() != size_of::<netdrop_common::SuppressedRecord>() {
+        return None;
+    }
+    // SAFETY: SuppressedRecord is plain old data and `bytes` holds exactly one.
+    Some(unsafe {
+        std::ptr::read_unaligned(bytes.as_ptr().cast::<netdrop_common::SuppressedRecord>())
+    })
+}
+
 /// One dropped packet, enriched.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DropRecord {

@@ -17,7 +17,7 @@ use crate::{
     kernel::counters::{self, Change, CounterWatch},
     output::{
         CounterGrowth, CounterNotice, Format, JsonLine, ListenerNotice, ListenerTotal, LostNotice,
-        Summary, json,
+        Summary, SuppressedNotice, json,
         json::fast::DropWriter,
         stats::{self, StatsReport},
         text,
@@ -67,6 +67,7 @@ pub async fn run(args: &WatchArgs, verbose: u8) -> Result<(), Error> {
     let cfg = ProbeConfig {
         ring_size: args.ring_size,
         kernel_log: verbose >= 2,
+        rate_limit: args.rate_limit,
         ..ProbeConfig::new(args.kernel.attach, flags, filter)
     };
     let mut stop = commands::StopSignals::install()?;
@@ -85,11 +86,15 @@ pub async fn run(args: &WatchArgs, verbose: u8) -> Result<(), Error> {
         args.count,
         args.stack,
     );
+    sink.rate_limit = args.rate_limit;
     // Counter lines cannot be narrowed to packets; listener records can (by port).
     let show_counters = !spec.selects_packets();
-    let mut counter_watch = (!args.no_counters && (show_counters || !spec.hides_listeners()))
-        .then(|| CounterWatch::new(spec.netns));
-    let names_listeners = counter_watch.is_some() && !spec.hides_listeners();
+    // The baseline is taken now; the polls run on a thread of their own.
+    let mut counter_polls =
+        (!args.no_counters && (show_counters || !spec.hides_listeners())).then(|| {
+            commands::spawn_counter_polls(CounterWatch::new(spec.netns), spec.clone(), LOSS_CHECK)
+        });
+    let names_listeners = counter_polls.is_some() && !spec.hides_listeners();
     let mut listener_totals = ListenerTotals::default();
     eprintln!(
         "netdrop: watching packet drops via {}; Ctrl-C to stop",
@@ -126,17 +131,15 @@ pub async fn run(args: &WatchArgs, verbose: u8) -> Result<(), Error> {
                 probe.attach_conntrack();
                 sink.conntrack_hook = probe.conntrack == Conntrack::Attached;
                 sink.report_loss(&probe, &mut reported)?;
-                if let Some(c) = counter_watch.as_mut() {
-                    let changes = c.poll();
-                    let time = sink.clock.rfc3339(Clock::monotonic_now());
-                    let listeners =
-                        commands::listener_notices(&changes, c, &spec, &mut sink.enricher, &time);
-                    if show_counters {
-                        sink.report_counters(changes);
-                    }
-                    listener_totals.add(&listeners);
-                    sink.report_listeners(listeners);
+            }
+            Some(poll) = next_poll(&mut counter_polls) => {
+                let time = sink.clock.rfc3339(Clock::monotonic_now());
+                let listeners = commands::notices_of(poll.listeners, &mut sink.enricher, &time);
+                if show_counters {
+                    sink.report_counters(poll.changes);
                 }
+                listener_totals.add(&listeners);
+                sink.report_listeners(listeners);
             }
             _ = sleep_until(deadline) => break Stop::Duration,
         }
@@ -152,6 +155,14 @@ pub async fn run(args: &WatchArgs, verbose: u8) -> Result<(), Error> {
     probe.detach();
     if matches!(stop, Stop::Signal | Stop::Duration) {
         while sink.drain(ring.get_mut(), &mut probe) == Drained::Batch {}
+        // What the rate limit suppressed since each key's last report: counted in the
+        // kernel, no record written yet.
+        if args.rate_limit != 0 {
+            for (key, count) in probe.unreported_suppressed()? {
+                sink.write_suppressed(&key, count, Clock::monotonic_now());
+            }
+            sink.finish_batch();
+        }
     }
     if let Stop::OutputClosed = stop {
         return Ok(());
@@ -166,6 +177,8 @@ pub async fn run(args: &WatchArgs, verbose: u8) -> Result<(), Error> {
         matched: counters.matched,
         delivered: sink.delivered,
         lost: counters.lost,
+        suppressed: counters.suppressed,
+        rate_limit: args.rate_limit,
         missed: counters.missed,
         stack_errors: counters.stack_errors,
         by_reason: aggregate::reason_histogram(
@@ -245,6 +258,16 @@ fn add_growth(
     }
 }
 
+/// The next counter poll, or never when counters are not polled (or the poller ended).
+async fn next_poll(
+    rx: &mut Option<tokio::sync::mpsc::Receiver<commands::CounterPoll>>,
+) -> Option<commands::CounterPoll> {
+    match rx {
+        Some(r) => r.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d).await,
@@ -269,6 +292,8 @@ pub struct Sink<W: Write> {
     /// JSON writer for the common events, and the lines it wrote not yet on stdout.
     fast: DropWriter,
     batch: Vec<u8>,
+    /// `--rate-limit`, named in "more like this" notices.
+    rate_limit: u32,
 }
 
 impl<W: Write> Sink<W> {
@@ -294,6 +319,7 @@ impl<W: Write> Sink<W> {
             counter_growth: Vec::new(),
             fast: DropWriter::new(netfilter_reason),
             batch: Vec::with_capacity(BATCH_BYTES + 4096),
+            rate_limit: 0,
         }
     }
 
@@ -322,6 +348,11 @@ impl<W: Write> Sink<W> {
             left = Drained::All;
             let Some(item) = ring.next() else { break };
             left = Drained::Batch;
+            if let Some(s) = event::decode_suppressed(&item) {
+                drop(item);
+                self.write_suppressed(&s.key, s.count, s.timestamp_ns);
+                continue;
+            }
             let Some(ev) = event::decode(&item) else {
                 tracing::warn!("skipping a malformed record of {} bytes", item.len());
                 continue;
@@ -370,6 +401,30 @@ impl<W: Write> Sink<W> {
         let res = self.flush_batch();
         self.check(res);
         let res = self.out.flush();
+        self.check(res);
+    }
+
+    /// Writes "`count` more like this" for a flow and reason the rate limit suppressed.
+    fn write_suppressed(&mut self, key: &netdrop_common::FlowKey, count: u64, mono_ns: u64) {
+        // After the JSON lines batched so far: the notice follows the events it is about.
+        let res = self.flush_batch();
+        self.check(res);
+        let netns = (key.netns != 0).then(|| self.enricher.netns(key.netns, "flow"));
+        let notice = SuppressedNotice {
+            time: self.clock.rfc3339(mono_ns),
+            count,
+            reason: event::ReasonInfo::new(&self.enricher.reasons, key.reason, None),
+            packet: event::flow_packet(key),
+            netns,
+            rate_limit: self.rate_limit,
+        };
+        let res = match self.format {
+            Format::Json => json::write_line(&mut self.out, &JsonLine::Suppressed(notice)),
+            Format::Text => {
+                let t = self.clock.local_hms(mono_ns);
+                writeln!(self.out, "{}", text::suppressed_line(&notice, &t))
+            }
+        };
         self.check(res);
     }
 

@@ -561,6 +561,35 @@ pub struct CounterWatch {
     polls: u32,
 }
 
+/// Polls `watch` every `interval` on a thread of its own and sends what `work` makes of
+/// each poll (it may enter namespaces too). Entering every namespace and reading /proc
+/// takes long on a host with many containers, and a namespace can be slow to answer: off
+/// the caller's event loop, that never delays a signal or a ring buffer drain. The thread
+/// ends when the receiver is dropped. A poll waits while two undelivered ones queue.
+pub fn spawn_polling<T: Send + 'static>(
+    mut watch: CounterWatch,
+    interval: std::time::Duration,
+    mut work: impl FnMut(&CounterWatch, Vec<Change>) -> T + Send + 'static,
+) -> tokio::sync::mpsc::Receiver<T> {
+    let (tx, rx) = tokio::sync::mpsc::channel(2);
+    let spawned = std::thread::Builder::new()
+        .name("netdrop-counters".to_owned())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(interval);
+                let changes = watch.poll();
+                let out = work(&watch, changes);
+                if tx.blocking_send(out).is_err() {
+                    break;
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!("cannot start the counter polling thread ({e}): counters are not reported");
+    }
+    rx
+}
+
 /// Namespaces are rediscovered every this many polls.
 const REDISCOVER_EVERY: u32 = 10;
 

@@ -3,7 +3,7 @@
 use std::io::{self, Write};
 
 use super::{
-    CounterNotice, JsonLine, ListenerNotice, LostNotice, SocketNotice, Summary,
+    CounterNotice, JsonLine, ListenerNotice, LostNotice, SocketNotice, Summary, SuppressedNotice,
     printable::printable,
     stats::{self, StatsReport},
 };
@@ -123,6 +123,7 @@ pub fn notice_line(line: &JsonLine, local_time: &str) -> Option<String> {
         JsonLine::Lost(n) => Some(lost_line(n)),
         JsonLine::Counter(c) => Some(counter_line(c, local_time)),
         JsonLine::Listener(l) => Some(listener_line(l, local_time)),
+        JsonLine::Suppressed(n) => Some(suppressed_line(n, local_time)),
         JsonLine::Drop(_) | JsonLine::Summary(_) => None,
     }
 }
@@ -177,6 +178,20 @@ pub fn netns_name(n: &Netns) -> String {
         .map_or_else(|| n.inode.to_string(), |s| printable(s).into_owned())
 }
 
+/// "N more like this": drops of one flow and reason the rate limit did not show.
+pub fn suppressed_line(n: &SuppressedNotice, local_time: &str) -> String {
+    let p = &n.packet;
+    let proto = p.protocol.as_deref().or(p.family.as_deref()).unwrap_or("-");
+    let netns = n.netns.as_ref().map_or_else(|| "-".to_owned(), netns_name);
+    format!(
+        "{local_time} {:<20} {proto:<6} {:<47} netns {netns:<10} {} more like this not shown (--rate-limit {}/s per flow and reason)",
+        n.reason.label(),
+        flow(p),
+        n.count,
+        n.rate_limit
+    )
+}
+
 /// Written when events were lost since the last check.
 pub fn lost_line(n: &LostNotice) -> String {
     let mut parts = Vec::new();
@@ -201,6 +216,12 @@ pub fn summary_line(s: &Summary) -> String {
         "netdrop: {} drops matched in {:.1}s ({} seen by the hook); {} events shown, {} lost, {} not traced (nested)",
         s.matched, s.duration_s, s.seen, s.delivered, s.lost, s.missed
     );
+    if s.rate_limit > 0 {
+        line.push_str(&format!(
+            "; {} suppressed by --rate-limit {}/s per flow and reason (counted, shown as \"more like this\")",
+            s.suppressed, s.rate_limit
+        ));
+    }
     if s.stack_errors > 0 {
         line.push_str(&format!(
             "; {} stacks not captured (stack map full)",
@@ -394,6 +415,8 @@ pub(crate) mod tests {
             matched: 10,
             delivered: 8,
             lost: 2,
+            suppressed: 0,
+            rate_limit: 0,
             missed: 0,
             stack_errors: 0,
             by_reason: vec![

@@ -62,6 +62,9 @@ pub struct ProbeConfig {
     pub flow_capacity: u32,
     /// Forward kernel-side debug messages (aya-log) to tracing.
     pub kernel_log: bool,
+    /// Events written per flow and reason per second on each CPU (0: every event); the
+    /// rest are counted as suppressed.
+    pub rate_limit: u32,
 }
 
 impl ProbeConfig {
@@ -86,6 +89,7 @@ impl ProbeConfig {
             ring_size: 1 << 12,
             flow_capacity: netdrop_common::MAX_FLOWS,
             kernel_log: false,
+            rate_limit: 0,
         }
     }
 }
@@ -365,6 +369,7 @@ impl Probe {
             flow_untracked: get(stat::FLOW_UNTRACKED)?,
             reason_untracked: get(stat::REASON_UNTRACKED)?,
             stack_errors: get(stat::STACK_ERRORS)?,
+            suppressed: get(stat::SUPPRESSED)?,
             missed: self.recursion_misses(),
         })
     }
@@ -430,6 +435,33 @@ impl Probe {
         Ok(out)
     }
 
+    /// Per flow and reason, the drops the rate limit suppressed that no
+    /// [`netdrop_common::SuppressedRecord`] reported yet, summed over CPUs. Read after
+    /// [`Probe::detach`], these and the records account for every suppressed drop whose key
+    /// stayed in the table.
+    pub fn unreported_suppressed(&self) -> Result<Vec<(netdrop_common::FlowKey, u64)>, Error> {
+        use netdrop_common::{FlowKey, RateState};
+        let m = self
+            .ebpf
+            .map(map::RATE)
+            .ok_or_else(|| missing_map(map::RATE))?;
+        let map_err = |source| Error::Map {
+            map: map::RATE,
+            source,
+        };
+        let h: PerCpuHashMap<_, FlowKey, RateState> =
+            PerCpuHashMap::try_from(m).map_err(map_err)?;
+        let mut out = Vec::new();
+        for item in h.iter() {
+            let (k, v) = item.map_err(map_err)?;
+            let left: u64 = v.iter().map(|s| s.suppressed - s.reported).sum();
+            if left > 0 {
+                out.push((k, left));
+            }
+        }
+        Ok(out)
+    }
+
     /// Kernel stack `id` (innermost first), cached: stack ids are stable for the life of
     /// the map.
     pub fn stack(&mut self, id: u32) -> Option<&[u64]> {
@@ -476,6 +508,8 @@ pub(crate) fn load_object(
             .unwrap_or(OFFSET_NONE),
         netfilter_start,
         netfilter_end,
+        rate_limit: cfg.rate_limit,
+        _pad: 0,
     };
     // 0 disables every kernel log statement, which the verifier then prunes.
     let log_level: u8 = if cfg.kernel_log { 5 } else { 0 };
@@ -507,6 +541,14 @@ pub(crate) fn load_object(
         .map_max_entries(map::BY_DEVICE[0], sized(c::BY_DEVICE, MAX_DEVICES))
         .map_max_entries(map::BY_DEVICE[1], sized(c::BY_DEVICE, MAX_DEVICES))
         .map_max_entries(map::STACKS, stacks)
+        .map_max_entries(
+            map::RATE,
+            if cfg.rate_limit != 0 {
+                netdrop_common::MAX_RATE_KEYS
+            } else {
+                1
+            },
+        )
         .load(OBJECT)
         .map_err(Error::Load)
 }
