@@ -120,6 +120,12 @@ pub async fn run(args: &WatchArgs, verbose: u8) -> Result<(), Error> {
                 // signals, ticks and scrapes had their turn.
                 if sink.drain(guard.get_inner_mut(), &mut probe) == Drained::All {
                     guard.clear_ready();
+                } else {
+                    drop(guard);
+                    // Without this the loop never returns to the runtime while the fd
+                    // stays ready: its driver, which delivers signals, timers and scrapes,
+                    // would not run until the flood ends.
+                    tokio::task::yield_now().await;
                 }
             }
             _ = drain.tick() => {

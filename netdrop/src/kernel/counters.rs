@@ -406,6 +406,21 @@ pub fn all_netns(proc_root: &Path) -> Vec<NetnsHandle> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn polls_run_on_their_own_thread_and_reach_the_receiver() {
+        // A namespace that cannot exist: the watch has nothing to read, polls are empty.
+        let watch = CounterWatch::new(Some(1));
+        let mut rx = spawn_polling(watch, std::time::Duration::from_millis(1), |w, changes| {
+            (std::thread::current().id(), w.polls, changes.len())
+        });
+        let (first_thread, first_poll, changes) = rx.blocking_recv().expect("a first poll");
+        let (second_thread, second_poll, _) = rx.blocking_recv().expect("a second poll");
+        assert_ne!(first_thread, std::thread::current().id());
+        assert_eq!(first_thread, second_thread);
+        assert_eq!((first_poll, second_poll), (1, 2));
+        assert_eq!(changes, 0);
+    }
     use crate::testdata;
 
     fn fixture(name: &str) -> String {
