@@ -167,14 +167,14 @@ fn try_handle<C: EbpfContext + StackIdContext>(
 fn admit(ev: &DropEvent, now: u64, limit: u32) -> bool {
     let key = flow_key(ev);
     let window = now / 1_000_000_000;
-    let Some(state) = RATE.get_ptr_mut(&key) else {
+    let Some(state) = RATE.get_ptr_mut(key) else {
         let fresh = RateState {
             window,
             written: 1,
             ..RateState::default()
         };
         // A full table evicts its least recently used key: the new one is always tracked.
-        let _ = RATE.insert(&key, &fresh, 0);
+        let _ = RATE.insert(key, fresh, 0);
         return true;
     };
     // SAFETY: this CPU's value of a per-CPU map; nothing else on this CPU runs this
