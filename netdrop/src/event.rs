@@ -565,6 +565,31 @@ mod tests {
     use super::*;
     use crate::{kernel::tracefs::Format, testdata, testdata::udp_event};
 
+    #[test]
+    fn suppressed_records_are_told_apart_by_size() {
+        let rec = netdrop_common::SuppressedRecord {
+            key: netdrop_common::FlowKey {
+                reason: 2,
+                dport: 9,
+                ..Default::default()
+            },
+            count: 75845,
+            timestamp_ns: 7,
+        };
+        // SAFETY: SuppressedRecord is plain old data.
+        let bytes = unsafe {
+            std::slice::from_raw_parts(
+                (&raw const rec).cast::<u8>(),
+                size_of::<netdrop_common::SuppressedRecord>(),
+            )
+        };
+        assert_eq!(decode_suppressed(bytes), Some(rec));
+        // A drop event is never read as one, nor a short record.
+        assert_eq!(decode_suppressed(&[0u8; size_of::<DropEvent>()]), None);
+        assert_eq!(decode_suppressed(&bytes[..63]), None);
+        assert_eq!(decode(bytes), None);
+    }
+
     fn enricher() -> Enricher {
         let f = Format::parse(&testdata::read("tracefs/kfree_skb-6.18.format")).unwrap();
         let reasons = Reasons::from_symbolic(&f.symbolic_values()).unwrap();

@@ -281,6 +281,48 @@ pub(crate) mod tests {
         },
     };
 
+    #[test]
+    fn suppressed_lines_say_how_many_and_escape_names() {
+        let key = netdrop_common::FlowKey {
+            reason: 2,
+            netns: 7,
+            l3_proto: netdrop_common::proto::ETH_P_IP,
+            l4_proto: netdrop_common::proto::IPPROTO_UDP,
+            sport: 33947,
+            dport: 9,
+            saddr: [127, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            daddr: [127, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            ..Default::default()
+        };
+        let n = SuppressedNotice {
+            time: "t".into(),
+            count: 75845,
+            reason: crate::event::ReasonInfo::new(
+                &crate::kernel::reasons::Reasons::none(),
+                2,
+                None,
+            ),
+            packet: crate::event::flow_packet(&key),
+            netns: Some(Netns {
+                inode: 7,
+                name: Some("evil\u{1b}[2J".into()),
+                source: "flow".into(),
+            }),
+            rate_limit: 1000,
+        };
+        let line = suppressed_line(&n, "00:02:19.999420");
+        assert!(line.starts_with("00:02:19.999420 "), "{line}");
+        for part in [
+            " udp ",
+            "127.0.0.1:33947 -> 127.0.0.1:9",
+            "netns evil\\x1b[2J",
+            "75845 more like this not shown (--rate-limit 1000/s per flow and reason)",
+        ] {
+            assert!(line.contains(part), "{part:?} missing from {line}");
+        }
+        assert!(!line.contains('\u{1b}'), "{line}");
+    }
+
     pub(crate) fn listener() -> ListenerNotice {
         let named = crate::aggregate::listeners::Named {
             netns: 7,
