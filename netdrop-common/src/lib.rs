@@ -97,6 +97,9 @@ pub mod map {
     pub const CT_CALLS: &str = "CT_CALLS";
     /// Per-CPU: the last skb `nf_conntrack_in` returned NF_DROP for.
     pub const CT_DROPPED: &str = "CT_DROPPED";
+    /// LRU per-CPU hash: [`crate::FlowKey`] -> [`crate::RateState`], the events of each
+    /// flow and reason this second when [`crate::Config::rate_limit`] is set.
+    pub const RATE: &str = "RATE";
 }
 
 /// Names of the read-only globals that user space sets at load time.
@@ -131,8 +134,11 @@ pub mod stat {
     pub const REASON_UNTRACKED: u32 = 6;
     /// Stack traces that could not be captured.
     pub const STACK_ERRORS: u32 = 7;
+    /// Matched drops not written to the ring buffer because their flow and reason had
+    /// reached [`crate::Config::rate_limit`] this second ("N more like this").
+    pub const SUPPRESSED: u32 = 8;
     /// Number of counters.
-    pub const COUNT: u32 = 8;
+    pub const COUNT: u32 = 9;
 }
 
 /// Capacity of the per-reason map: far above the ~130 core reasons plus subsystem ones.
@@ -143,6 +149,8 @@ pub const MAX_LOCATIONS: u32 = 16384;
 pub const MAX_DEVICES: u32 = 4096;
 /// Default capacity of the flow map; overflow is counted in [`stat::FLOW_UNTRACKED`].
 pub const MAX_FLOWS: u32 = 8192;
+/// Capacity of the rate-limit map (flows and reasons tracked per second).
+pub const MAX_RATE_KEYS: u32 = 16384;
 /// Capacity of the reason filter map.
 pub const MAX_REASON_FILTER: u32 = 1024;
 /// Capacity of the stack trace map.
@@ -566,8 +574,10 @@ pub struct Config {
     pub netfilter_end: u64,
     /// With [`config::CAPTURE`]: packet bytes to capture, at most [`CAPTURE_MAX`].
     pub snaplen: u32,
-    /// Explicit padding.
-    pub _pad: u32,
+    /// Events written per flow and reason per second on each CPU, or 0 for no limit. The
+    /// drops beyond are counted ([`stat::SUPPRESSED`], and per key in [`map::RATE`]), and
+    /// reported in a [`SuppressedRecord`] before the key's next event.
+    pub rate_limit: u32,
 }
 const _: () = assert!(core::mem::size_of::<Config>() == 40);
 
@@ -626,6 +636,38 @@ pub struct FlowKey {
 }
 const _: () = assert!(core::mem::size_of::<FlowKey>() == 48);
 
+/// Value of [`map::RATE`]: one flow and reason on one CPU.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RateState {
+    /// The second (`bpf_ktime_get_ns() / 1e9`) `written` counts in.
+    pub window: u64,
+    /// Events written in `window`.
+    pub written: u32,
+    /// Explicit padding.
+    pub _pad: u32,
+    /// Drops suppressed so far, ever.
+    pub suppressed: u64,
+    /// Of `suppressed`, those already reported in a [`SuppressedRecord`].
+    pub reported: u64,
+}
+const _: () = assert!(core::mem::size_of::<RateState>() == 32);
+
+/// A ring buffer record saying how many drops of one flow and reason were suppressed by
+/// [`Config::rate_limit`] since the last report; written just before the key's next event.
+/// Told apart from a [`DropEvent`] by its size.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SuppressedRecord {
+    /// The flow and reason, as the per-flow counts key them.
+    pub key: FlowKey,
+    /// Drops suppressed since the last report for this key on this CPU.
+    pub count: u64,
+    /// `bpf_ktime_get_ns()` when the record was written.
+    pub timestamp_ns: u64,
+}
+const _: () = assert!(core::mem::size_of::<SuppressedRecord>() == 64);
+
 #[cfg(feature = "user")]
 mod pod {
     use super::*;
@@ -643,4 +685,6 @@ mod pod {
     unsafe impl aya::Pod for LocationKey {}
     unsafe impl aya::Pod for DeviceKey {}
     unsafe impl aya::Pod for FlowKey {}
+    unsafe impl aya::Pod for RateState {}
+    unsafe impl aya::Pod for SuppressedRecord {}
 }

@@ -73,7 +73,7 @@ static CONFIG: Config = Config {
     netfilter_start: 0,
     netfilter_end: 0,
     snaplen: 0,
-    _pad: 0,
+    rate_limit: 0,
 };
 
 /// Reads a field of one of the globals above.

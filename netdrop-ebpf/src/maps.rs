@@ -3,15 +3,21 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap, PerCpuArray, PerCpuHashMap, RingBuf, StackTrace},
+    maps::{Array, HashMap, LruPerCpuHashMap, PerCpuArray, PerCpuHashMap, RingBuf, StackTrace},
 };
 use netdrop_common::{
     DeviceKey, DropEvent, FlowKey, LocationKey, MAX_DEVICES, MAX_FLOWS, MAX_LOCATIONS,
-    MAX_REASON_FILTER, MAX_REASONS, MAX_STACKS, stat,
+    MAX_REASON_FILTER, MAX_REASONS, MAX_STACKS, RateState, stat,
 };
 
 #[map]
 pub static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 22, 0);
+
+/// Events written per flow and reason this second, per CPU, when a rate limit is set.
+/// Per CPU so the check costs a dropping CPU no shared cache line; LRU so new flows always
+/// find room (a key pushed out loses only its per-key count, never the total).
+#[map]
+pub static RATE: LruPerCpuHashMap<FlowKey, RateState> = LruPerCpuHashMap::with_max_entries(1, 0);
 
 #[map]
 pub static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(stat::COUNT, 0);

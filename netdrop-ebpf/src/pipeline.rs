@@ -13,7 +13,8 @@ use aya_ebpf::{
 };
 use aya_log_ebpf::debug;
 use netdrop_common::{
-    CapturedDrop, DeviceKey, DropEvent, FlowKey, LocationKey, config, flag, netdrop_reason, stat,
+    CapturedDrop, DeviceKey, DropEvent, FlowKey, LocationKey, RateState, SuppressedRecord, config,
+    flag, netdrop_reason, stat,
 };
 
 use crate::{
@@ -21,7 +22,7 @@ use crate::{
     kread::{self, ReadError},
     maps::{
         BY_DEVICE_0, BY_DEVICE_1, BY_FLOW_0, BY_FLOW_1, BY_LOCATION_0, BY_LOCATION_1, BY_REASON,
-        EVENTS, GENERATION, SCRATCH, STACKS,
+        EVENTS, GENERATION, RATE, SCRATCH, STACKS,
     },
     packet, tcp,
 };
@@ -110,6 +111,12 @@ fn try_handle<C: EbpfContext + StackIdContext>(
     if cfg & config::EVENTS == 0 {
         return Ok(());
     }
+    // SAFETY: plain helper call.
+    let now = unsafe { bpf_ktime_get_ns() };
+    let limit = global!(CONFIG.rate_limit);
+    if limit != 0 && !admit(ev, now, limit) {
+        return Ok(());
+    }
     let pid_tgid = bpf_get_current_pid_tgid();
     if drop.reason.is_some() {
         ev.flags |= flag::HAS_REASON;
@@ -134,9 +141,9 @@ fn try_handle<C: EbpfContext + StackIdContext>(
     }
     // SAFETY: plain helper calls.
     unsafe {
-        ev.timestamp_ns = bpf_ktime_get_ns();
         ev.cpu = bpf_get_smp_processor_id();
     }
+    ev.timestamp_ns = now;
     ev.pid = (pid_tgid >> 32) as u32;
     ev.tid = pid_tgid as u32;
     ev.skb_len = kread::at(drop.skb, global!(OFFSETS.skb_len)).unwrap_or(0);
@@ -173,6 +180,69 @@ fn emit_captured(skb: *const u8, ev: &DropEvent, wakeup: u64) {
         (*rec).from = from;
     }
     entry.submit(wakeup);
+}
+
+/// The rate limit: true when `ev` may be written (one of the first `limit` events of its
+/// flow and reason this second on this CPU), false when it is counted as suppressed. Before
+/// the first event a key writes after suppressing some, a [`SuppressedRecord`] says how
+/// many; when that record finds the ring full it is retried before the next event.
+#[inline(always)]
+fn admit(ev: &DropEvent, now: u64, limit: u32) -> bool {
+    let key = flow_key(ev);
+    let window = now / 1_000_000_000;
+    let Some(state) = RATE.get_ptr_mut(key) else {
+        let fresh = RateState {
+            window,
+            written: 1,
+            ..RateState::default()
+        };
+        // A full table evicts its least recently used key: the new one is always tracked.
+        let _ = RATE.insert(key, fresh, 0);
+        return true;
+    };
+    // SAFETY: this CPU's value of a per-CPU map; nothing else on this CPU runs this
+    // pipeline for the same key meanwhile.
+    let state = unsafe { &mut *state };
+    if state.window != window {
+        state.window = window;
+        state.written = 0;
+    }
+    if state.written >= limit {
+        state.suppressed += 1;
+        count::stat(stat::SUPPRESSED);
+        return false;
+    }
+    state.written += 1;
+    let pending = state.suppressed - state.reported;
+    if pending > 0 {
+        let record = SuppressedRecord {
+            key,
+            count: pending,
+            timestamp_ns: now,
+        };
+        if EVENTS.output::<SuppressedRecord>(&record, 0).is_ok() {
+            state.reported = state.suppressed;
+        }
+    }
+    true
+}
+
+/// The flow and reason of `ev`, as per-flow counts and the rate limit key them: ICMP type
+/// and code stand in for ports.
+#[inline(always)]
+fn flow_key(ev: &DropEvent) -> FlowKey {
+    let icmp = netdrop_common::proto::is_icmp(ev.l4_proto);
+    FlowKey {
+        reason: ev.reason,
+        netns: ev.netns,
+        l3_proto: ev.l3_proto,
+        l4_proto: ev.l4_proto,
+        _pad: 0,
+        sport: if icmp { ev.icmp_type as u16 } else { ev.sport },
+        dport: if icmp { ev.icmp_code as u16 } else { ev.dport },
+        saddr: ev.saddr,
+        daddr: ev.daddr,
+    }
 }
 
 /// Which map of each attribution pair counts now (0 or 1), as user space set it.
@@ -216,18 +286,7 @@ fn aggregate(cfg: u32, ev: &DropEvent) {
         }
     }
     if cfg & config::BY_FLOW != 0 {
-        let icmp = netdrop_common::proto::is_icmp(ev.l4_proto);
-        let key = FlowKey {
-            reason: ev.reason,
-            netns: ev.netns,
-            l3_proto: ev.l3_proto,
-            l4_proto: ev.l4_proto,
-            _pad: 0,
-            sport: if icmp { ev.icmp_type as u16 } else { ev.sport },
-            dport: if icmp { ev.icmp_code as u16 } else { ev.dport },
-            saddr: ev.saddr,
-            daddr: ev.daddr,
-        };
+        let key = flow_key(ev);
         if !count::bump_in(generation(), &BY_FLOW_0, &BY_FLOW_1, &key) {
             count::stat(stat::FLOW_UNTRACKED);
         }

@@ -347,6 +347,14 @@ pub struct WatchArgs {
     #[arg(long)]
     pub no_counters: bool,
 
+    /// Show at most N events per second for each flow and reason (on each CPU); drops
+    /// beyond are counted exactly and reported as "N more like this" before the flow's next
+    /// event, and in the summary. Keeps a flood of one flow from costing the dropping CPUs
+    /// an event each while every quieter flow is still shown drop by drop. 0 shows every
+    /// drop.
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    pub rate_limit: u32,
+
     /// Stop after this many drops.
     #[arg(long, value_name = "N", value_parser = parse_count)]
     pub count: Option<u64>,

@@ -76,6 +76,18 @@ pub fn decode_capture(bytes: &[u8]) -> Option<Capture> {
     })
 }
 
+/// A rate-limit report from the ring buffer: records of exactly its size are these, not
+/// [`DropEvent`]s.
+pub fn decode_suppressed(bytes: &[u8]) -> Option<netdrop_common::SuppressedRecord> {
+    if bytes.len() != size_of::<netdrop_common::SuppressedRecord>() {
+        return None;
+    }
+    // SAFETY: SuppressedRecord is plain old data and `bytes` holds exactly one.
+    Some(unsafe {
+        std::ptr::read_unaligned(bytes.as_ptr().cast::<netdrop_common::SuppressedRecord>())
+    })
+}
+
 /// One dropped packet, enriched.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DropRecord {
@@ -626,6 +638,31 @@ pub fn c_str(b: &[u8]) -> String {
 mod tests {
     use super::*;
     use crate::{kernel::tracefs::Format, testdata, testdata::udp_event};
+
+    #[test]
+    fn suppressed_records_are_told_apart_by_size() {
+        let rec = netdrop_common::SuppressedRecord {
+            key: netdrop_common::FlowKey {
+                reason: 2,
+                dport: 9,
+                ..Default::default()
+            },
+            count: 75845,
+            timestamp_ns: 7,
+        };
+        // SAFETY: SuppressedRecord is plain old data.
+        let bytes = unsafe {
+            std::slice::from_raw_parts(
+                (&raw const rec).cast::<u8>(),
+                size_of::<netdrop_common::SuppressedRecord>(),
+            )
+        };
+        assert_eq!(decode_suppressed(bytes), Some(rec));
+        // A drop event is never read as one, nor a short record.
+        assert_eq!(decode_suppressed(&[0u8; size_of::<DropEvent>()]), None);
+        assert_eq!(decode_suppressed(&bytes[..63]), None);
+        assert_eq!(decode(bytes), None);
+    }
 
     fn enricher() -> Enricher {
         let f = Format::parse(&testdata::read("tracefs/kfree_skb-6.18.format")).unwrap();

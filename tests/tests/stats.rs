@@ -27,7 +27,17 @@ fn counts_are_exact_while_the_event_stream_overflows() {
     let before = ns.inside(|| snmp("Udp", "NoPorts"));
     let s = stats(&["--interval", "1", "--netns", &ns.name, "--port", port]);
     // A watch with a 4 KiB ring, stopped, cannot keep up: its events overflow.
-    let w = Watch::start(&["--ring-size", "4K", "--netns", &ns.name, "--port", port]);
+    // Every event streamed (no rate limit), so the ring must overflow.
+    let w = Watch::start(&[
+        "--ring-size",
+        "4K",
+        "--rate-limit",
+        "0",
+        "--netns",
+        &ns.name,
+        "--port",
+        port,
+    ]);
     w.signal(libc::SIGSTOP);
     let dst: SocketAddr = format!("{}:{port}", ns.ns_addr).parse().unwrap();
     let sock = std::net::UdpSocket::bind(format!("{}:0", ns.host_addr)).unwrap();

@@ -219,7 +219,14 @@ fn summary_counts_are_exact_and_account_for_every_event() {
 fn lost_events_are_counted_and_reported() {
     // A 4 KiB ring holds ~30 records. Stop the reader, make 3000 drops, resume.
     let port = closed_udp_port("127.0.0.1");
-    let w = Watch::start(&["--ring-size", "4K", "--port", &port.to_string()]);
+    let w = Watch::start(&[
+        "--ring-size",
+        "4K",
+        "--rate-limit",
+        "0",
+        "--port",
+        &port.to_string(),
+    ]);
     w.signal(libc::SIGSTOP);
     let dst = SocketAddr::new(LO4, port);
     let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -359,4 +366,147 @@ fn names_with_escape_sequences_reach_the_terminal_escaped() {
     );
     assert!(text.contains("dev n\\x1b[7m"), "{text}");
     assert!(text.contains("47140"), "{text}");
+}
+
+/// Drops of one flow (source port) among `lines`: its events and its "more like this" count.
+fn per_flow(lines: &[Value], sport: u16) -> (u64, u64) {
+    let of_flow = |l: &&Value| l["packet"]["sport"] == sport;
+    let events = lines
+        .iter()
+        .filter(|l| l["type"] == "drop")
+        .filter(of_flow)
+        .count() as u64;
+    let more: u64 = lines
+        .iter()
+        .filter(|l| l["type"] == "suppressed")
+        .filter(of_flow)
+        .map(|l| l["count"].as_u64().unwrap())
+        .sum();
+    (events, more)
+}
+
+#[test]
+fn rate_limited_drops_are_counted_exactly_per_flow() {
+    // Two flows flood a closed port in a fresh namespace; each may show 50 events a second
+    // per CPU, the rest are "more like this".
+    const PER_FLOW: u64 = 10_000;
+    let ns = NetnsPair::new("rl", 203);
+    let port = "47200";
+    let w = Watch::start(&["--rate-limit", "50", "--netns", &ns.name, "--port", port]);
+    let dst: SocketAddr = format!("{}:{port}", ns.ns_addr).parse().unwrap();
+    let (a, b) = ns.inside(|| {
+        let a = std::net::UdpSocket::bind(format!("{}:0", ns.ns_addr)).unwrap();
+        let b = std::net::UdpSocket::bind(format!("{}:0", ns.ns_addr)).unwrap();
+        for _ in 0..PER_FLOW {
+            a.send_to(b"x", dst).unwrap();
+            b.send_to(b"x", dst).unwrap();
+        }
+        (
+            a.local_addr().unwrap().port(),
+            b.local_addr().unwrap().port(),
+        )
+    });
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let r = w.stop();
+    assert!(r.status.success(), "{}", r.stderr);
+    let s = r.summary.expect("summary");
+    let n = |k: &str| s[k].as_u64().unwrap_or_else(|| panic!("no {k} in {s:#}"));
+    assert_eq!(n("matched"), 2 * PER_FLOW, "{s:#}");
+    assert_eq!(n("rate_limit"), 50);
+    assert_eq!(n("lost"), 0, "an 8 MiB ring holds these events: {s:#}");
+    assert!(n("suppressed") > 0, "nothing suppressed: {s:#}");
+    assert_eq!(
+        n("delivered") + n("suppressed") + n("lost"),
+        n("matched"),
+        "every matched drop is delivered, suppressed or lost: {s:#}"
+    );
+    assert_eq!(n("delivered"), r.drops.len() as u64);
+    for sport in [a, b] {
+        let (events, more) = per_flow(&r.lines, sport);
+        assert_eq!(
+            events + more,
+            PER_FLOW,
+            "flow from port {sport}: {events} events + {more} more like this"
+        );
+        assert!(events > 0, "flow from port {sport} shows no event");
+    }
+    let more_total: u64 = r
+        .lines
+        .iter()
+        .filter(|l| l["type"] == "suppressed")
+        .map(|l| l["count"].as_u64().unwrap())
+        .sum();
+    assert_eq!(more_total, n("suppressed"));
+    let notice = r.lines.iter().find(|l| l["type"] == "suppressed").unwrap();
+    assert_eq!(notice["reason"]["name"], "NO_SOCKET", "{notice:#}");
+    assert_eq!(notice["packet"]["dport"], 47200);
+    assert_eq!(notice["packet"]["dst"], ns.ns_addr.as_str());
+    assert_eq!(notice["netns"]["inode"], ns.inode());
+    assert!(
+        r.stderr.contains(&format!(
+            "{} suppressed by --rate-limit 50/s",
+            n("suppressed")
+        )),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn counters_are_polled_and_sigint_ends_watch_during_a_flood() {
+    // A UDP flood keeps the ring buffer busy while an accept queue overflows in the same
+    // namespace: the counter line still comes (polled on its own thread), and SIGINT sent
+    // while the flood goes on ends the run with an exact summary.
+    let ns = NetnsPair::new("fl", 204);
+    let dst: SocketAddr = format!("{}:47300", ns.ns_addr).parse().unwrap();
+    // The default rate limit: what an operator runs during a flood.
+    let w = Watch::start(&["--netns", &ns.name]);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (r, sent) = std::thread::scope(|sc| {
+        let flood = sc.spawn(|| {
+            ns.inside(|| {
+                let s = std::net::UdpSocket::bind(format!("{}:0", ns.ns_addr)).unwrap();
+                let mut sent = 0u64;
+                // Bounded, so a failed assertion below (which never sets `stop`) ends too.
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+                while !stop.load(std::sync::atomic::Ordering::Relaxed)
+                    && std::time::Instant::now() < deadline
+                {
+                    s.send_to(b"x", dst).unwrap();
+                    sent += 1;
+                }
+                sent
+            })
+        });
+        w.wait_for_drops("the flood", 1000, |d| d["packet"]["dport"] == 47300);
+        let addr = SocketAddr::new(ns.ns_addr.parse().unwrap(), 47301);
+        let _listener = netdrop_tests::backlog1_listener(&ns, addr);
+        let _conns: Vec<_> = (0..40)
+            .map(|_| netdrop_tests::nonblocking_connect(addr))
+            .collect();
+        w.wait_for_line("a ListenOverflows counter line during the flood", |l| {
+            l["type"] == "counter" && l["counter"] == "TcpExt.ListenOverflows"
+        });
+        // SIGINT while the flood goes on: watch must not wait for a quiet moment.
+        let r = w.stop();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        (r, flood.join().unwrap())
+    });
+    assert!(r.status.success(), "{}", r.stderr);
+    let s = r.summary.expect("a summary after SIGINT during a flood");
+    let n = |k: &str| s[k].as_u64().unwrap();
+    assert!(n("matched") >= 1000, "{s:#}");
+    assert!(n("matched") <= sent, "{s:#}, sent {sent}");
+    assert!(n("suppressed") > 0, "{s:#}");
+    assert_eq!(
+        n("delivered") + n("suppressed") + n("lost"),
+        n("matched"),
+        "{s:#}"
+    );
+    let c = r
+        .counters
+        .iter()
+        .find(|c| c["counter"] == "TcpExt.ListenOverflows")
+        .unwrap();
+    assert_eq!(c["netns"]["inode"], ns.inode(), "{c:#}");
 }

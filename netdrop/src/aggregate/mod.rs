@@ -85,6 +85,8 @@ pub struct Counters {
     pub flow_untracked: u64,
     pub reason_untracked: u64,
     pub stack_errors: u64,
+    /// Matched drops the rate limit kept out of the ring buffer (counted, not shown).
+    pub suppressed: u64,
     /// Drops the kernel did not run our program for, because it was already running on
     /// that CPU (a drop inside an interrupt that hit during another drop).
     pub missed: u64,

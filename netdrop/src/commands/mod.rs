@@ -117,8 +117,28 @@ pub fn listener_notices(
     enricher: &mut Enricher,
     time: &str,
 ) -> Vec<ListenerNotice> {
+    notices_of(find_listeners(changes, watch, spec), enricher, time)
+}
+
+/// The listeners blamed in one poll with the processes holding them: the half of
+/// [`listener_notices`] that enters namespaces and reads /proc, so it can run away from an
+/// event loop.
+pub struct FoundListeners {
+    named: Vec<listeners::Named>,
+    owners: std::collections::BTreeMap<u32, owners::Owner>,
+}
+
+/// The blocking half of [`listener_notices`]: sock_diag dumps and socket owners.
+pub fn find_listeners(
+    changes: &[Change],
+    watch: &CounterWatch,
+    spec: &FilterSpec,
+) -> FoundListeners {
     if spec.hides_listeners() {
-        return Vec::new();
+        return FoundListeners {
+            named: Vec::new(),
+            owners: Default::default(),
+        };
     }
     let named: Vec<_> = listeners::name(changes, |ns| {
         let path = watch.path(ns)?;
@@ -150,17 +170,49 @@ pub fn listener_notices(
     .collect();
     let inodes: Vec<u32> = named.iter().map(|n| n.socket.inode).collect();
     let owners = owners::owners(Path::new("/proc"), &inodes);
-    named
+    FoundListeners { named, owners }
+}
+
+/// The quick half of [`listener_notices`]: notices with namespace names, stamped `time`.
+pub fn notices_of(
+    found: FoundListeners,
+    enricher: &mut Enricher,
+    time: &str,
+) -> Vec<ListenerNotice> {
+    found
+        .named
         .iter()
         .map(|n| {
             ListenerNotice::new(
                 n,
                 enricher.netns(n.netns, "procfs"),
-                owners.get(&n.socket.inode).cloned(),
+                found.owners.get(&n.socket.inode).cloned(),
                 time.to_owned(),
             )
         })
         .collect()
+}
+
+/// One counter poll made by [`spawn_counter_polls`]: the counters that grew and the
+/// listeners blamed for them.
+pub struct CounterPoll {
+    pub changes: Vec<Change>,
+    pub listeners: FoundListeners,
+}
+
+/// Polls kernel drop counters from `watch` (its baseline taken) once per `interval` on a
+/// thread of its own (entering every namespace and reading /proc can take long on a busy
+/// host), so that the event loop keeps draining the ring buffer and answering signals. The
+/// thread ends when the receiver is dropped.
+pub fn spawn_counter_polls(
+    watch: CounterWatch,
+    spec: FilterSpec,
+    interval: std::time::Duration,
+) -> mpsc::Receiver<CounterPoll> {
+    crate::kernel::counters::spawn_polling(watch, interval, move |watch, changes| {
+        let listeners = find_listeners(&changes, watch, &spec);
+        CounterPoll { changes, listeners }
+    })
 }
 
 /// SIGINT and SIGTERM, installed before loading so that a Ctrl-C during loading still ends

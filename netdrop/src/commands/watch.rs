@@ -20,6 +20,7 @@ use crate::{
     kernel::counters::{self, Change, CounterWatch},
     output::{
         CounterGrowth, CounterNotice, Format, ListenerNotice, ListenerTotal, LostNotice, Summary,
+        SuppressedNotice,
         pcapng::PcapngSink,
         sink::{self, Context, Dropped, Sink, Tee},
         stats::{self, StatsReport},
@@ -72,6 +73,7 @@ pub async fn run(args: &WatchArgs, verbose: u8) -> Result<(), Error> {
         kernel_log: verbose >= 2,
         without: args.kernel.without.clone(),
         snaplen: args.snaplen,
+        rate_limit: args.rate_limit,
         ..ProbeConfig::new(args.kernel.attach, flags, filter)
     };
     let mut stop = commands::StopSignals::install()?;
@@ -83,11 +85,15 @@ pub async fn run(args: &WatchArgs, verbose: u8) -> Result<(), Error> {
     let pcap_stdout = matches!(pcap, Pcap::Stdout);
     let out = outputs(args, pcap, &enricher);
     let mut sink = Writer::new(out, enricher, args.count, args.stack);
+    sink.rate_limit = args.rate_limit;
     // Counter lines cannot be narrowed to packets; listener records can (by port).
     let show_counters = !spec.selects_packets();
-    let mut counter_watch = (!args.no_counters && (show_counters || !spec.hides_listeners()))
-        .then(|| CounterWatch::new(spec.netns));
-    let names_listeners = counter_watch.is_some() && !spec.hides_listeners();
+    // The baseline is taken now; the polls run on a thread of their own.
+    let mut counter_polls =
+        (!args.no_counters && (show_counters || !spec.hides_listeners())).then(|| {
+            commands::spawn_counter_polls(CounterWatch::new(spec.netns), spec.clone(), LOSS_CHECK)
+        });
+    let names_listeners = counter_polls.is_some() && !spec.hides_listeners();
     let mut listener_totals = ListenerTotals::default();
     eprintln!(
         "netdrop: watching packet drops via {}; Ctrl-C to stop",
@@ -113,6 +119,12 @@ pub async fn run(args: &WatchArgs, verbose: u8) -> Result<(), Error> {
                 // signals, ticks and scrapes had their turn.
                 if sink.drain(guard.get_inner_mut(), &mut probe) == Drained::All {
                     guard.clear_ready();
+                } else {
+                    drop(guard);
+                    // Without this the loop never returns to the runtime while the fd
+                    // stays ready: its driver, which delivers signals, timers and scrapes,
+                    // would not run until the flood ends.
+                    tokio::task::yield_now().await;
                 }
             }
             _ = drain.tick() => {
@@ -127,17 +139,15 @@ pub async fn run(args: &WatchArgs, verbose: u8) -> Result<(), Error> {
                 probe.attach_conntrack();
                 sink.conntrack_hook = probe.conntrack == Conntrack::Attached;
                 sink.report_loss(&probe, &mut reported)?;
-                if let Some(c) = counter_watch.as_mut() {
-                    let changes = c.poll();
-                    let time = sink.clock.rfc3339(Clock::monotonic_now());
-                    let listeners =
-                        commands::listener_notices(&changes, c, &spec, &mut sink.enricher, &time);
-                    if show_counters {
-                        sink.report_counters(changes);
-                    }
-                    listener_totals.add(&listeners);
-                    sink.report_listeners(listeners);
+            }
+            Some(poll) = next_poll(&mut counter_polls) => {
+                let time = sink.clock.rfc3339(Clock::monotonic_now());
+                let listeners = commands::notices_of(poll.listeners, &mut sink.enricher, &time);
+                if show_counters {
+                    sink.report_counters(poll.changes);
                 }
+                listener_totals.add(&listeners);
+                sink.report_listeners(listeners);
             }
             _ = sleep_until(deadline) => break Stop::Duration,
         }
@@ -153,6 +163,14 @@ pub async fn run(args: &WatchArgs, verbose: u8) -> Result<(), Error> {
     probe.detach();
     if matches!(stop, Stop::Signal | Stop::Duration) {
         while sink.drain(ring.get_mut(), &mut probe) == Drained::Batch {}
+        // What the rate limit suppressed since each key's last report: counted in the
+        // kernel, no record written yet.
+        if args.rate_limit != 0 {
+            for (key, count) in probe.unreported_suppressed()? {
+                sink.write_suppressed(&key, count, Clock::monotonic_now());
+            }
+            sink.finish_batch();
+        }
     }
     if let Stop::OutputClosed = stop {
         return Ok(());
@@ -167,6 +185,8 @@ pub async fn run(args: &WatchArgs, verbose: u8) -> Result<(), Error> {
         matched: counters.matched,
         delivered: sink.delivered,
         lost: counters.lost,
+        suppressed: counters.suppressed,
+        rate_limit: args.rate_limit,
         missed: counters.missed,
         stack_errors: counters.stack_errors,
         by_reason: aggregate::reason_histogram(
@@ -328,6 +348,16 @@ fn outputs(args: &WatchArgs, pcap: Pcap, enricher: &Enricher) -> Box<dyn Sink> {
     Box::new(Tee(vec![packets, lines]))
 }
 
+/// The next counter poll, or never when counters are not polled (or the poller ended).
+async fn next_poll(
+    rx: &mut Option<tokio::sync::mpsc::Receiver<commands::CounterPoll>>,
+) -> Option<commands::CounterPoll> {
+    match rx {
+        Some(r) => r.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d).await,
@@ -349,6 +379,8 @@ pub struct Writer<S: Sink> {
     conntrack_hook: bool,
     /// Counter growth over the run, in order of first appearance.
     counter_growth: Vec<CounterGrowth>,
+    /// `--rate-limit`, named in "more like this" notices.
+    rate_limit: u32,
 }
 
 impl<S: Sink> Writer<S> {
@@ -364,6 +396,7 @@ impl<S: Sink> Writer<S> {
             show_stack,
             conntrack_hook: false,
             counter_growth: Vec::new(),
+            rate_limit: 0,
         }
     }
 
@@ -382,6 +415,11 @@ impl<S: Sink> Writer<S> {
             left = Drained::All;
             let Some(item) = ring.next() else { break };
             left = Drained::Batch;
+            if let Some(s) = event::decode_suppressed(&item) {
+                drop(item);
+                self.write_suppressed(&s.key, s.count, s.timestamp_ns);
+                continue;
+            }
             let Some(ev) = event::decode(&item) else {
                 tracing::warn!("skipping a malformed record of {} bytes", item.len());
                 continue;
@@ -427,6 +465,22 @@ impl<S: Sink> Writer<S> {
     /// Writes what is batched and flushes the output: the end of a drain.
     pub fn finish_batch(&mut self) {
         let res = self.sink.flush();
+        self.check(res);
+    }
+
+    /// Writes "`count` more like this" for a flow and reason the rate limit suppressed.
+    fn write_suppressed(&mut self, key: &netdrop_common::FlowKey, count: u64, mono_ns: u64) {
+        let netns = (key.netns != 0).then(|| self.enricher.netns(key.netns, "flow"));
+        let notice = SuppressedNotice {
+            time: self.clock.rfc3339(mono_ns),
+            count,
+            reason: event::ReasonInfo::new(&self.enricher.reasons, key.reason, None),
+            packet: event::flow_packet(key),
+            netns,
+            rate_limit: self.rate_limit,
+        };
+        // The sink writes it after the drops batched so far: it follows the events it is about.
+        let res = self.sink.suppressed(&notice);
         self.check(res);
     }
 

@@ -406,6 +406,21 @@ pub fn all_netns(proc_root: &Path) -> Vec<NetnsHandle> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn polls_run_on_their_own_thread_and_reach_the_receiver() {
+        // A namespace that cannot exist: the watch has nothing to read, polls are empty.
+        let watch = CounterWatch::new(Some(1));
+        let mut rx = spawn_polling(watch, std::time::Duration::from_millis(1), |w, changes| {
+            (std::thread::current().id(), w.polls, changes.len())
+        });
+        let (first_thread, first_poll, changes) = rx.blocking_recv().expect("a first poll");
+        let (second_thread, second_poll, _) = rx.blocking_recv().expect("a second poll");
+        assert_ne!(first_thread, std::thread::current().id());
+        assert_eq!(first_thread, second_thread);
+        assert_eq!((first_poll, second_poll), (1, 2));
+        assert_eq!(changes, 0);
+    }
     use crate::testdata;
 
     fn fixture(name: &str) -> String {
@@ -559,6 +574,35 @@ pub struct CounterWatch {
     last: BTreeMap<u32, Snapshot>,
     last_global: Option<Snapshot>,
     polls: u32,
+}
+
+/// Polls `watch` every `interval` on a thread of its own and sends what `work` makes of
+/// each poll (it may enter namespaces too). Entering every namespace and reading /proc
+/// takes long on a host with many containers, and a namespace can be slow to answer: off
+/// the caller's event loop, that never delays a signal or a ring buffer drain. The thread
+/// ends when the receiver is dropped. A poll waits while two undelivered ones queue.
+pub fn spawn_polling<T: Send + 'static>(
+    mut watch: CounterWatch,
+    interval: std::time::Duration,
+    mut work: impl FnMut(&CounterWatch, Vec<Change>) -> T + Send + 'static,
+) -> tokio::sync::mpsc::Receiver<T> {
+    let (tx, rx) = tokio::sync::mpsc::channel(2);
+    let spawned = std::thread::Builder::new()
+        .name("netdrop-counters".to_owned())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(interval);
+                let changes = watch.poll();
+                let out = work(&watch, changes);
+                if tx.blocking_send(out).is_err() {
+                    break;
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!("cannot start the counter polling thread ({e}): counters are not reported");
+    }
+    rx
 }
 
 /// Namespaces are rediscovered every this many polls.

@@ -32,6 +32,8 @@ mod tests {
             matched: 9,
             delivered: 2,
             lost: 7,
+            suppressed: 0,
+            rate_limit: 0,
             missed: 1,
             stack_errors: 3,
             by_reason: vec![ReasonCount {

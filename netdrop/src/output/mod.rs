@@ -30,6 +30,22 @@ pub struct LostNotice {
     pub missed_total: u64,
 }
 
+/// Drops of one flow and reason that the rate limit (`watch --rate-limit`) counted but did
+/// not show: "N more like this".
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SuppressedNotice {
+    pub time: String,
+    /// Drops not shown since the last notice for this flow and reason (on one CPU).
+    pub count: u64,
+    pub reason: crate::event::ReasonInfo,
+    /// The flow's addresses, protocol and ports (no length or TCP flags: a flow is many
+    /// packets).
+    pub packet: crate::event::Packet,
+    pub netns: Option<crate::event::Netns>,
+    /// The limit, events per second per flow and reason on each CPU.
+    pub rate_limit: u32,
+}
+
 /// A kernel drop counter that grew: drops that never reach `kfree_skb`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CounterNotice {
@@ -193,6 +209,13 @@ pub struct Summary {
     pub delivered: u64,
     /// Events lost because the ring buffer was full.
     pub lost: u64,
+    /// Matched drops the rate limit counted but did not show (`matched` = `delivered` +
+    /// `suppressed` + `lost` when the run was not cut short by --count or a closed output).
+    #[serde(default)]
+    pub suppressed: u64,
+    /// The rate limit in force, events per second per flow and reason on each CPU (0: none).
+    #[serde(default)]
+    pub rate_limit: u32,
     /// Drops the kernel did not run netdrop's program for (nested on one CPU).
     pub missed: u64,
     /// Events shown without their kernel stack because it could not be captured (the
@@ -241,6 +264,7 @@ pub enum JsonLine {
     Counter(CounterNotice),
     Listener(ListenerNotice),
     Summary(Summary),
+    Suppressed(SuppressedNotice),
 }
 
 /// Output format.

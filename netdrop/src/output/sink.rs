@@ -8,7 +8,7 @@ use std::io::{self, Write};
 use netdrop_common::DropEvent;
 
 use super::{
-    CounterNotice, JsonLine, ListenerNotice, LostNotice, Summary, json,
+    CounterNotice, JsonLine, ListenerNotice, LostNotice, Summary, SuppressedNotice, json,
     json::fast::DropWriter,
     stats::{self, StatsReport},
     text,
@@ -69,6 +69,12 @@ pub trait Sink {
     /// A listener blamed for accept-queue drops.
     fn listener(&mut self, n: &ListenerNotice) -> io::Result<()>;
 
+    /// Drops of one flow and reason the rate limit kept from the ring ("N more like
+    /// this"). Formats that show packets only (pcap-ng) have nothing to write.
+    fn suppressed(&mut self, _n: &SuppressedNotice) -> io::Result<()> {
+        Ok(())
+    }
+
     /// One `stats` report, for counts taken at CLOCK_MONOTONIC `mono_ns`.
     fn report(&mut self, r: &StatsReport, mono_ns: u64) -> io::Result<()>;
 
@@ -109,6 +115,9 @@ impl<S: Sink + ?Sized> Sink for Box<S> {
     }
     fn listener(&mut self, n: &ListenerNotice) -> io::Result<()> {
         (**self).listener(n)
+    }
+    fn suppressed(&mut self, n: &SuppressedNotice) -> io::Result<()> {
+        (**self).suppressed(n)
     }
     fn report(&mut self, r: &StatsReport, mono_ns: u64) -> io::Result<()> {
         (**self).report(r, mono_ns)
@@ -165,6 +174,11 @@ impl<W: Write> Sink for TextSink<W> {
     fn listener(&mut self, n: &ListenerNotice) -> io::Result<()> {
         let t = self.now();
         writeln!(self.out, "{}", text::listener_line(n, &t))
+    }
+
+    fn suppressed(&mut self, n: &SuppressedNotice) -> io::Result<()> {
+        let t = self.now();
+        writeln!(self.out, "{}", text::suppressed_line(n, &t))
     }
 
     fn report(&mut self, r: &StatsReport, mono_ns: u64) -> io::Result<()> {
@@ -258,6 +272,10 @@ impl<W: Write> Sink for JsonSink<W> {
         self.line(&JsonLine::Listener(n.clone()))
     }
 
+    fn suppressed(&mut self, n: &SuppressedNotice) -> io::Result<()> {
+        self.line(&JsonLine::Suppressed(n.clone()))
+    }
+
     /// A `stats` report is one object per line, untagged (its own schema).
     fn report(&mut self, r: &StatsReport, _mono_ns: u64) -> io::Result<()> {
         self.write_batch()?;
@@ -312,6 +330,9 @@ impl Sink for Tee {
     }
     fn listener(&mut self, n: &ListenerNotice) -> io::Result<()> {
         self.each(|s| s.listener(n))
+    }
+    fn suppressed(&mut self, n: &SuppressedNotice) -> io::Result<()> {
+        self.each(|s| s.suppressed(n))
     }
     fn report(&mut self, r: &StatsReport, mono_ns: u64) -> io::Result<()> {
         self.each(|s| s.report(r, mono_ns))

@@ -3,7 +3,7 @@
 use std::io::{self, Write};
 
 use super::{
-    CounterNotice, ListenerNotice, LostNotice, SocketNotice, Summary,
+    CounterNotice, ListenerNotice, LostNotice, SocketNotice, Summary, SuppressedNotice,
     printable::printable,
     stats::{self, StatsReport},
 };
@@ -180,6 +180,20 @@ pub fn netns_name(n: &Netns) -> String {
         .map_or_else(|| n.inode.to_string(), |s| printable(s).into_owned())
 }
 
+/// "N more like this": drops of one flow and reason the rate limit did not show.
+pub fn suppressed_line(n: &SuppressedNotice, local_time: &str) -> String {
+    let p = &n.packet;
+    let proto = p.protocol.as_deref().or(p.family.as_deref()).unwrap_or("-");
+    let netns = n.netns.as_ref().map_or_else(|| "-".to_owned(), netns_name);
+    format!(
+        "{local_time} {:<20} {proto:<6} {:<47} netns {netns:<10} {} more like this not shown (--rate-limit {}/s per flow and reason)",
+        n.reason.label(),
+        flow(p),
+        n.count,
+        n.rate_limit
+    )
+}
+
 /// Written when events were lost since the last check.
 pub fn lost_line(n: &LostNotice) -> String {
     let mut parts = Vec::new();
@@ -204,6 +218,12 @@ pub fn summary_line(s: &Summary) -> String {
         "netdrop: {} drops matched in {:.1}s ({} seen by the hook); {} events shown, {} lost, {} not traced (nested)",
         s.matched, s.duration_s, s.seen, s.delivered, s.lost, s.missed
     );
+    if s.rate_limit > 0 {
+        line.push_str(&format!(
+            "; {} suppressed by --rate-limit {}/s per flow and reason (counted, shown as \"more like this\")",
+            s.suppressed, s.rate_limit
+        ));
+    }
     if s.stack_errors > 0 {
         line.push_str(&format!(
             "; {} stacks not captured (stack map full)",
@@ -262,6 +282,48 @@ pub(crate) mod tests {
             stats::{Count, GroupRow, Untracked},
         },
     };
+
+    #[test]
+    fn suppressed_lines_say_how_many_and_escape_names() {
+        let key = netdrop_common::FlowKey {
+            reason: 2,
+            netns: 7,
+            l3_proto: netdrop_common::proto::ETH_P_IP,
+            l4_proto: netdrop_common::proto::IPPROTO_UDP,
+            sport: 33947,
+            dport: 9,
+            saddr: [127, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            daddr: [127, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            ..Default::default()
+        };
+        let n = SuppressedNotice {
+            time: "t".into(),
+            count: 75845,
+            reason: crate::event::ReasonInfo::new(
+                &crate::kernel::reasons::Reasons::none(),
+                2,
+                None,
+            ),
+            packet: crate::event::flow_packet(&key),
+            netns: Some(Netns {
+                inode: 7,
+                name: Some("evil\u{1b}[2J".into()),
+                source: "flow".into(),
+            }),
+            rate_limit: 1000,
+        };
+        let line = suppressed_line(&n, "00:02:19.999420");
+        assert!(line.starts_with("00:02:19.999420 "), "{line}");
+        for part in [
+            " udp ",
+            "127.0.0.1:33947 -> 127.0.0.1:9",
+            "netns evil\\x1b[2J",
+            "75845 more like this not shown (--rate-limit 1000/s per flow and reason)",
+        ] {
+            assert!(line.contains(part), "{part:?} missing from {line}");
+        }
+        assert!(!line.contains('\u{1b}'), "{line}");
+    }
 
     pub(crate) fn listener() -> ListenerNotice {
         let named = crate::aggregate::listeners::Named {
@@ -418,6 +480,8 @@ pub(crate) mod tests {
             matched: 10,
             delivered: 8,
             lost: 2,
+            suppressed: 0,
+            rate_limit: 0,
             missed: 0,
             stack_errors: 0,
             by_reason: vec![

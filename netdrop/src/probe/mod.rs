@@ -66,6 +66,9 @@ pub struct ProbeConfig {
     pub without: Vec<String>,
     /// Packet bytes each event carries with `netdrop_common::config::CAPTURE`.
     pub snaplen: u32,
+    /// Events written per flow and reason per second on each CPU (0: every event); the
+    /// rest are counted as suppressed.
+    pub rate_limit: u32,
 }
 
 impl ProbeConfig {
@@ -97,6 +100,7 @@ impl ProbeConfig {
             kernel_log: false,
             without: Vec::new(),
             snaplen: 0,
+            rate_limit: 0,
         }
     }
 }
@@ -399,6 +403,7 @@ impl Probe {
             flow_untracked: get(stat::FLOW_UNTRACKED)?,
             reason_untracked: get(stat::REASON_UNTRACKED)?,
             stack_errors: get(stat::STACK_ERRORS)?,
+            suppressed: get(stat::SUPPRESSED)?,
             missed: self.recursion_misses(),
         })
     }
@@ -464,6 +469,33 @@ impl Probe {
         Ok(out)
     }
 
+    /// Per flow and reason, the drops the rate limit suppressed that no
+    /// [`netdrop_common::SuppressedRecord`] reported yet, summed over CPUs. Read after
+    /// [`Probe::detach`], these and the records account for every suppressed drop whose key
+    /// stayed in the table.
+    pub fn unreported_suppressed(&self) -> Result<Vec<(netdrop_common::FlowKey, u64)>, Error> {
+        use netdrop_common::{FlowKey, RateState};
+        let m = self
+            .ebpf
+            .map(map::RATE)
+            .ok_or_else(|| missing_map(map::RATE))?;
+        let map_err = |source| Error::Map {
+            map: map::RATE,
+            source,
+        };
+        let h: PerCpuHashMap<_, FlowKey, RateState> =
+            PerCpuHashMap::try_from(m).map_err(map_err)?;
+        let mut out = Vec::new();
+        for item in h.iter() {
+            let (k, v) = item.map_err(map_err)?;
+            let left: u64 = v.iter().map(|s| s.suppressed - s.reported).sum();
+            if left > 0 {
+                out.push((k, left));
+            }
+        }
+        Ok(out)
+    }
+
     /// Kernel stack `id` (innermost first), cached: stack ids are stable for the life of
     /// the map.
     pub fn stack(&mut self, id: u32) -> Option<&[u64]> {
@@ -525,7 +557,7 @@ pub(crate) fn load_object(
         netfilter_start,
         netfilter_end,
         snaplen: cfg.snaplen,
-        _pad: 0,
+        rate_limit: cfg.rate_limit,
     };
     // 0 disables every kernel log statement, which the verifier then prunes.
     let log_level: u8 = if cfg.kernel_log { 5 } else { 0 };
@@ -560,6 +592,14 @@ pub(crate) fn load_object(
         .map_max_entries(map::BY_DEVICE[0], sized(c::BY_DEVICE, MAX_DEVICES))
         .map_max_entries(map::BY_DEVICE[1], sized(c::BY_DEVICE, MAX_DEVICES))
         .map_max_entries(map::STACKS, stacks)
+        .map_max_entries(
+            map::RATE,
+            if cfg.rate_limit != 0 {
+                netdrop_common::MAX_RATE_KEYS
+            } else {
+                1
+            },
+        )
         .load(OBJECT)
         .map_err(Error::Load)
 }
