@@ -5,6 +5,7 @@ pub mod diagnose;
 pub mod exporter;
 pub mod hooks;
 pub mod reasons;
+pub mod record;
 pub mod sockets;
 pub mod stats;
 pub mod top;

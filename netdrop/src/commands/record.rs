@@ -1,0 +1,834 @@
+//! `netdrop record`: an incident kept in a file (see [`crate::output::recording`]), and
+//! reading it back: `watch`, `stats` and `top` with `--from FILE`.
+//!
+//! Recording is `watch` (every matching drop, lost events, counters) plus the exact
+//! in-kernel counts of every grouping each interval and the settings `diagnose` reads, all
+//! written through one more [`Sink`].
+
+use std::{
+    fs::{File, OpenOptions, Permissions},
+    io::{self, BufWriter, Write},
+    os::unix::fs::{OpenOptionsExt, PermissionsExt},
+    path::Path,
+    time::Instant,
+};
+
+use aya::maps::{MapData, RingBuf};
+use netdrop_common::config;
+
+use crate::{
+    aggregate::{self, Counters, GroupBy, SortBy, Totals},
+    cli::{FilterArgs, RecordArgs, StatsArgs, TopArgs, WatchArgs},
+    commands::{self, sockets::SocketWatch},
+    diagnose::{classes, evidence::Knob, knobs},
+    error::Error,
+    event::{self, Enricher},
+    kernel::counters::{self, CounterWatch},
+    output::{
+        CounterNotice, JsonLine, LostNotice, Summary, json,
+        printable::printable,
+        recording::{End, Header, Record, RecordingSink, Settings, VERSION},
+        sink::{Context, Dropped, Sink},
+        stats::{self, StatsReport},
+        text,
+    },
+    probe::{self, Conntrack, Probe, ProbeConfig, hooks as registry},
+    source::{self, RecordFilter, Recording},
+    time::Clock,
+};
+
+/// Records written per drain, so a flood cannot hold off signals and snapshots.
+const DRAIN_BATCH: usize = 16 << 10;
+
+/// Filter flags, copied from the command line into the header as given.
+const FILTER_FLAGS: [&str; 9] = [
+    "--reason",
+    "--exclude-reason",
+    "--proto",
+    "--host",
+    "--src",
+    "--dst",
+    "--port",
+    "--netns",
+    "--iface",
+];
+
+type Out = RecordingSink<BufWriter<File>>;
+
+pub async fn run(args: &RecordArgs, verbose: u8) -> Result<(), Error> {
+    let (kernel, spec, filter) = commands::prepare(&args.kernel, &args.filter)?;
+    // Every grouping is counted, so `stats --from --by X` can show any of them.
+    let flags = GroupBy::ALL
+        .iter()
+        .fold(config::EVENTS, |acc, g| acc | g.config());
+    let cfg = ProbeConfig {
+        ring_size: args.ring_size,
+        flow_capacity: args.flows.max_flows,
+        kernel_log: verbose >= 2,
+        ..ProbeConfig::new(args.kernel.attach, flags, filter)
+    };
+    let mut stop = commands::StopSignals::install()?;
+    // Before loading: an existing file is refused at once.
+    let file = create(&args.output, args.force)?;
+    let (mut probe, mut ring) = commands::start_streaming(&kernel, &cfg)?;
+    let mut enricher = commands::host_enricher(&kernel);
+    let clock = enricher.clock();
+    let start = probe.totals()?;
+    let header = Header {
+        netdrop_recording: VERSION,
+        netdrop: env!("CARGO_PKG_VERSION").to_owned(),
+        kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .map(|s| s.trim().to_owned())
+            .unwrap_or_default(),
+        hooks: attached_hooks(&probe),
+        started: clock.rfc3339(start.mono_ns),
+        clock_offset_ns: (clock.unix_ns(0)) as i64,
+        filters: filter_args(std::env::args()),
+        interval_s: args.interval.as_secs_f64(),
+    };
+    let what = || format!("cannot write the recording {}", args.output.display());
+    let mut out = RecordingSink::new(BufWriter::with_capacity(1 << 16, file), &header)
+        .map_err(Error::io(what()))?;
+    let time = clock.rfc3339(Clock::monotonic_now());
+    out.record(&Record::Settings(settings("start", time)))
+        .map_err(Error::io(what()))?;
+    let show_counters = !spec.selects_packets();
+    let mut counter_watch =
+        (show_counters || !spec.hides_listeners()).then(|| CounterWatch::new(spec.netns));
+    let mut socket_watch = (!spec.hides_sockets()).then(|| SocketWatch::new(spec.netns));
+    eprintln!(
+        "netdrop: recording drops via {} to {}, exact counts every {:?}; Ctrl-C to stop",
+        probe.hook,
+        args.output.display(),
+        args.interval
+    );
+
+    let started = Instant::now();
+    let deadline = args.duration.map(|d| tokio::time::Instant::now() + d);
+    let mut tick =
+        tokio::time::interval_at(tokio::time::Instant::now() + args.interval, args.interval);
+    let mut drain_tick = tokio::time::interval(probe::DRAIN_INTERVAL);
+    drain_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut delivered = 0u64;
+    let mut reported = Counters::default();
+    let mut prev = start.clone();
+    let stopped_by = loop {
+        let conntrack_hook = probe.conntrack == Conntrack::Attached;
+        tokio::select! {
+            guard = ring.readable_mut() => {
+                let mut guard = guard.map_err(Error::io("polling the ring buffer"))?;
+                let (n, more) = drain(guard.get_inner_mut(), &mut out, &mut enricher, &clock, conntrack_hook)
+                    .map_err(Error::io(what()))?;
+                delivered += n;
+                if !more {
+                    guard.clear_ready();
+                }
+            }
+            _ = drain_tick.tick() => {
+                let (n, _) = drain(ring.get_mut(), &mut out, &mut enricher, &clock, conntrack_hook)
+                    .map_err(Error::io(what()))?;
+                delivered += n;
+            }
+            _ = stop.recv() => break "signal",
+            _ = sleep_until(deadline) => break "duration",
+            _ = tick.tick() => {
+                probe.attach_conntrack();
+                write_loss(&mut out, &probe, &mut reported, &clock)?;
+                if let Some(c) = counter_watch.as_mut() {
+                    let changes = c.poll();
+                    let time = clock.rfc3339(Clock::monotonic_now());
+                    let listeners = commands::listener_notices(&changes, c, &spec, &mut enricher, &time);
+                    if show_counters {
+                        for c in changes {
+                            let notice = counter_notice(c, &mut enricher, &clock);
+                            out.counter(&notice).map_err(Error::io(what()))?;
+                        }
+                    }
+                    for l in &listeners {
+                        out.listener(l).map_err(Error::io(what()))?;
+                    }
+                }
+                let sockets = socket_watch.as_mut().map(|w| w.poll(&spec, &mut enricher)).unwrap_or_default();
+                let now = probe.totals()?;
+                snapshot(&mut out, &mut enricher, &clock, &prev, &now, sockets).map_err(Error::io(what()))?;
+                prev = now;
+                out.flush().map_err(Error::io(what()))?;
+            }
+        }
+    };
+    // Freeze the counters, then take what is left in the ring: the last snapshot then
+    // accounts for every drop recorded.
+    probe.detach();
+    loop {
+        let conntrack_hook = probe.conntrack == Conntrack::Attached;
+        let (n, more) = drain(
+            ring.get_mut(),
+            &mut out,
+            &mut enricher,
+            &clock,
+            conntrack_hook,
+        )
+        .map_err(Error::io(what()))?;
+        delivered += n;
+        if !more {
+            break;
+        }
+    }
+    write_loss(&mut out, &probe, &mut reported, &clock)?;
+    let end = probe.totals()?;
+    snapshot(&mut out, &mut enricher, &clock, &prev, &end, Vec::new())
+        .map_err(Error::io(what()))?;
+    let c = end.counters;
+    let summary = Summary {
+        duration_s: started.elapsed().as_secs_f64(),
+        hook: probe.hook.to_string(),
+        seen: c.seen,
+        matched: c.matched,
+        delivered,
+        lost: c.lost,
+        missed: c.missed,
+        stack_errors: c.stack_errors,
+        by_reason: aggregate::reason_histogram(
+            &end.by_reason
+                .iter()
+                .map(|(r, n)| (*r, *n))
+                .collect::<Vec<_>>(),
+            &kernel.reasons,
+        ),
+        counters: Vec::new(),
+        listeners: Vec::new(),
+    };
+    let histogram = stats::report(
+        &mut enricher,
+        GroupBy::Reason,
+        &start,
+        &end,
+        SortBy::Total,
+        0,
+        clock.rfc3339(end.mono_ns),
+    );
+    let time = clock.rfc3339(Clock::monotonic_now());
+    out.summary(&summary, &histogram)
+        .and_then(|()| out.record(&Record::Settings(settings("end", time.clone()))))
+        .and_then(|()| {
+            out.record(&Record::End(End {
+                time,
+                stopped_by: stopped_by.to_owned(),
+            }))
+        })
+        .and_then(|()| out.flush())
+        .map_err(Error::io(what()))?;
+    eprintln!(
+        "netdrop: recorded {} drops ({} matched, {} lost) in {:.1}s to {}",
+        delivered,
+        summary.matched,
+        summary.lost,
+        summary.duration_s,
+        args.output.display()
+    );
+    Ok(())
+}
+
+/// Creates the recording readable and writable by its owner only (it holds addresses),
+/// refusing to overwrite a file unless `force`.
+fn create(path: &Path, force: bool) -> Result<File, Error> {
+    let mut opts = OpenOptions::new();
+    opts.write(true).mode(0o600);
+    if force {
+        opts.create(true).truncate(true);
+    } else {
+        opts.create_new(true);
+    }
+    let file = opts.open(path).map_err(|e| {
+        if e.kind() == io::ErrorKind::AlreadyExists {
+            Error::BadArgument(format!(
+                "{} already exists: give another file name, or --force to overwrite it",
+                path.display()
+            ))
+        } else {
+            Error::io(format!("cannot create the recording {}", path.display()))(e)
+        }
+    })?;
+    // With --force an existing file keeps its mode through open(): narrow it.
+    let meta = file
+        .metadata()
+        .map_err(Error::io(format!("cannot stat {}", path.display())))?;
+    if meta.is_file() && meta.permissions().mode() & 0o077 != 0 {
+        file.set_permissions(Permissions::from_mode(0o600))
+            .map_err(Error::io(format!("cannot restrict {}", path.display())))?;
+    }
+    Ok(file)
+}
+
+/// The hook families attached, `id: how`.
+fn attached_hooks(probe: &Probe) -> Vec<String> {
+    registry::attached(probe)
+        .into_iter()
+        .filter_map(|(id, s)| match s {
+            registry::Status::Attached(how) => Some(format!("{id}: {how}")),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The filter flags among `args` (a command line), with their values.
+fn filter_args(args: impl IntoIterator<Item = String>) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut take_next = false;
+    for a in args {
+        if take_next {
+            out.push(a);
+            take_next = false;
+            continue;
+        }
+        if let Some(flag) = FILTER_FLAGS
+            .iter()
+            .find(|f| a == **f || a.starts_with(&format!("{f}=")))
+        {
+            take_next = a == *flag;
+            out.push(a);
+        }
+    }
+    out
+}
+
+/// Every setting the drop classes of `diagnose` read, in netdrop's own namespace.
+fn settings(when: &str, time: String) -> Settings {
+    let mut names: Vec<String> = classes::CLASSES
+        .iter()
+        .flat_map(|c| c.knobs.iter().map(|k| (*k).to_owned()))
+        .collect();
+    names.sort();
+    names.dedup();
+    let knobs = knobs::read_sysctls(Path::new("/proc/sys"), &names)
+        .into_iter()
+        .map(|(name, value)| Knob {
+            netns: None,
+            name,
+            value,
+        })
+        .collect();
+    Settings {
+        time,
+        when: when.to_owned(),
+        knobs,
+    }
+}
+
+/// Writes the drops waiting in the ring, at most [`DRAIN_BATCH`], and flushes them:
+/// (drops written, whether more may wait).
+fn drain(
+    ring: &mut RingBuf<MapData>,
+    out: &mut Out,
+    enricher: &mut Enricher,
+    clock: &Clock,
+    conntrack_hook: bool,
+) -> io::Result<(u64, bool)> {
+    let mut cx = Context {
+        enricher,
+        clock,
+        show_stack: false,
+        conntrack_hook,
+    };
+    out.start_batch();
+    let mut n = 0;
+    let mut more = false;
+    for _ in 0..DRAIN_BATCH {
+        let Some(item) = ring.next() else {
+            more = false;
+            break;
+        };
+        more = true;
+        let Some(ev) = event::decode(&item) else {
+            tracing::warn!("skipping a malformed record of {} bytes", item.len());
+            continue;
+        };
+        drop(item);
+        out.drop(
+            &Dropped {
+                event: &ev,
+                stack: None,
+                capture: None,
+            },
+            &mut cx,
+        )?;
+        n += 1;
+    }
+    out.flush()?;
+    Ok((n, more))
+}
+
+/// A lost-events record when the kernel counted lost or skipped events since the last.
+fn write_loss(
+    out: &mut Out,
+    probe: &Probe,
+    last: &mut Counters,
+    clock: &Clock,
+) -> Result<(), Error> {
+    let now = probe.counters()?;
+    if now.lost == last.lost && now.missed == last.missed {
+        return Ok(());
+    }
+    let notice = LostNotice {
+        time: clock.rfc3339(Clock::monotonic_now()),
+        lost: now.lost - last.lost,
+        lost_total: now.lost,
+        missed: now.missed - last.missed,
+        missed_total: now.missed,
+    };
+    *last = now;
+    out.lost(&notice)
+        .map_err(Error::io("cannot write the recording"))
+}
+
+fn counter_notice(c: counters::Change, enricher: &mut Enricher, clock: &Clock) -> CounterNotice {
+    let meaning = counters::info(&c.name).map_or("", |i| i.meaning);
+    CounterNotice {
+        time: clock.rfc3339(Clock::monotonic_now()),
+        netns: c.netns.map(|n| enricher.netns(n, "procfs")),
+        counter: c.name,
+        delta: c.delta,
+        total: c.total,
+        meaning: meaning.to_owned(),
+    }
+}
+
+/// One stats record per grouping: every group, totals since start, growth since `prev`.
+/// The sockets that dropped go with the per-reason one, as `stats` shows them.
+fn snapshot(
+    out: &mut Out,
+    enricher: &mut Enricher,
+    clock: &Clock,
+    prev: &Totals,
+    now: &Totals,
+    sockets: Vec<crate::output::SocketNotice>,
+) -> io::Result<()> {
+    let mut sockets = Some(sockets);
+    for by in GroupBy::ALL {
+        let mut r = stats::report(
+            enricher,
+            by,
+            prev,
+            now,
+            SortBy::Total,
+            0,
+            clock.rfc3339(now.mono_ns),
+        );
+        if by == GroupBy::Reason {
+            r.sockets = sockets.take().unwrap_or_default();
+        }
+        out.report(&r, now.mono_ns)?;
+    }
+    Ok(())
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+// ---- Reading back ----
+
+/// `line` with every control character escaped, line by line: whatever a recording holds
+/// reaches the terminal only as text.
+fn safe(line: &str) -> String {
+    line.split('\n')
+        .map(|l| printable(l).into_owned())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Refuses a flag that needs the running kernel when reading a recording.
+fn refuse(given: bool, flag: &str, why: &str) -> Result<(), Error> {
+    if given {
+        return Err(Error::BadArgument(format!(
+            "{flag} cannot be used with --from: {why}"
+        )));
+    }
+    Ok(())
+}
+
+/// Filters given to `stats` or `top` with `--from`: the counts were taken in the kernel
+/// with the recording's filters and cannot be narrowed afterwards.
+fn refuse_filters(f: &FilterArgs) -> Result<(), Error> {
+    let given = !f.reason.is_empty()
+        || !f.exclude_reason.is_empty()
+        || f.proto.is_some()
+        || f.host.is_some()
+        || f.src.is_some()
+        || f.dst.is_some()
+        || f.port.is_some()
+        || f.netns.is_some()
+        || f.iface.is_some();
+    refuse(
+        given,
+        "a filter",
+        "recorded counts were taken in the kernel with the recording's own filters and \
+         cannot be narrowed afterwards; `watch --from` filters the recorded drops",
+    )
+}
+
+/// The recording's clock: its `mono_ns` to the wall-clock time of the recorded machine.
+fn recorded_clock(h: &Header) -> Clock {
+    Clock::from_offset(i128::from(h.clock_offset_ns))
+}
+
+/// `watch --from FILE`: the recorded drops that pass the filters, then (without filters)
+/// the recorded summary.
+pub fn watch_from(args: &WatchArgs, path: &Path) -> Result<(), Error> {
+    refuse(
+        args.pcap.is_some(),
+        "--pcap",
+        "recordings keep no packet bytes",
+    )?;
+    refuse(args.stack, "--stack", "recordings keep no kernel stacks")?;
+    refuse(
+        args.duration.is_some(),
+        "--duration",
+        "a recording is read to its end (use --count to stop earlier)",
+    )?;
+    refuse(
+        args.metrics.metrics_addr.is_some(),
+        "--metrics-addr",
+        "metrics are served from live counts only",
+    )?;
+    let netns = args.filter.netns.clone();
+    let spec = FilterArgs {
+        netns: None,
+        ..args.filter.clone()
+    }
+    .spec(Path::new("/"))?;
+    let filter = RecordFilter::new(spec.clone(), netns);
+    let mut rec = Recording::open(path)?;
+    let clock = recorded_clock(&rec.header);
+    let mut out = BufWriter::new(io::stdout().lock());
+    let mut shown = 0u64;
+    let mut recorded = 0u64;
+    let mut summary = None;
+    let res = (|| -> Result<(), Error> {
+        while let Some(r) = rec.next_record()? {
+            let line = match r {
+                Record::Drop(d) => {
+                    recorded += 1;
+                    if !filter.keeps(&d) || args.count.is_some_and(|n| shown >= n) {
+                        continue;
+                    }
+                    shown += 1;
+                    if args.json {
+                        json_line(&JsonLine::Drop(d))
+                    } else {
+                        safe(&text::drop_line(&d, &clock.local_hms(d.mono_ns)))
+                    }
+                }
+                Record::Lost(n) => {
+                    if args.json {
+                        json_line(&JsonLine::Lost(n))
+                    } else {
+                        safe(&text::lost_line(&n))
+                    }
+                }
+                Record::Counter(n) => {
+                    if args.no_counters || !filter.keeps_counters() {
+                        continue;
+                    }
+                    if args.json {
+                        json_line(&JsonLine::Counter(n))
+                    } else {
+                        let t = local_of(&clock, &n.time);
+                        safe(&text::counter_line(&n, &t))
+                    }
+                }
+                Record::Listener(l) => {
+                    if args.no_counters || !spec.keeps_listener(l.port, l.family == "ipv6") {
+                        continue;
+                    }
+                    if filter_netns_hides(&args.filter, &l.netns) {
+                        continue;
+                    }
+                    if args.json {
+                        json_line(&JsonLine::Listener(l))
+                    } else {
+                        let t = local_of(&clock, &l.time);
+                        safe(&text::listener_line(&l, &t))
+                    }
+                }
+                Record::Summary {
+                    summary: s,
+                    histogram,
+                } => {
+                    summary = Some((s, histogram));
+                    continue;
+                }
+                Record::Stats { .. } | Record::Settings(_) | Record::End(_) => continue,
+            };
+            if writeln!(out, "{line}").is_err() {
+                return Ok(());
+            }
+        }
+        // The recorded summary holds for every recorded drop: shown only unfiltered.
+        if let (Some((s, h)), true) = (&summary, filter.is_empty()) {
+            if args.json {
+                let _ = writeln!(out, "{}", json_line(&JsonLine::Summary(s.clone())));
+            } else {
+                let mut buf = Vec::new();
+                let _ = text::write_summary(&mut buf, s, h);
+                let _ = write!(out, "{}", safe(&String::from_utf8_lossy(&buf)));
+            }
+        }
+        Ok(())
+    })();
+    let _ = out.flush();
+    res?;
+    eprintln!("netdrop: {shown} of the {recorded} recorded drops shown");
+    Ok(())
+}
+
+/// True when `--netns NAME|INODE` was given and `ns` is not that namespace.
+fn filter_netns_hides(f: &FilterArgs, ns: &crate::event::Netns) -> bool {
+    f.netns
+        .as_deref()
+        .is_some_and(|want| match want.parse::<u32>() {
+            Ok(inode) => ns.inode != inode,
+            Err(_) => ns.name.as_deref() != Some(want),
+        })
+}
+
+fn json_line(l: &JsonLine) -> String {
+    let mut buf = Vec::new();
+    let _ = json::write_line(&mut buf, l);
+    let s = String::from_utf8_lossy(&buf).into_owned();
+    s.trim_end_matches('\n').to_owned()
+}
+
+/// Local time of day of an RFC 3339 time written by the recorder; the text itself when it
+/// is not one.
+fn local_of(clock: &Clock, rfc3339: &str) -> String {
+    match parse_rfc3339(rfc3339) {
+        Some(unix_ns) => {
+            let mono = unix_ns - clock.unix_ns(0);
+            clock.local_hms(mono.max(0) as u64)
+        }
+        None => rfc3339.to_owned(),
+    }
+}
+
+/// `2026-11-22T04:12:33.123456789Z` to nanoseconds since the Unix epoch.
+fn parse_rfc3339(s: &str) -> Option<i128> {
+    let s = s.strip_suffix('Z')?;
+    let (date, time) = s.split_once('T')?;
+    let mut d = date.split('-').map(str::parse::<i64>);
+    let (y, m, day) = (d.next()?.ok()?, d.next()?.ok()?, d.next()?.ok()?);
+    let (hms, frac) = time.split_once('.').unwrap_or((time, "0"));
+    let mut t = hms.split(':').map(str::parse::<i64>);
+    let (h, min, sec) = (t.next()?.ok()?, t.next()?.ok()?, t.next()?.ok()?);
+    if !(1..=12).contains(&m) || !(1..=31).contains(&day) || frac.len() > 9 {
+        return None;
+    }
+    let nanos: i128 = format!("{frac:0<9}").parse().ok()?;
+    // Days from civil (H. Hinnant's algorithm), the inverse of `time::civil_from_days`.
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + h * 3600 + min * 60 + sec;
+    Some(i128::from(secs) * 1_000_000_000 + nanos)
+}
+
+/// The recorded stats snapshots of grouping `by`, each with its CLOCK_MONOTONIC time.
+fn snapshots(path: &Path, by: GroupBy) -> Result<(Header, Vec<(StatsReport, u64)>), Error> {
+    let (header, records) = source::read_all(path)?;
+    let reports: Vec<(StatsReport, u64)> = records
+        .into_iter()
+        .filter_map(|r| match r {
+            Record::Stats { report, mono_ns } if report.by == by.name() => Some((report, mono_ns)),
+            _ => None,
+        })
+        .collect();
+    if reports.is_empty() {
+        return Err(Error::BadArgument(format!(
+            "{} holds no stats snapshot (the recording was stopped within its first \
+             interval): `watch --from` shows the drops it holds",
+            path.display()
+        )));
+    }
+    Ok((header, reports))
+}
+
+/// `report` with its groups sorted by `sort` and cut at `top` (0: all), the rest summed
+/// in `other`, as `stats` shows them live.
+fn arrange(mut r: StatsReport, sort: SortBy, top: usize) -> StatsReport {
+    // Stable: the recorded order (by total, then key) settles ties as live.
+    r.groups.sort_by(|a, b| {
+        let (ka, kb) = match sort {
+            SortBy::Rate => ((a.interval, a.total), (b.interval, b.total)),
+            SortBy::Total => ((a.total, a.interval), (b.total, b.interval)),
+        };
+        kb.cmp(&ka)
+    });
+    if top != 0 && r.groups.len() > top {
+        let rest = r.groups.split_off(top);
+        for g in rest {
+            r.other.interval += g.interval;
+            r.other.total += g.total;
+        }
+        r.other.rate = if r.interval_s > 0.0 {
+            r.other.interval as f64 / r.interval_s
+        } else {
+            0.0
+        };
+    }
+    r
+}
+
+/// Prints the snapshots as reports (text or JSON lines), at most `count`.
+fn print_reports(
+    header: &Header,
+    reports: Vec<(StatsReport, u64)>,
+    json_out: bool,
+    sort: SortBy,
+    top: usize,
+    count: Option<u64>,
+) -> Result<(), Error> {
+    let clock = recorded_clock(header);
+    let mut out = BufWriter::new(io::stdout().lock());
+    let n = count.map_or(usize::MAX, |c| c as usize);
+    for (r, mono_ns) in reports.into_iter().take(n) {
+        let r = arrange(r, sort, top);
+        let text = if json_out {
+            let mut s = serde_json::to_string(&r).unwrap_or_default();
+            s.push('\n');
+            s
+        } else {
+            let mut buf = Vec::new();
+            stats::write_text(&mut buf, &r, &clock.local_hms(mono_ns))
+                .map_err(Error::io("formatting a report"))?;
+            safe(&String::from_utf8_lossy(&buf))
+        };
+        match out.write_all(text.as_bytes()) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => return Ok(()),
+            Err(e) => return Err(Error::io("writing to stdout")(e)),
+        }
+    }
+    match out.flush() {
+        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => Err(Error::io("writing to stdout")(e)),
+        _ => Ok(()),
+    }
+}
+
+/// `stats --from FILE`: the recorded exact counts, one report per recorded snapshot; the
+/// last holds the totals of the whole recording.
+pub fn stats_from(args: &StatsArgs, path: &Path) -> Result<(), Error> {
+    refuse_filters(&args.filter)?;
+    refuse(
+        args.metrics.metrics_addr.is_some(),
+        "--metrics-addr",
+        "metrics are served from live counts only",
+    )?;
+    let (header, reports) = snapshots(path, args.by)?;
+    print_reports(&header, reports, args.json, args.sort, args.top, args.count)
+}
+
+/// Groups `top` shows, as live.
+const TOP_ROWS: usize = 50;
+
+/// `top --from FILE`: the plain report `top` prints when stdout is not a terminal, for
+/// each recorded snapshot.
+pub fn top_from(args: &TopArgs, path: &Path) -> Result<(), Error> {
+    refuse_filters(&args.filter)?;
+    refuse(
+        args.metrics.metrics_addr.is_some(),
+        "--metrics-addr",
+        "metrics are served from live counts only",
+    )?;
+    let (header, reports) = snapshots(path, args.by)?;
+    print_reports(&header, reports, false, SortBy::Rate, TOP_ROWS, args.count)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filter_flags_are_copied_with_their_values() {
+        let argv = [
+            "netdrop",
+            "record",
+            "--output",
+            "x",
+            "--port",
+            "9",
+            "--proto=udp",
+            "--force",
+            "--netns",
+            "blue",
+        ]
+        .map(String::from);
+        assert_eq!(
+            filter_args(argv),
+            ["--port", "9", "--proto=udp", "--netns", "blue"]
+        );
+    }
+
+    #[test]
+    fn rfc3339_round_trips_through_the_clock() {
+        let clock = Clock::from_offset(1_764_633_600_000_000_000);
+        for mono in [0u64, 1, 123_456_789_012, 86_400_000_000_000 * 400] {
+            assert_eq!(
+                parse_rfc3339(&clock.rfc3339(mono)),
+                Some(clock.unix_ns(mono)),
+                "{mono}"
+            );
+        }
+        assert_eq!(parse_rfc3339("1970-01-01T00:00:01.5Z"), Some(1_500_000_000));
+        assert_eq!(parse_rfc3339("yesterday"), None);
+        assert_eq!(parse_rfc3339("2026-13-01T00:00:00Z"), None);
+    }
+
+    #[test]
+    fn terminal_control_in_a_recording_is_escaped() {
+        assert_eq!(safe("a\u{1b}[2Jb\nc\u{7}"), "a\\x1b[2Jb\nc\\x07");
+    }
+
+    #[test]
+    fn arranging_keeps_the_top_groups_and_sums_the_rest() {
+        let row = |label: &str, interval, total| stats::GroupRow {
+            label: label.into(),
+            reason: None,
+            location: None,
+            flow: None,
+            device: None,
+            netns: None,
+            interval,
+            total,
+            rate: 0.0,
+            reasons: Vec::new(),
+        };
+        let r = StatsReport {
+            time: "t".into(),
+            interval_s: 2.0,
+            by: "reason".into(),
+            drops: Default::default(),
+            seen: Default::default(),
+            missed: 0,
+            untracked: Default::default(),
+            groups: vec![row("A", 0, 10), row("B", 4, 5), row("C", 2, 7)],
+            other: Default::default(),
+            listeners: Vec::new(),
+            sockets: Vec::new(),
+        };
+        let by_rate = arrange(r.clone(), SortBy::Rate, 1);
+        assert_eq!(by_rate.groups.len(), 1);
+        assert_eq!(by_rate.groups[0].label, "B");
+        assert_eq!((by_rate.other.interval, by_rate.other.total), (2, 17));
+        assert_eq!(by_rate.other.rate, 1.0);
+        let by_total = arrange(r, SortBy::Total, 0);
+        let labels: Vec<&str> = by_total.groups.iter().map(|g| g.label.as_str()).collect();
+        assert_eq!(labels, ["A", "C", "B"]);
+    }
+}
