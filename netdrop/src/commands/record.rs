@@ -117,7 +117,7 @@ pub async fn run(args: &RecordArgs, verbose: u8) -> Result<(), Error> {
         tokio::select! {
             guard = ring.readable_mut() => {
                 let mut guard = guard.map_err(Error::io("polling the ring buffer"))?;
-                let (n, more) = drain(guard.get_inner_mut(), &mut out, &mut enricher, &clock, conntrack_hook)
+                let (n, more) = drain(guard.get_inner_mut(), &mut probe, &mut out, &mut enricher, &clock, conntrack_hook)
                     .map_err(Error::io(what()))?;
                 delivered += n;
                 if !more {
@@ -125,7 +125,7 @@ pub async fn run(args: &RecordArgs, verbose: u8) -> Result<(), Error> {
                 }
             }
             _ = drain_tick.tick() => {
-                let (n, _) = drain(ring.get_mut(), &mut out, &mut enricher, &clock, conntrack_hook)
+                let (n, _) = drain(ring.get_mut(), &mut probe, &mut out, &mut enricher, &clock, conntrack_hook)
                     .map_err(Error::io(what()))?;
                 delivered += n;
             }
@@ -163,6 +163,7 @@ pub async fn run(args: &RecordArgs, verbose: u8) -> Result<(), Error> {
         let conntrack_hook = probe.conntrack == Conntrack::Attached;
         let (n, more) = drain(
             ring.get_mut(),
+            &mut probe,
             &mut out,
             &mut enricher,
             &clock,
@@ -319,6 +320,7 @@ fn settings(when: &str, time: String) -> Settings {
 /// (drops written, whether more may wait).
 fn drain(
     ring: &mut RingBuf<MapData>,
+    probe: &mut Probe,
     out: &mut Out,
     enricher: &mut Enricher,
     clock: &Clock,
@@ -344,10 +346,13 @@ fn drain(
             continue;
         };
         drop(item);
+        let stack = (ev.flags & netdrop_common::flag::HAS_STACK != 0)
+            .then(|| probe.stack(ev.stack_id as u32))
+            .flatten();
         out.drop(
             &Dropped {
                 event: &ev,
-                stack: None,
+                stack,
                 capture: None,
             },
             &mut cx,

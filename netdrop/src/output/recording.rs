@@ -67,10 +67,6 @@ pub struct End {
 /// A line after the header.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
-#[expect(
-    clippy::large_enum_variant,
-    reason = "written and read one at a time; boxing would add an allocation per drop"
-)]
 pub enum Record {
     /// A dropped packet, as `watch --json` writes it.
     Drop(DropRecord),
@@ -140,13 +136,16 @@ impl<W: Write> RecordingSink<W> {
 }
 
 impl<W: Write> Sink for RecordingSink<W> {
-    /// Stacks are not recorded: `record` has no `--stack`.
+    /// The stack names the netfilter hook of a NETFILTER_DROP; the stack itself is not
+    /// recorded (`record` has no `--stack`).
     fn wants_stack(&self, _ev: &DropEvent, _show_stack: bool) -> bool {
-        false
+        true
     }
 
     fn drop(&mut self, d: &Dropped<'_>, cx: &mut Context<'_>) -> io::Result<()> {
-        let record = cx.enricher.record(d.event, None, false, cx.conntrack_hook);
+        let record = cx
+            .enricher
+            .record(d.event, d.stack, false, cx.conntrack_hook);
         self.record(&Record::Drop(record))
     }
 
@@ -179,5 +178,84 @@ impl<W: Write> Sink for RecordingSink<W> {
     fn flush(&mut self) -> io::Result<()> {
         self.write_buf()?;
         self.out.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        event::Enricher,
+        kernel::reasons::Reasons,
+        source,
+        testdata::{self, udp_event},
+        time::Clock,
+    };
+
+    #[test]
+    fn what_the_sink_writes_the_reader_reads_back() {
+        let header = Header {
+            netdrop_recording: VERSION,
+            netdrop: "0.1.0".into(),
+            kernel: "6.18.0".into(),
+            hooks: vec!["kfree_skb: tp_btf/kfree_skb".into()],
+            started: "2026-12-02T00:00:00.000000000Z".into(),
+            clock_offset_ns: 7,
+            filters: vec!["--port".into(), "9".into()],
+            interval_s: 1.0,
+        };
+        let mut sink = RecordingSink::new(Vec::new(), &header).unwrap();
+        let mut enricher = Enricher::new(
+            Reasons::none(),
+            &testdata::path("kallsyms/6.1-with-veth"),
+            &testdata::path(""),
+        );
+        let clock = Clock::with_offset(7);
+        let mut cx = Context {
+            enricher: &mut enricher,
+            clock: &clock,
+            show_stack: false,
+            conntrack_hook: false,
+        };
+        let ev = udp_event();
+        let d = Dropped {
+            event: &ev,
+            stack: None,
+            capture: None,
+        };
+        sink.drop(&d, &mut cx).unwrap();
+        let lost = LostNotice {
+            time: "t".into(),
+            lost: 2,
+            lost_total: 2,
+            missed: 0,
+            missed_total: 0,
+        };
+        sink.lost(&lost).unwrap();
+        // Nothing but the header reaches the output before a flush.
+        assert_eq!(sink.out.iter().filter(|&&b| b == b'\n').count(), 1);
+        sink.record(&Record::End(End {
+            time: "t".into(),
+            stopped_by: "signal".into(),
+        }))
+        .unwrap();
+        sink.flush().unwrap();
+        let bytes = sink.into_inner();
+
+        let mut r = source::from_bytes(&bytes).unwrap();
+        assert_eq!(r.header, header);
+        let Some(Record::Drop(drop)) = r.next_record().unwrap() else {
+            panic!("a drop first")
+        };
+        assert_eq!(drop.packet.src.as_deref(), Some("127.0.0.1"));
+        assert_eq!(
+            (drop.packet.sport, drop.packet.dport),
+            (Some(41234), Some(9))
+        );
+        assert_eq!(drop.device.as_ref().map(|d| d.name.as_str()), Some("lo"));
+        assert_eq!(r.next_record().unwrap(), Some(Record::Lost(lost)));
+        assert!(matches!(r.next_record().unwrap(), Some(Record::End(_))));
+        assert_eq!(r.next_record().unwrap(), None);
+        assert!(r.warnings.is_empty(), "{:?}", r.warnings);
     }
 }
