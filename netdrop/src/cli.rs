@@ -420,6 +420,11 @@ pub struct RecordArgs {
     #[arg(long, value_name = "BYTES", default_value = "8M", value_parser = parse_size)]
     pub ring_size: u32,
 
+    /// Groups kept per grouping in each snapshot, the most drops since start first (0:
+    /// all); the rest are summed as (other). A flood of new flows makes thousands of them.
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    pub top: usize,
+
     #[command(flatten)]
     pub flows: FlowArgs,
 }

@@ -335,17 +335,6 @@ fn addr_in(m: &AddrMatch, family: u8, addr: Option<IpAddr>) -> bool {
         .all(|((b, mask), net)| b & mask == *net)
 }
 
-/// Reads a whole recording into memory, for commands that need every record (`stats`,
-/// `top`): the stats snapshots are few.
-pub fn read_all(path: &Path) -> Result<(Header, Vec<Record>), Error> {
-    let mut rec = Recording::open(path)?;
-    let mut out = Vec::new();
-    while let Some(r) = rec.next_record()? {
-        out.push(r);
-    }
-    Ok((rec.header, out))
-}
-
 /// For tests: a recording from bytes.
 #[cfg(test)]
 pub fn from_bytes(bytes: &[u8]) -> Result<Recording<BufReader<&[u8]>>, Error> {

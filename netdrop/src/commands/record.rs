@@ -33,12 +33,14 @@ use crate::{
         text,
     },
     probe::{self, Conntrack, Probe, ProbeConfig, hooks as registry},
-    source::{self, RecordFilter, Recording},
+    source::{RecordFilter, Recording},
     time::Clock,
 };
 
-/// Records written per drain, so a flood cannot hold off signals and snapshots.
-const DRAIN_BATCH: usize = 16 << 10;
+/// Records written per drain, so a flood cannot hold off signals, snapshots and
+/// --duration: a recorded drop costs more than a `watch --json` line (every name resolved,
+/// no cached fragments), so batches are smaller than `watch`'s.
+const DRAIN_BATCH: usize = 2 << 10;
 
 /// Filter flags, copied from the command line into the header as given.
 const FILTER_FLAGS: [&str; 9] = [
@@ -120,7 +122,12 @@ pub async fn run(args: &RecordArgs, verbose: u8) -> Result<(), Error> {
                 let (n, more) = drain(guard.get_inner_mut(), &mut probe, &mut out, &mut enricher, &clock, conntrack_hook)
                     .map_err(Error::io(what()))?;
                 delivered += n;
-                if !more {
+                if more {
+                    // A full batch leaves the fd ready; yielding lets the runtime turn its
+                    // timers, so snapshots and --duration keep their time in a flood.
+                    drop(guard);
+                    tokio::task::yield_now().await;
+                } else {
                     guard.clear_ready();
                 }
             }
@@ -150,7 +157,7 @@ pub async fn run(args: &RecordArgs, verbose: u8) -> Result<(), Error> {
                 }
                 let sockets = socket_watch.as_mut().map(|w| w.poll(&spec, &mut enricher)).unwrap_or_default();
                 let now = probe.totals()?;
-                snapshot(&mut out, &mut enricher, &clock, &prev, &now, sockets).map_err(Error::io(what()))?;
+                snapshot(&mut out, &mut enricher, &clock, (&prev, &now), args.top, sockets).map_err(Error::io(what()))?;
                 prev = now;
                 out.flush().map_err(Error::io(what()))?;
             }
@@ -177,8 +184,15 @@ pub async fn run(args: &RecordArgs, verbose: u8) -> Result<(), Error> {
     }
     write_loss(&mut out, &probe, &mut reported, &clock)?;
     let end = probe.totals()?;
-    snapshot(&mut out, &mut enricher, &clock, &prev, &end, Vec::new())
-        .map_err(Error::io(what()))?;
+    snapshot(
+        &mut out,
+        &mut enricher,
+        &clock,
+        (&prev, &end),
+        args.top,
+        Vec::new(),
+    )
+    .map_err(Error::io(what()))?;
     let c = end.counters;
     let summary = Summary {
         duration_s: started.elapsed().as_secs_f64(),
@@ -398,14 +412,15 @@ fn counter_notice(c: counters::Change, enricher: &mut Enricher, clock: &Clock) -
     }
 }
 
-/// One stats record per grouping: every group, totals since start, growth since `prev`.
-/// The sockets that dropped go with the per-reason one, as `stats` shows them.
+/// One stats record per grouping: the `top` groups with the most drops since start (0:
+/// all) and the rest summed, totals since start, growth since `prev`. The sockets that
+/// dropped go with the per-reason one, as `stats` shows them.
 fn snapshot(
     out: &mut Out,
     enricher: &mut Enricher,
     clock: &Clock,
-    prev: &Totals,
-    now: &Totals,
+    (prev, now): (&Totals, &Totals),
+    top: usize,
     sockets: Vec<crate::output::SocketNotice>,
 ) -> io::Result<()> {
     let mut sockets = Some(sockets);
@@ -416,7 +431,7 @@ fn snapshot(
             prev,
             now,
             SortBy::Total,
-            0,
+            top,
             clock.rfc3339(now.mono_ns),
         );
         if by == GroupBy::Reason {
@@ -646,14 +661,17 @@ fn parse_rfc3339(s: &str) -> Option<i128> {
 
 /// The recorded stats snapshots of grouping `by`, each with its CLOCK_MONOTONIC time.
 fn snapshots(path: &Path, by: GroupBy) -> Result<(Header, Vec<(StatsReport, u64)>), Error> {
-    let (header, records) = source::read_all(path)?;
-    let reports: Vec<(StatsReport, u64)> = records
-        .into_iter()
-        .filter_map(|r| match r {
-            Record::Stats { report, mono_ns } if report.by == by.name() => Some((report, mono_ns)),
-            _ => None,
-        })
-        .collect();
+    // Streamed: a recording of a flood holds millions of drops, and only snapshots count.
+    let mut rec = Recording::open(path)?;
+    let mut reports = Vec::new();
+    while let Some(r) = rec.next_record()? {
+        if let Record::Stats { report, mono_ns } = r
+            && report.by == by.name()
+        {
+            reports.push((report, mono_ns));
+        }
+    }
+    let header = rec.header;
     if reports.is_empty() {
         return Err(Error::BadArgument(format!(
             "{} holds no stats snapshot (the recording was stopped within its first \
