@@ -447,7 +447,8 @@ pub struct DiagnoseArgs {
     pub json: bool,
 
     /// Diagnose again, offline, from the evidence in a saved `diagnose --json` document
-    /// (e.g. on another machine, or with a newer netdrop); reads no kernel, needs no root.
+    /// or from a recording made by `netdrop record` (e.g. on another machine, or with a
+    /// newer netdrop); reads no kernel, needs no root.
     #[arg(long, value_name = "FILE")]
     pub from: Option<PathBuf>,
 }

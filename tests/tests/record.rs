@@ -266,6 +266,31 @@ fn a_recording_gives_the_live_answers_offline() {
     };
     assert_eq!(row("NO_SOCKET"), CLOSED.to_string(), "{text}");
     assert_eq!(row("NETFILTER_DROP"), FIREWALLED.to_string(), "{text}");
+
+    // diagnose --from: the findings from the recorded counts.
+    let (ok, docs, stderr) = read_back(&["diagnose", "--from", path.to_str().unwrap(), "--json"]);
+    assert!(ok, "{stderr}");
+    let findings: Vec<(String, u64)> = docs[0]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["class"].as_str().unwrap().to_owned(),
+                f["drops"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        findings,
+        [
+            ("no_socket".to_owned(), CLOSED),
+            ("firewall_rule".to_owned(), FIREWALLED)
+        ],
+        "{:#}",
+        docs[0]
+    );
+    assert_eq!(docs[0]["evidence"]["drops"], CLOSED + FIREWALLED);
     let _ = std::fs::remove_file(&path);
 }
 

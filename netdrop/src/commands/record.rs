@@ -20,7 +20,13 @@ use crate::{
     aggregate::{self, Counters, GroupBy, SortBy, Totals},
     cli::{FilterArgs, RecordArgs, StatsArgs, TopArgs, WatchArgs},
     commands::{self, sockets::SocketWatch},
-    diagnose::{classes, evidence::Knob, knobs},
+    diagnose::{
+        classes,
+        evidence::{
+            Count, CounterDelta, DeviceCount, Evidence, FlowCount, Knob, Listener, LocationCount,
+        },
+        knobs,
+    },
     error::Error,
     event::{self, Enricher},
     kernel::counters::{self, CounterWatch},
@@ -771,6 +777,228 @@ pub fn top_from(args: &TopArgs, path: &Path) -> Result<(), Error> {
     )?;
     let (header, reports) = snapshots(path, args.by)?;
     print_reports(&header, reports, false, SortBy::Rate, TOP_ROWS, args.count)
+}
+
+/// True when the first line of `path` is a recording header (`diagnose --from` reads
+/// recordings and saved `diagnose --json` documents).
+pub fn is_recording(path: &Path) -> bool {
+    let Ok(file) = File::open(path) else {
+        return false;
+    };
+    let mut first = Vec::new();
+    let read = io::BufRead::read_until(
+        &mut io::Read::take(io::BufReader::new(file), 1 << 20),
+        b'\n',
+        &mut first,
+    );
+    read.is_ok()
+        && serde_json::from_slice::<serde_json::Value>(&first)
+            .is_ok_and(|v| v.get("netdrop_recording").is_some())
+}
+
+/// The evidence `diagnose` would have gathered over the recording, from what it holds:
+/// the exact counts of its last snapshot, sampled drops, counter growth, listeners and
+/// sockets named, the settings at its end; and the time of its end. What a recording
+/// does not hold (nftables rules, routes, qdiscs, per-CPU backlog, settings in other
+/// namespaces) is listed as unavailable.
+pub fn evidence(path: &Path) -> Result<(Evidence, String), Error> {
+    use std::collections::BTreeMap;
+
+    use crate::commands::diagnose::{SAMPLES_PER_REASON, TOP, keep_listeners, keep_sockets};
+
+    let mut rec = Recording::open(path)?;
+    let mut last: BTreeMap<String, StatsReport> = BTreeMap::new();
+    let mut samples = Vec::new();
+    let mut per_reason: BTreeMap<String, usize> = BTreeMap::new();
+    let mut counters: Vec<CounterDelta> = Vec::new();
+    let mut listeners = Vec::new();
+    let mut sockets = Vec::new();
+    let mut knobs = Vec::new();
+    let mut summary = None;
+    let mut end_time = None;
+    while let Some(r) = rec.next_record()? {
+        match r {
+            Record::Drop(d) => {
+                let n = per_reason.entry(d.reason.name.clone()).or_default();
+                if *n < SAMPLES_PER_REASON {
+                    *n += 1;
+                    samples.push(d);
+                }
+            }
+            Record::Counter(c) => {
+                let inode = c.netns.as_ref().map(|n| n.inode);
+                match counters
+                    .iter_mut()
+                    .find(|k| k.name == c.counter && k.netns.as_ref().map(|n| n.inode) == inode)
+                {
+                    Some(k) => {
+                        k.delta += c.delta;
+                        k.now = c.total;
+                    }
+                    None => counters.push(CounterDelta {
+                        netns: c.netns,
+                        name: c.counter,
+                        delta: c.delta,
+                        now: c.total,
+                    }),
+                }
+            }
+            Record::Listener(l) => keep_listeners(&mut listeners, vec![l]),
+            Record::Stats { mut report, .. } => {
+                keep_sockets(&mut sockets, std::mem::take(&mut report.sockets));
+                last.insert(report.by.clone(), report);
+            }
+            Record::Settings(s) => knobs = s.knobs,
+            Record::Summary { summary: s, .. } => summary = Some(s),
+            Record::End(e) => end_time = Some(e.time),
+            Record::Lost(_) => {}
+        }
+    }
+    let header = rec.header;
+    let by = |g: GroupBy| last.get(g.name());
+    let Some(reasons) = by(GroupBy::Reason) else {
+        return Err(Error::BadArgument(format!(
+            "{} holds no stats snapshot (the recording was stopped within its first \
+             interval): there are no counts to diagnose",
+            path.display()
+        )));
+    };
+    let reason_name = |g: &crate::output::stats::GroupRow| {
+        g.reason
+            .as_ref()
+            .map_or_else(|| g.label.clone(), |r| r.name.clone())
+    };
+    let mut counts: Vec<Count> = reasons
+        .groups
+        .iter()
+        .filter(|g| g.total > 0)
+        .map(|g| Count {
+            name: reason_name(g),
+            count: g.total,
+            inferred: false,
+        })
+        .collect();
+    let kernel_reasons = counts.is_empty() || counts.iter().any(|c| c.name != "UNKNOWN");
+    if !kernel_reasons && let Some(locations) = by(GroupBy::Location) {
+        // Every drop is UNKNOWN: name what the locations stand for instead, as live.
+        let mut by_name: BTreeMap<(String, bool), u64> = BTreeMap::new();
+        for g in &locations.groups {
+            let inferred = g.reason.as_ref().is_some_and(|r| r.inferred);
+            *by_name.entry((reason_name(g), inferred)).or_default() += g.total;
+        }
+        counts = by_name
+            .into_iter()
+            .map(|((name, inferred), count)| Count {
+                name,
+                count,
+                inferred,
+            })
+            .collect();
+    }
+    counts.sort_by(|a, b| b.count.cmp(&a.count).then(a.name.cmp(&b.name)));
+    let rows = |g: GroupBy| by(g).map(|r| r.groups.clone()).unwrap_or_default();
+    let locations = rows(GroupBy::Location)
+        .into_iter()
+        .take(TOP)
+        .map(|g| LocationCount {
+            reason: reason_name(&g),
+            location: g.location.as_ref().map_or_else(String::new, text::location),
+            count: g.total,
+        })
+        .collect();
+    let flows = rows(GroupBy::Flow)
+        .into_iter()
+        .filter_map(|g| {
+            Some(FlowCount {
+                reason: reason_name(&g),
+                packet: g.flow.clone()?,
+                netns: g.netns.clone(),
+                count: g.total,
+            })
+        })
+        .take(TOP)
+        .collect();
+    let mut devices: Vec<DeviceCount> = rows(GroupBy::Dev)
+        .into_iter()
+        .flat_map(|g| {
+            let device = g
+                .device
+                .as_ref()
+                .map_or_else(|| "-".to_owned(), |d| d.name.clone());
+            g.reasons
+                .iter()
+                .map(|r| DeviceCount {
+                    reason: r.name.clone(),
+                    device: device.clone(),
+                    netns: g.netns.clone(),
+                    count: r.count,
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    devices.sort_by_key(|d| std::cmp::Reverse(d.count));
+    devices.truncate(TOP);
+    let hook = summary.as_ref().map_or_else(
+        || {
+            header
+                .hooks
+                .first()
+                .map(|h| h.trim_start_matches("kfree_skb: ").to_owned())
+                .unwrap_or_default()
+        },
+        |s| s.hook.clone(),
+    );
+    // Cut short: from the start to the last snapshot.
+    let duration_s = summary.as_ref().map_or_else(
+        || {
+            parse_rfc3339(&reasons.time)
+                .zip(parse_rfc3339(&header.started))
+                .map_or(0.0, |(end, start)| (end - start) as f64 / 1e9)
+        },
+        |s| s.duration_s,
+    );
+    let mut unavailable = vec![
+        "read from a recording, which keeps no nftables rules, routes, qdiscs, per-CPU backlog \
+         counts nor settings of other namespaces: classes that need them are not told"
+            .to_owned(),
+    ];
+    if !kernel_reasons {
+        unavailable.push(
+            "this kernel names no drop reasons (before Linux 5.17): classes are told by kernel counters only"
+                .into(),
+        );
+    }
+    let ev = Evidence {
+        duration_s,
+        kernel: header.kernel.clone(),
+        hook,
+        kernel_reasons,
+        conntrack_hook: header.hooks.iter().any(|h| h.starts_with("conntrack")),
+        drops: reasons.drops.total,
+        reasons: counts,
+        locations,
+        flows,
+        devices,
+        samples,
+        counters,
+        knobs,
+        listeners: listeners
+            .into_iter()
+            .map(|n| Listener {
+                netns: Some(n.netns),
+                local: text::endpoint(&n.addr, n.port),
+                port: n.port,
+                queue: n.queue,
+                limit: n.limit,
+                process: n.process.as_ref().map(crate::kernel::owners::Owner::label),
+            })
+            .collect(),
+        sockets,
+        unavailable,
+        ..Default::default()
+    };
+    let time = end_time.unwrap_or_else(|| reasons.time.clone());
+    Ok((ev, time))
 }
 
 #[cfg(test)]
