@@ -173,8 +173,8 @@ pub async fn run(args: &DiagnoseArgs, verbose: u8) -> Result<(), Error> {
 /// The diagnosis of the evidence saved in `path` by `diagnose --json` (the whole document,
 /// or its `evidence` object alone), with the rules of this netdrop.
 fn offline(path: &Path) -> Result<Report, Error> {
-    if commands::record::is_recording(path) {
-        let (evidence, time) = commands::record::evidence(path)?;
+    if commands::from::is_recording(path) {
+        let (evidence, time) = commands::from::evidence(path)?;
         return Ok(Report::new(evidence, time));
     }
     let text =

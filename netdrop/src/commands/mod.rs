@@ -3,6 +3,7 @@
 pub mod bench_pipeline;
 pub mod diagnose;
 pub mod exporter;
+pub mod from;
 pub mod hooks;
 pub mod reasons;
 pub mod record;

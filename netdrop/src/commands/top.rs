@@ -29,7 +29,7 @@ const ROWS: usize = 50;
 
 pub async fn run(args: &TopArgs, verbose: u8) -> Result<(), Error> {
     if let Some(path) = &args.from {
-        return commands::record::top_from(args, path);
+        return commands::from::top_from(args, path);
     }
     let (kernel, spec, filter) = commands::prepare(&args.kernel, &args.filter)?;
     let opts = args.metrics.labels.options();
