@@ -103,8 +103,8 @@ Examples:
     /// Record an incident to a file: every matching drop with its names resolved, the
     /// exact in-kernel counts by reason, location, flow, device and namespace every
     /// interval, kernel counters, the settings `diagnose` reads, the kernel version and
-    /// the hooks attached. `watch`, `stats` and `top` read it back with --from FILE, here
-    /// or on another machine.
+    /// the hooks attached. `watch`, `stats`, `top` and `diagnose` read it back with --from
+    /// FILE, here or on another machine.
     #[command(after_help = "\
 The file is JSON lines (format in README.md, versioned), created readable by its owner only
 since it holds addresses; an existing file is refused unless --force. It is flushed at
@@ -115,7 +115,8 @@ Examples:
   sudo netdrop record --output incident.ndr --duration 5m
   sudo netdrop record -o dns.ndr --proto udp --port 53
   netdrop stats --from incident.ndr --by flow --top 10
-  netdrop watch --from incident.ndr --port 443 --json")]
+  netdrop watch --from incident.ndr --port 443 --json
+  netdrop diagnose --from incident.ndr")]
     Record(RecordArgs),
 
     /// Watch drops and kernel counters for a while, then say what is wrong: the drop class,
@@ -386,7 +387,8 @@ pub struct WatchArgs {
     pub metrics: MetricsArgs,
 
     /// Read drops from a recording made by `netdrop record` instead of the kernel (no
-    /// root needed); filters then apply to the recorded drops, as the kernel applies them.
+    /// root needed); filters then apply to the recorded drops, as the kernel applies them
+    /// (--netns takes an inode or a namespace name as recorded).
     #[arg(long, value_name = "FILE")]
     pub from: Option<PathBuf>,
 }

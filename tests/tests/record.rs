@@ -383,5 +383,32 @@ fn bad_recordings_and_overwrites_are_refused_in_one_sentence() {
             .unwrap()
             .contains("\"netdrop_recording\": 2")
     );
+    // With --force it is replaced, and a mode that let others read it is narrowed.
+    std::fs::set_permissions(&newer, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let p = newer.to_str().unwrap();
+    let out = run(&[
+        "record",
+        "--output",
+        p,
+        "--force",
+        "--duration",
+        "1s",
+        "--port",
+        "1",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mode = std::fs::metadata(&newer).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+    let text = std::fs::read_to_string(&newer).unwrap();
+    let header: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    assert_eq!(header["netdrop_recording"], 1);
+    assert_eq!(header["filters"], serde_json::json!(["--port", "1"]));
+    let end: Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    assert_eq!(end["type"], "end");
+    assert_eq!(end["stopped_by"], "duration");
     let _ = std::fs::remove_file(&newer);
 }

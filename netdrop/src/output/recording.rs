@@ -60,7 +60,7 @@ pub struct Settings {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct End {
     pub time: String,
-    /// Why recording stopped: `duration`, `signal`, or `count`.
+    /// Why recording stopped: `duration` or `signal` (SIGINT, SIGTERM).
     pub stopped_by: String,
 }
 
