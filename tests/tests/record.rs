@@ -412,3 +412,29 @@ fn bad_recordings_and_overwrites_are_refused_in_one_sentence() {
     assert_eq!(end["stopped_by"], "duration");
     let _ = std::fs::remove_file(&newer);
 }
+
+#[test]
+fn terminal_controls_in_a_recording_reach_the_terminal_escaped() {
+    // A recording is untrusted input: it may come from anywhere.
+    let path = recording_path("escapes");
+    let header = r#"{"netdrop_recording":1,"netdrop":"0.1.0","kernel":"6.18","hooks":[],"started":"2026-12-02T00:00:00.000000000Z","clock_offset_ns":0,"filters":[],"interval_s":1.0}"#;
+    let drop = r#"{"type":"drop","time":"2026-12-02T00:00:01.000000000Z","mono_ns":1000000000,"cpu":0,"reason":{"name":"NO_SOCKET\u001b]0;owned\u0007","code":3,"subsystem":null},"location":{"address":"0xffffffff81000000","symbol":"__udp4_lib_rcv","offset":1212,"module":null},"packet":{"length":11,"family":"ipv4","protocol":"udp","src":"10.1.0.1","dst":"10.1.0.2","sport":4000,"dport":9,"tcp_flags":null,"icmp_type":null,"icmp_code":null,"fragment":false},"device":{"ifindex":2,"name":"eth\u001b[2J0"},"netns":{"inode":1,"name":"blue\nfake line","source":"device"},"running_task":{"pid":1,"tid":1,"comm":"evil\u001b[31m"},"stack":null}"#;
+    std::fs::write(&path, format!("{header}\n{drop}\n")).unwrap();
+    let out = run(&["watch", "--from", path.to_str().unwrap()]);
+    assert!(out.status.success());
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        !stdout.contains('\u{1b}') && !stdout.contains('\u{7}'),
+        "{stdout:?}"
+    );
+    assert_eq!(stdout.lines().count(), 1, "{stdout:?}");
+    for escaped in [
+        "eth\\x1b[2J0",
+        "evil\\x1b[31m",
+        "blue\\x0afake line",
+        "\\x07",
+    ] {
+        assert!(stdout.contains(escaped), "{escaped} in {stdout:?}");
+    }
+    let _ = std::fs::remove_file(&path);
+}
