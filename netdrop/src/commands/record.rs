@@ -69,7 +69,16 @@ pub async fn run(args: &RecordArgs, verbose: u8) -> Result<(), Error> {
     let mut stop = commands::StopSignals::install()?;
     // Before loading: an existing file is refused at once.
     let file = create(&args.output, args.force)?;
-    let (mut probe, mut ring) = commands::start_streaming(&kernel, &cfg)?;
+    let (mut probe, mut ring) = match commands::start_streaming(&kernel, &cfg) {
+        Ok(started) => started,
+        Err(e) => {
+            // Nothing was recorded: leave no empty file that a retry would refuse.
+            if file.metadata().is_ok_and(|m| m.is_file() && m.len() == 0) {
+                let _ = std::fs::remove_file(&args.output);
+            }
+            return Err(e);
+        }
+    };
     let mut enricher = commands::host_enricher(&kernel);
     let clock = enricher.clock();
     let start = probe.totals()?;
@@ -81,7 +90,7 @@ pub async fn run(args: &RecordArgs, verbose: u8) -> Result<(), Error> {
             .unwrap_or_default(),
         hooks: attached_hooks(&probe),
         started: clock.rfc3339(start.mono_ns),
-        clock_offset_ns: (clock.unix_ns(0)) as i64,
+        clock_offset_ns: clock.unix_ns(0) as i64,
         filters: filter_args(std::env::args()),
         interval_s: args.interval.as_secs_f64(),
     };
