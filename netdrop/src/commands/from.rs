@@ -595,6 +595,118 @@ mod tests {
     }
 
     #[test]
+    fn a_recording_cut_short_still_gives_diagnose_its_evidence() {
+        use crate::{
+            diagnose::evidence::Knob,
+            output::{
+                CounterNotice,
+                recording::Settings,
+                stats::{GroupRow, ReasonRef},
+            },
+        };
+        let header = r#"{"netdrop_recording":1,"netdrop":"0.1.0","kernel":"6.1.0-47-cloud-amd64","hooks":["kfree_skb: tracepoint skb:kfree_skb"],"started":"2026-12-02T00:00:00.000000000Z","clock_offset_ns":0,"filters":[],"interval_s":1.0}"#;
+        let group = |name: &str, total| GroupRow {
+            label: name.into(),
+            reason: Some(ReasonRef {
+                name: name.into(),
+                code: 3,
+                inferred: false,
+            }),
+            location: None,
+            flow: None,
+            device: None,
+            netns: None,
+            interval: total,
+            total,
+            rate: 0.0,
+            reasons: Vec::new(),
+        };
+        let report = |by: &str, groups, time: &str| StatsReport {
+            time: time.into(),
+            interval_s: 1.0,
+            by: by.into(),
+            drops: stats::Count {
+                interval: 9,
+                total: 9,
+                rate: 9.0,
+            },
+            seen: Default::default(),
+            missed: 0,
+            untracked: Default::default(),
+            groups,
+            other: Default::default(),
+            listeners: Vec::new(),
+            sockets: Vec::new(),
+        };
+        let counter = |delta, total| CounterNotice {
+            time: "t".into(),
+            counter: "TcpExt.ListenOverflows".into(),
+            delta,
+            total,
+            netns: None,
+            meaning: String::new(),
+        };
+        let records = [
+            Record::Counter(counter(2, 2)),
+            Record::Stats {
+                report: report(
+                    "reason",
+                    vec![group("NO_SOCKET", 3)],
+                    "2026-12-02T00:00:01.000000000Z",
+                ),
+                mono_ns: 1,
+            },
+            Record::Counter(counter(3, 5)),
+            Record::Stats {
+                report: report(
+                    "reason",
+                    vec![group("NO_SOCKET", 6), group("NETFILTER_DROP", 3)],
+                    "2026-12-02T00:00:02.500000000Z",
+                ),
+                mono_ns: 2,
+            },
+            Record::Settings(Settings {
+                time: "t".into(),
+                when: "end".into(),
+                knobs: vec![Knob {
+                    netns: None,
+                    name: "net.core.somaxconn".into(),
+                    value: "4096".into(),
+                }],
+            }),
+        ];
+        let mut text = format!("{header}\n");
+        for r in &records {
+            text.push_str(&serde_json::to_string(r).unwrap());
+            text.push('\n');
+        }
+        let path = std::env::temp_dir().join(format!("netdrop-unit-{}.ndr", std::process::id()));
+        std::fs::write(&path, text).unwrap();
+        assert!(is_recording(&path));
+        let got = evidence(&path);
+        let _ = std::fs::remove_file(&path);
+        let (ev, time) = got.unwrap();
+        // No end marker: the time and duration of the last snapshot.
+        assert_eq!(time, "2026-12-02T00:00:02.500000000Z");
+        assert_eq!(ev.duration_s, 2.5);
+        assert_eq!(ev.kernel, "6.1.0-47-cloud-amd64");
+        assert_eq!(ev.hook, "tracepoint skb:kfree_skb");
+        assert!(ev.kernel_reasons && !ev.conntrack_hook);
+        assert_eq!(ev.drops, 9);
+        let reasons: Vec<(&str, u64)> = ev
+            .reasons
+            .iter()
+            .map(|c| (c.name.as_str(), c.count))
+            .collect();
+        assert_eq!(reasons, [("NO_SOCKET", 6), ("NETFILTER_DROP", 3)]);
+        assert_eq!(ev.counters.len(), 1);
+        assert_eq!((ev.counters[0].delta, ev.counters[0].now), (5, 5));
+        assert_eq!(ev.knob(None, "net.core.somaxconn"), Some("4096"));
+        assert!(ev.unavailable[0].starts_with("read from a recording"));
+        assert!(!is_recording(Path::new("/nonexistent")));
+    }
+
+    #[test]
     fn arranging_keeps_the_top_groups_and_sums_the_rest() {
         let row = |label: &str, interval, total| stats::GroupRow {
             label: label.into(),
