@@ -25,7 +25,7 @@ use crate::{
     event::{self, Enricher},
     kernel::counters::{self, CounterWatch},
     output::{
-        CounterNotice, LostNotice, Summary,
+        CounterGrowth, CounterNotice, LostNotice, Summary,
         recording::{End, Header, Record, RecordingSink, Settings, VERSION},
         sink::{Context, Dropped, Sink},
         stats,
@@ -119,6 +119,8 @@ pub async fn run(args: &RecordArgs, verbose: u8) -> Result<(), Error> {
     drain_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut delivered = 0u64;
     let mut reported = Counters::default();
+    // Counter growth over the run, for the summary (as `watch` ends with).
+    let mut growth: Vec<CounterGrowth> = Vec::new();
     let mut prev = start.clone();
     let stopped_by = loop {
         let conntrack_hook = probe.conntrack == Conntrack::Attached;
@@ -154,6 +156,7 @@ pub async fn run(args: &RecordArgs, verbose: u8) -> Result<(), Error> {
                     if show_counters {
                         for c in changes {
                             let notice = counter_notice(c, &mut enricher, &clock);
+                            add_growth(&mut growth, &notice);
                             out.counter(&notice).map_err(Error::io(what()))?;
                         }
                     }
@@ -216,7 +219,7 @@ pub async fn run(args: &RecordArgs, verbose: u8) -> Result<(), Error> {
                 .collect::<Vec<_>>(),
             &kernel.reasons,
         ),
-        counters: Vec::new(),
+        counters: growth,
         listeners: Vec::new(),
     };
     let histogram = stats::report(
@@ -406,6 +409,23 @@ fn write_loss(
         .map_err(Error::io("cannot write the recording"))
 }
 
+/// Adds the growth a counter notice reports to the run's: one entry per counter and
+/// namespace that grew (the recording holds every notice anyway).
+fn add_growth(growth: &mut Vec<CounterGrowth>, n: &CounterNotice) {
+    let inode = n.netns.as_ref().map(|ns| ns.inode);
+    match growth
+        .iter_mut()
+        .find(|g| g.counter == n.counter && g.netns.as_ref().map(|ns| ns.inode) == inode)
+    {
+        Some(g) => g.delta += n.delta,
+        None => growth.push(CounterGrowth {
+            counter: n.counter.clone(),
+            netns: n.netns.clone(),
+            delta: n.delta,
+        }),
+    }
+}
+
 fn counter_notice(c: counters::Change, enricher: &mut Enricher, clock: &Clock) -> CounterNotice {
     let meaning = counters::info(&c.name).map_or("", |i| i.meaning);
     CounterNotice {
@@ -458,6 +478,46 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counter_growth_adds_up_per_counter_and_namespace() {
+        let ns = |inode| crate::event::Netns {
+            inode,
+            name: None,
+            source: "procfs".into(),
+        };
+        let notice = |counter: &str, netns, delta| CounterNotice {
+            time: "t".into(),
+            counter: counter.into(),
+            delta,
+            total: 0,
+            netns,
+            meaning: String::new(),
+        };
+        let mut g = Vec::new();
+        add_growth(&mut g, &notice("TcpExt.ListenOverflows", Some(ns(1)), 2));
+        add_growth(&mut g, &notice("TcpExt.ListenOverflows", Some(ns(2)), 5));
+        add_growth(&mut g, &notice("TcpExt.ListenOverflows", Some(ns(1)), 3));
+        add_growth(&mut g, &notice("softnet.dropped", None, 4));
+        let got: Vec<(&str, Option<u32>, u64)> = g
+            .iter()
+            .map(|c| {
+                (
+                    c.counter.as_str(),
+                    c.netns.as_ref().map(|n| n.inode),
+                    c.delta,
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("TcpExt.ListenOverflows", Some(1), 5),
+                ("TcpExt.ListenOverflows", Some(2), 5),
+                ("softnet.dropped", None, 4)
+            ]
+        );
+    }
 
     #[test]
     fn filter_flags_are_copied_with_their_values() {
