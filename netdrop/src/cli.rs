@@ -108,6 +108,25 @@ Examples:
   sudo netdrop exporter --metrics-addr 0.0.0.0:9809 --metrics-locations 20")]
     Exporter(ExporterArgs),
 
+    /// Record an incident to a file: every matching drop with its names resolved, the
+    /// exact in-kernel counts by reason, location, flow, device and namespace every
+    /// interval, kernel counters, the settings `diagnose` reads, the kernel version and
+    /// the hooks attached. `watch`, `stats`, `top` and `diagnose` read it back with --from
+    /// FILE, here or on another machine.
+    #[command(after_help = "\
+The file is JSON lines (format in README.md, versioned), created readable by its owner only
+since it holds addresses; an existing file is refused unless --force. It is flushed at
+every batch of drops and every interval, so a recording stopped abruptly (killed, disk
+full) keeps what was written up to then, and the readers say it was cut short.
+
+Examples:
+  sudo netdrop record --output incident.ndr --duration 5m
+  sudo netdrop record -o dns.ndr --proto udp --port 53
+  netdrop stats --from incident.ndr --by flow --top 10
+  netdrop watch --from incident.ndr --port 443 --json
+  netdrop diagnose --from incident.ndr")]
+    Record(RecordArgs),
+
     /// Watch drops and kernel counters for a while, then say what is wrong: the drop class,
     /// the evidence with numbers, the objects involved (ports, listeners, devices, CPUs,
     /// firewall rules), the settings as they are now, and what to change.
@@ -197,6 +216,11 @@ pub struct TopArgs {
 
     #[command(flatten)]
     pub metrics: MetricsArgs,
+
+    /// Print, for each interval a recording made by `netdrop record` holds, the plain
+    /// report `top` prints when stdout is not a terminal; no root needed.
+    #[arg(long, value_name = "FILE")]
+    pub from: Option<PathBuf>,
 }
 
 /// Options for `exporter`.
@@ -315,6 +339,12 @@ pub struct StatsArgs {
 
     #[command(flatten)]
     pub metrics: MetricsArgs,
+
+    /// Print the exact counts a recording made by `netdrop record` holds (one report per
+    /// recorded interval; the last has the totals of the whole recording) instead of
+    /// counting live; no root needed. Filters cannot narrow recorded counts.
+    #[arg(long, value_name = "FILE")]
+    pub from: Option<PathBuf>,
 }
 
 /// Options for `watch`.
@@ -379,6 +409,50 @@ pub struct WatchArgs {
 
     #[command(flatten)]
     pub metrics: MetricsArgs,
+
+    /// Read drops from a recording made by `netdrop record` instead of the kernel (no
+    /// root needed); filters then apply to the recorded drops, as the kernel applies them
+    /// (--netns takes an inode or a namespace name as recorded).
+    #[arg(long, value_name = "FILE")]
+    pub from: Option<PathBuf>,
+}
+
+/// Options for `record`.
+#[derive(Debug, Args)]
+pub struct RecordArgs {
+    #[command(flatten)]
+    pub filter: FilterArgs,
+
+    #[command(flatten)]
+    pub kernel: KernelArgs,
+
+    /// The recording to write (created with mode 0600).
+    #[arg(short, long, value_name = "FILE")]
+    pub output: PathBuf,
+
+    /// Overwrite FILE if it exists.
+    #[arg(long)]
+    pub force: bool,
+
+    /// Stop after this long (e.g. 30s, 5m, 1h); otherwise at Ctrl-C.
+    #[arg(long, value_name = "TIME", value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+
+    /// How often the exact counts are written (what `stats --from` shows per report).
+    #[arg(long, value_name = "TIME", default_value = "1s", value_parser = parse_duration)]
+    pub interval: Duration,
+
+    /// Size of the kernel-to-user ring buffer, as for `watch`.
+    #[arg(long, value_name = "BYTES", default_value = "8M", value_parser = parse_size)]
+    pub ring_size: u32,
+
+    /// Groups kept per grouping in each snapshot, the most drops since start first (0:
+    /// all); the rest are summed as (other). A flood of new flows makes thousands of them.
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    pub top: usize,
+
+    #[command(flatten)]
+    pub flows: FlowArgs,
 }
 
 /// Options for `diagnose`.
@@ -399,7 +473,8 @@ pub struct DiagnoseArgs {
     pub json: bool,
 
     /// Diagnose again, offline, from the evidence in a saved `diagnose --json` document
-    /// (e.g. on another machine, or with a newer netdrop); reads no kernel, needs no root.
+    /// or from a recording made by `netdrop record` (e.g. on another machine, or with a
+    /// newer netdrop); reads no kernel, needs no root.
     #[arg(long, value_name = "FILE")]
     pub from: Option<PathBuf>,
 }

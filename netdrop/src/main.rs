@@ -14,6 +14,7 @@ mod filter;
 mod kernel;
 mod output;
 mod probe;
+mod source;
 #[cfg(test)]
 mod testdata;
 mod time;
@@ -44,6 +45,7 @@ fn main() -> ExitCode {
             Command::Stats(args) => commands::stats::run(args, cli.verbose).await,
             Command::Top(args) => commands::top::run(args, cli.verbose).await,
             Command::Exporter(args) => commands::exporter::run(args, cli.verbose).await,
+            Command::Record(args) => commands::record::run(args, cli.verbose).await,
             Command::Diagnose(args) => commands::diagnose::run(args, cli.verbose).await,
             Command::Reasons(args) => commands::reasons::run(args),
             Command::Hooks(args) => commands::hooks::run(args),

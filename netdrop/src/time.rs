@@ -32,6 +32,11 @@ impl Clock {
         Self { offset_ns }
     }
 
+    /// The clock of another run (a recording), from the offset it measured.
+    pub const fn from_offset(offset_ns: i128) -> Self {
+        Self { offset_ns }
+    }
+
     /// Current CLOCK_MONOTONIC nanoseconds.
     pub fn monotonic_now() -> u64 {
         now(libc::CLOCK_MONOTONIC) as u64

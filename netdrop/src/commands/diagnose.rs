@@ -34,9 +34,9 @@ use crate::{
 };
 
 /// Whole drop records kept per reason, for tuples, devices and netfilter hooks.
-const SAMPLES_PER_REASON: usize = 16;
+pub(crate) const SAMPLES_PER_REASON: usize = 16;
 /// Flows, locations and devices kept in the evidence.
-const TOP: usize = 30;
+pub(crate) const TOP: usize = 30;
 
 pub async fn run(args: &DiagnoseArgs, verbose: u8) -> Result<(), Error> {
     if let Some(path) = &args.from {
@@ -174,6 +174,10 @@ pub async fn run(args: &DiagnoseArgs, verbose: u8) -> Result<(), Error> {
 /// The diagnosis of the evidence saved in `path` by `diagnose --json` (the whole document,
 /// or its `evidence` object alone), with the rules of this netdrop.
 fn offline(path: &Path) -> Result<Report, Error> {
+    if commands::from::is_recording(path) {
+        let (evidence, time) = commands::from::evidence(path)?;
+        return Ok(Report::new(evidence, time));
+    }
     let text =
         std::fs::read_to_string(path).map_err(Error::io(format!("reading {}", path.display())))?;
     let doc: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
@@ -213,7 +217,7 @@ fn write_report(report: &Report, json: bool) -> Result<(), Error> {
 
 /// Adds listeners named in one poll to those named before: one entry per listener, with
 /// the longest queue seen.
-fn keep_listeners(named: &mut Vec<ListenerNotice>, found: Vec<ListenerNotice>) {
+pub(crate) fn keep_listeners(named: &mut Vec<ListenerNotice>, found: Vec<ListenerNotice>) {
     for n in found {
         let at = named
             .iter()
@@ -232,7 +236,7 @@ const MAX_LISTENERS: usize = 32;
 
 /// Adds the sockets that dropped in one poll to those seen before: one entry per socket,
 /// its growth summed over the polls, its latest `sk_drops`, its longest receive queue.
-fn keep_sockets(kept: &mut Vec<SocketDrop>, found: Vec<SocketNotice>) {
+pub(crate) fn keep_sockets(kept: &mut Vec<SocketDrop>, found: Vec<SocketNotice>) {
     for n in found {
         let s = SocketDrop {
             netns: Some(n.netns),

@@ -17,6 +17,9 @@ use crate::{
 };
 
 pub async fn run(args: &StatsArgs, verbose: u8) -> Result<(), Error> {
+    if let Some(path) = &args.from {
+        return commands::from::stats_from(args, path);
+    }
     let (kernel, spec, filter) = commands::prepare(&args.kernel, &args.filter)?;
     let opts = args.metrics.labels.options();
     let mut flags = args.by.config();

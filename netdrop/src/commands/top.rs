@@ -28,6 +28,9 @@ use crate::{
 const ROWS: usize = 50;
 
 pub async fn run(args: &TopArgs, verbose: u8) -> Result<(), Error> {
+    if let Some(path) = &args.from {
+        return commands::from::top_from(args, path);
+    }
     let (kernel, spec, filter) = commands::prepare(&args.kernel, &args.filter)?;
     let opts = args.metrics.labels.options();
     // Every grouping is counted, so switching is instant.

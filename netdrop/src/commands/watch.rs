@@ -56,6 +56,9 @@ enum Stop {
 }
 
 pub async fn run(args: &WatchArgs, verbose: u8) -> Result<(), Error> {
+    if let Some(path) = &args.from {
+        return commands::from::watch_from(args, path);
+    }
     let (kernel, spec, filter) = commands::prepare(&args.kernel, &args.filter)?;
     let mut flags = config::EVENTS | config::BY_REASON;
     if args.stack {
