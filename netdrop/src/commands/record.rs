@@ -209,6 +209,9 @@ pub async fn run(args: &RecordArgs, verbose: u8) -> Result<(), Error> {
         seen: c.seen,
         matched: c.matched,
         delivered,
+        // A recording keeps every event: its ring has no rate limit.
+        suppressed: c.suppressed,
+        rate_limit: 0,
         lost: c.lost,
         missed: c.missed,
         stack_errors: c.stack_errors,
