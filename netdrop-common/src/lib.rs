@@ -27,6 +27,21 @@ pub mod program {
     /// kprobe on `__kfree_skb`, for kernels where `tcp_drop()` frees with it (before 5.17):
     /// only calls from the TCP receive functions in [`crate::TcpDropSites`] count.
     pub const TCP_DROP_PATH: &str = "tcp_drop_path";
+    /// kprobe on `enqueue_to_backlog`: remembers which CPU's backlog each packet is queued
+    /// to and how long that backlog was, for the drop event if the kernel refuses it.
+    pub const BACKLOG_ENQUEUE: &str = "backlog_enqueue";
+}
+
+/// Kernel symbols of the netdev backlog hook.
+pub mod backlog_symbols {
+    /// `int enqueue_to_backlog(struct sk_buff *skb, int cpu, unsigned int *qtail)`: queues a
+    /// received packet to a CPU's backlog (`netif_rx`, RPS), or drops it when that backlog
+    /// holds more than `net.core.netdev_max_backlog` packets.
+    pub const FUNCTION: &str = "enqueue_to_backlog";
+    /// The per-CPU `struct softnet_data` (its address in the per-CPU area).
+    pub const SOFTNET_DATA: &str = "softnet_data";
+    /// `unsigned long __per_cpu_offset[NR_CPUS]`: where each CPU's per-CPU area starts.
+    pub const PER_CPU_OFFSET: &str = "__per_cpu_offset";
 }
 
 /// Kernel functions of the TCP hooks.
@@ -97,6 +112,8 @@ pub mod map {
     pub const CT_CALLS: &str = "CT_CALLS";
     /// Per-CPU: the last skb `nf_conntrack_in` returned NF_DROP for.
     pub const CT_DROPPED: &str = "CT_DROPPED";
+    /// Per-CPU: the last skb `enqueue_to_backlog` was called for, with the target backlog.
+    pub const BACKLOG_SEEN: &str = "BACKLOG_SEEN";
 }
 
 /// Names of the read-only globals that user space sets at load time.
@@ -111,6 +128,8 @@ pub mod global {
     pub const FILTER: &str = "FILTER";
     /// [`crate::Config`].
     pub const CONFIG: &str = "CONFIG";
+    /// [`crate::BacklogSite`].
+    pub const BACKLOG: &str = "BACKLOG";
 }
 
 /// Indices into the [`map::STATS`] per-CPU array.
@@ -204,6 +223,9 @@ pub mod flag {
     /// A NETFILTER_DROP decided by conntrack (`nf_conntrack_in` returned NF_DROP for this
     /// packet), not by a rule. Only set when the conntrack hook is attached.
     pub const CONNTRACK: u32 = 1 << 8;
+    /// A drop in `enqueue_to_backlog` (CPU_BACKLOG) seen by the backlog hook:
+    /// `backlog_cpu` and `backlog_qlen` are valid.
+    pub const HAS_BACKLOG: u32 = 1 << 9;
 }
 
 /// Bits of [`Config::flags`].
@@ -229,6 +251,9 @@ pub mod config {
     /// kfree_skb pipeline looks for them (kprobes exist, and the kernel does not name these
     /// drops TCP_LISTEN_OVERFLOW itself).
     pub const TCP_ACK_MARKS: u32 = 1 << 8;
+    /// The backlog hook (kprobe on `enqueue_to_backlog`) runs: events of drops freed in
+    /// `enqueue_to_backlog` ([`crate::BacklogSite`]) carry the target CPU's backlog.
+    pub const BACKLOG_MARKS: u32 = 1 << 9;
 }
 
 /// Values of [`Filter::reason_mode`].
@@ -294,8 +319,13 @@ pub struct DropEvent {
     pub comm: [u8; 16],
     /// `skb->dev->name`.
     pub ifname: [u8; 16],
+    /// With [`flag::HAS_BACKLOG`]: the CPU whose backlog (`softnet_data.input_pkt_queue`)
+    /// the packet was queued to (RPS may pick another CPU than `cpu`).
+    pub backlog_cpu: u32,
+    /// With [`flag::HAS_BACKLOG`]: that backlog's length when the packet arrived.
+    pub backlog_qlen: u32,
 }
-const _: () = assert!(core::mem::size_of::<DropEvent>() == 128);
+const _: () = assert!(core::mem::size_of::<DropEvent>() == 136);
 
 /// Kernel struct member offsets, read from BTF by user space.
 ///
@@ -412,6 +442,39 @@ impl TcpDropSites {
         }; 8],
         count: 0,
         _pad: 0,
+    };
+}
+
+/// Where the netdev backlog of each CPU is, and where the kernel frees the packets it
+/// refuses: from kallsyms and BTF, filled in by user space when the backlog hook runs.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BacklogSite {
+    /// Address of `__per_cpu_offset`.
+    pub per_cpu_offset: u64,
+    /// kallsyms address of the per-CPU `softnet_data`; a CPU's copy is at this plus
+    /// `__per_cpu_offset[cpu]`.
+    pub softnet_data: u64,
+    /// The code of `enqueue_to_backlog`, `[start, end)`: a kfree_skb there is its drop.
+    pub start: u64,
+    /// End of `enqueue_to_backlog`'s code (exclusive).
+    pub end: u64,
+    /// `softnet_data.input_pkt_queue.qlen`, or [`OFFSET_NONE`].
+    pub qlen_offset: u32,
+    /// Possible CPUs: the hook ignores a target CPU at or above it.
+    pub nr_cpus: u32,
+}
+const _: () = assert!(core::mem::size_of::<BacklogSite>() == 40);
+
+impl BacklogSite {
+    /// Nothing known: the hook, if loaded, records nothing.
+    pub const NONE: Self = Self {
+        per_cpu_offset: 0,
+        softnet_data: 0,
+        start: 0,
+        end: 0,
+        qlen_offset: OFFSET_NONE,
+        nr_cpus: 0,
     };
 }
 
@@ -591,6 +654,7 @@ mod pod {
     unsafe impl aya::Pod for KernelOffsets {}
     unsafe impl aya::Pod for TracepointLayout {}
     unsafe impl aya::Pod for TcpDropSites {}
+    unsafe impl aya::Pod for BacklogSite {}
     unsafe impl aya::Pod for AddrMatch {}
     unsafe impl aya::Pod for Filter {}
     unsafe impl aya::Pod for Config {}

@@ -42,6 +42,9 @@ pub struct Kernel {
     pub arity: Option<HookArity>,
     /// Drop reason names.
     pub reasons: Reasons,
+    /// `softnet_data.input_pkt_queue.qlen` (the netdev backlog's length), or
+    /// `OFFSET_NONE`: for the backlog hook.
+    pub softnet_qlen: u32,
 }
 
 impl Kernel {
@@ -61,6 +64,7 @@ impl Kernel {
             source,
         })?;
         let arity = offsets::kfree_skb_arity(&vmlinux);
+        let softnet_qlen = offsets::softnet_qlen(&vmlinux);
         let modules = if btf.is_none() {
             module_btfs(&vmlinux)
         } else {
@@ -85,6 +89,7 @@ impl Kernel {
             offsets,
             arity,
             reasons,
+            softnet_qlen,
         })
     }
 }

@@ -59,6 +59,18 @@ pub fn from_btf(btf: &Btf) -> Result<KernelOffsets, BtfError> {
     })
 }
 
+/// `softnet_data.input_pkt_queue.qlen`: the length of a CPU's netdev backlog (the same
+/// member on 5.10, 6.1 and 6.12), or [`OFFSET_NONE`].
+pub fn softnet_qlen(btf: &Btf) -> u32 {
+    match btf.member("softnet_data", "input_pkt_queue.qlen") {
+        Ok(m) => m.offset,
+        Err(e) => {
+            tracing::debug!("{e}: backlog events will not name the queue length");
+            OFFSET_NONE
+        }
+    }
+}
+
 /// The arguments `kfree_skb` passes to BTF tracepoint programs on this kernel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum HookArity {

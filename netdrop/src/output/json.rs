@@ -176,6 +176,8 @@ pub mod fast {
                 && ev.flags & flag::HAS_REASON != 0
                 // netdrop's own reasons are marked inferred: the full writer does that.
                 && !netdrop_common::netdrop_reason::is_netdrop(ev.reason)
+                // The backlog's limit is read by the enricher.
+                && ev.flags & flag::HAS_BACKLOG == 0
         }
 
         /// Forgets cached fragments older than [`REFRESH`]; call once per batch of events.
@@ -239,7 +241,7 @@ pub mod fast {
             out.extend_from_slice(cached(&mut self.comm, ev.comm, || {
                 to_json(&event::c_str(&ev.comm))
             }));
-            out.extend_from_slice(b"},\"stack\":null,\"netfilter\":null}\n");
+            out.extend_from_slice(b"},\"stack\":null,\"netfilter\":null,\"backlog\":null}\n");
         }
 
         fn time(&mut self, out: &mut Vec<u8>, clock: &Clock, mono_ns: u64) {
