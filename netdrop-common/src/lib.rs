@@ -42,6 +42,10 @@ pub mod backlog_symbols {
     pub const SOFTNET_DATA: &str = "softnet_data";
     /// `unsigned long __per_cpu_offset[NR_CPUS]`: where each CPU's per-CPU area starts.
     pub const PER_CPU_OFFSET: &str = "__per_cpu_offset";
+    /// `int netdev_max_backlog` (`net.core.netdev_max_backlog`) up to 6.8.
+    pub const MAX_BACKLOG: &str = "netdev_max_backlog";
+    /// `struct net_hotdata net_hotdata`, whose `max_backlog` holds the limit from 6.9.
+    pub const HOTDATA: &str = "net_hotdata";
 }
 
 /// Kernel functions of the TCP hooks.
@@ -226,6 +230,8 @@ pub mod flag {
     /// A drop in `enqueue_to_backlog` (CPU_BACKLOG) seen by the backlog hook:
     /// `backlog_cpu` and `backlog_qlen` are valid.
     pub const HAS_BACKLOG: u32 = 1 << 9;
+    /// `backlog_max` is valid: the kernel's `net.core.netdev_max_backlog` at the drop.
+    pub const HAS_BACKLOG_MAX: u32 = 1 << 10;
 }
 
 /// Bits of [`Config::flags`].
@@ -324,8 +330,12 @@ pub struct DropEvent {
     pub backlog_cpu: u32,
     /// With [`flag::HAS_BACKLOG`]: that backlog's length when the packet arrived.
     pub backlog_qlen: u32,
+    /// With [`flag::HAS_BACKLOG_MAX`]: `net.core.netdev_max_backlog` when it was dropped.
+    pub backlog_max: u32,
+    /// Explicit padding.
+    pub _pad2: u32,
 }
-const _: () = assert!(core::mem::size_of::<DropEvent>() == 136);
+const _: () = assert!(core::mem::size_of::<DropEvent>() == 144);
 
 /// Kernel struct member offsets, read from BTF by user space.
 ///
@@ -463,8 +473,11 @@ pub struct BacklogSite {
     pub qlen_offset: u32,
     /// Possible CPUs: the hook ignores a target CPU at or above it.
     pub nr_cpus: u32,
+    /// Address of the `int` behind `net.core.netdev_max_backlog` (`netdev_max_backlog`,
+    /// or `net_hotdata.max_backlog` from 6.9), or 0 when unknown.
+    pub max_backlog: u64,
 }
-const _: () = assert!(core::mem::size_of::<BacklogSite>() == 40);
+const _: () = assert!(core::mem::size_of::<BacklogSite>() == 48);
 
 impl BacklogSite {
     /// Nothing known: the hook, if loaded, records nothing.
@@ -475,6 +488,7 @@ impl BacklogSite {
         end: 0,
         qlen_offset: OFFSET_NONE,
         nr_cpus: 0,
+        max_backlog: 0,
     };
 }
 

@@ -12,7 +12,8 @@
 //! that CPU's `softnet_data.input_pkt_queue` (`__per_cpu_offset[cpu] + &softnet_data`,
 //! from kallsyms; the member offset from BTF; the same on 5.10, 6.1 and 6.12). When the
 //! pipeline handles a drop freed inside `enqueue_to_backlog` of that same skb, the event
-//! carries them ([`netdrop_common::flag::HAS_BACKLOG`]).
+//! carries them ([`netdrop_common::flag::HAS_BACKLOG`]), with the limit the kernel
+//! compared against, `netdev_max_backlog` (`net_hotdata.max_backlog` from 6.9), read then.
 //!
 //! The kprobe runs for every packet queued to a backlog, so user space attaches it only
 //! when events are streamed and CPU_BACKLOG drops may be shown; the pipeline looks for its
@@ -87,5 +88,11 @@ pub fn annotate(skb: *const u8, location: u64, ev: &mut DropEvent) {
         ev.backlog_cpu = (*slot).cpu;
         ev.backlog_qlen = (*slot).qlen;
         ev.flags |= netdrop_common::flag::HAS_BACKLOG;
+    }
+    // The limit the kernel compared against, read now (it is changed while drops happen).
+    let max = global!((*site).max_backlog) as *const u8;
+    if let Ok(max) = kread::at::<u32>(max, 0) {
+        ev.backlog_max = max;
+        ev.flags |= netdrop_common::flag::HAS_BACKLOG_MAX;
     }
 }

@@ -70,8 +70,9 @@ pub struct Backlog {
     pub cpu: u32,
     /// That backlog's length, in packets.
     pub queue: u32,
-    /// `net.core.netdev_max_backlog` (host-wide), read at most once a second; `null` when
-    /// it cannot be read (netdrop runs outside the initial network namespace).
+    /// `net.core.netdev_max_backlog` (host-wide): read by the hook when the packet was
+    /// dropped where kallsyms has it, else from /proc/sys at most once a second; `null`
+    /// when neither can be read (netdrop outside the initial network namespace).
     pub max: Option<u64>,
 }
 
@@ -352,7 +353,11 @@ impl Enricher {
             backlog: has(flag::HAS_BACKLOG).then(|| Backlog {
                 cpu: ev.backlog_cpu,
                 queue: ev.backlog_qlen,
-                max: self.max_backlog.get(),
+                max: if has(flag::HAS_BACKLOG_MAX) {
+                    Some(u64::from(ev.backlog_max))
+                } else {
+                    self.max_backlog.get()
+                },
             }),
         };
         let frames = stack.map(|f| self.stack(f));
@@ -872,7 +877,10 @@ mod tests {
             .ok()
             .and_then(|s| s.trim().parse().ok());
         assert_eq!(b.max, max);
+        ev.flags |= flag::HAS_BACKLOG_MAX;
+        ev.backlog_max = 1000;
         let v = serde_json::to_value(e.record(&ev, None, false, false)).unwrap();
+        assert_eq!(v["backlog"]["max"], 1000);
         assert_eq!(v["backlog"]["cpu"], 1);
         assert_eq!(v["backlog"]["queue"], 1001);
     }

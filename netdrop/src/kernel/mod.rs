@@ -45,6 +45,8 @@ pub struct Kernel {
     /// `softnet_data.input_pkt_queue.qlen` (the netdev backlog's length), or
     /// `OFFSET_NONE`: for the backlog hook.
     pub softnet_qlen: u32,
+    /// `net_hotdata.max_backlog` (6.9+: `net.core.netdev_max_backlog`), or `OFFSET_NONE`.
+    pub hotdata_max_backlog: u32,
 }
 
 impl Kernel {
@@ -65,6 +67,7 @@ impl Kernel {
         })?;
         let arity = offsets::kfree_skb_arity(&vmlinux);
         let softnet_qlen = offsets::softnet_qlen(&vmlinux);
+        let hotdata_max_backlog = offsets::hotdata_max_backlog(&vmlinux);
         let modules = if btf.is_none() {
             module_btfs(&vmlinux)
         } else {
@@ -90,6 +93,7 @@ impl Kernel {
             arity,
             reasons,
             softnet_qlen,
+            hotdata_max_backlog,
         })
     }
 }

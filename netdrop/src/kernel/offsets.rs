@@ -71,6 +71,13 @@ pub fn softnet_qlen(btf: &Btf) -> u32 {
     }
 }
 
+/// `net_hotdata.max_backlog`: where `net.core.netdev_max_backlog` lives from 6.9 (a
+/// global `netdev_max_backlog` before), or [`OFFSET_NONE`].
+pub fn hotdata_max_backlog(btf: &Btf) -> u32 {
+    btf.member("net_hotdata", "max_backlog")
+        .map_or(OFFSET_NONE, |m| m.offset)
+}
+
 /// The arguments `kfree_skb` passes to BTF tracepoint programs on this kernel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum HookArity {

@@ -85,7 +85,10 @@ pub fn site(kernel: &Kernel) -> Result<Site, String> {
             .ok()
             .and_then(|s| possible_cpus(&s))
             .ok_or("cannot read /sys/devices/system/cpu/possible")?;
-        parse_site(&kallsyms, kernel.softnet_qlen, cpus)
+        parse_site(&kallsyms, kernel.softnet_qlen, cpus).map(|mut s| {
+            s.site.max_backlog = max_backlog(&kallsyms, kernel.hotdata_max_backlog);
+            s
+        })
     })
     .clone()
 }
@@ -154,9 +157,31 @@ pub fn parse_site(kallsyms: &str, qlen_offset: u32, nr_cpus: u32) -> Result<Site
             end,
             qlen_offset,
             nr_cpus,
+            max_backlog: 0,
         },
         function: name.to_owned(),
     })
+}
+
+/// The address of `net.core.netdev_max_backlog`'s `int`: `netdev_max_backlog` up to 6.8,
+/// `net_hotdata` + `hotdata_offset` (BTF) from 6.9; 0 when kallsyms has neither.
+pub fn max_backlog(kallsyms: &str, hotdata_offset: u32) -> u64 {
+    let find = |want: &str| {
+        kallsyms.lines().find_map(|l| {
+            let mut p = l.split_whitespace();
+            let (addr, _, name) = (p.next()?, p.next()?, p.next()?);
+            (name == want && p.next().is_none())
+                .then(|| u64::from_str_radix(addr, 16).ok())
+                .flatten()
+        })
+    };
+    if let Some(a) = find(backlog_symbols::MAX_BACKLOG) {
+        return a;
+    }
+    match find(backlog_symbols::HOTDATA) {
+        Some(a) if a != 0 && hotdata_offset != OFFSET_NONE => a + u64::from(hotdata_offset),
+        _ => 0,
+    }
 }
 
 /// The number of possible CPUs from `/sys/devices/system/cpu/possible` (`0-3`, `0`,
@@ -233,6 +258,7 @@ ffffffffc0a01000 t enqueue_to_backlog_x\t[some_module]
                 end: 0xffffffffbc7a5a40,
                 qlen_offset: 16,
                 nr_cpus: 2,
+                max_backlog: 0,
             }
         );
         // A compiler-suffixed copy is the one to probe.
@@ -255,6 +281,16 @@ ffffffffc0a01000 t enqueue_to_backlog_x\t[some_module]
         assert!(parse_site(&hidden, 16, 2).unwrap_err().contains("kptr_restrict"));
         let no_data = KALLSYMS_6_1.replace("softnet_data", "x");
         assert!(parse_site(&no_data, 16, 2).unwrap_err().contains("softnet_data"));
+    }
+
+    #[test]
+    fn the_limit_is_a_global_then_a_member_of_net_hotdata() {
+        let old = "ffffffffbd3a0000 D netdev_max_backlog\nffffffffbd3a0010 D net_hotdata\n";
+        assert_eq!(max_backlog(old, 0x40), 0xffffffffbd3a0000);
+        let new = "ffffffffbd3a0010 D net_hotdata\n";
+        assert_eq!(max_backlog(new, 0x40), 0xffffffffbd3a0050);
+        assert_eq!(max_backlog(new, OFFSET_NONE), 0);
+        assert_eq!(max_backlog("", 0x40), 0);
     }
 
     #[test]
