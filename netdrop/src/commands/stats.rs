@@ -7,8 +7,11 @@ use crate::{
     cli::StatsArgs,
     commands::{self, sockets::SocketWatch},
     error::Error,
-    kernel::counters::CounterWatch,
-    output::stats::{self, StatsReport},
+    kernel::counters::{CounterWatch, RxWatch},
+    output::{
+        receive,
+        stats::{self, StatsReport},
+    },
     probe::{Probe, ProbeConfig},
     time::Clock,
 };
@@ -44,6 +47,10 @@ pub async fn run(args: &StatsArgs, verbose: u8) -> Result<(), Error> {
     // Listener counters are polled only to name overflowing listeners in the report.
     let mut counter_watch = (!spec.hides_listeners()).then(|| CounterWatch::new(spec.netns));
     let mut listener_totals = ListenerTotals::default();
+    // Receive counts per device and softnet per CPU, for the drop ratio per device.
+    let by_device = cfg.flags & netdrop_common::config::BY_DEVICE != 0;
+    let mut rx_watch = RxWatch::new(spec.netns);
+    let mut rx_prev = rx_watch.read();
     let mut prev = probe.totals()?;
     let start = tokio::time::Instant::now() + args.interval;
     let mut tick = tokio::time::interval_at(start, args.interval);
@@ -77,6 +84,10 @@ pub async fn run(args: &StatsArgs, verbose: u8) -> Result<(), Error> {
         if let Some(w) = socket_watch.as_mut() {
             report.sockets = w.poll(&spec, &mut enricher);
         }
+        let rx_now = rx_watch.read();
+        (report.softnet, report.devices) =
+            receive::rows(&mut enricher, &rx_prev, &rx_now, (&prev, &now), by_device);
+        rx_prev = rx_now;
         if !write(&mut out, &report, args.json, &clock.local_hms(now.mono_ns))? {
             break;
         }

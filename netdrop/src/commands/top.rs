@@ -15,9 +15,9 @@ use crate::{
     commands::{self, sockets::SocketWatch},
     error::Error,
     event::Enricher,
-    kernel::counters::CounterWatch,
+    kernel::counters::{CounterWatch, RxWatch},
     output::{
-        stats,
+        receive, stats,
         tui::{self, TopModel},
     },
     probe::{Probe, ProbeConfig},
@@ -80,6 +80,10 @@ pub async fn run(args: &TopArgs, verbose: u8) -> Result<(), Error> {
     };
     let mut counter_watch = (!spec.hides_listeners()).then(|| CounterWatch::new(spec.netns));
     let mut listener_totals = ListenerTotals::default();
+    // Receive counts per device and softnet per CPU (every grouping is counted here, so
+    // drops per device are known).
+    let mut rx_watch = RxWatch::new(spec.netns);
+    let mut rx_prev = rx_watch.read();
     let mut prev = probe.totals()?;
     let mut last = (prev.clone(), prev.clone());
     let mut tick =
@@ -110,12 +114,16 @@ pub async fn run(args: &TopArgs, verbose: u8) -> Result<(), Error> {
                     Some(w) => w.poll(&spec, &mut enricher),
                     None => Vec::new(),
                 };
+                let rx_now = rx_watch.read();
                 if !model.paused {
                     last = (prev.clone(), now.clone());
                     refresh(&mut model, &mut enricher, &last, &clock);
                     model.report.listeners = listeners;
                     model.report.sockets = sockets;
+                    (model.report.softnet, model.report.devices) =
+                        receive::rows(&mut enricher, &rx_prev, &rx_now, (&last.0, &last.1), true);
                 }
+                rx_prev = rx_now;
                 prev = now;
                 refreshes += 1;
                 match &mut terminal {
@@ -161,6 +169,8 @@ pub async fn run(args: &TopArgs, verbose: u8) -> Result<(), Error> {
 fn refresh(model: &mut TopModel, enricher: &mut Enricher, last: &(Totals, Totals), clock: &Clock) {
     let listeners = std::mem::take(&mut model.report.listeners);
     let sockets = std::mem::take(&mut model.report.sockets);
+    let softnet = std::mem::take(&mut model.report.softnet);
+    let devices = std::mem::take(&mut model.report.devices);
     model.report = stats::report(
         enricher,
         model.by,
@@ -172,6 +182,8 @@ fn refresh(model: &mut TopModel, enricher: &mut Enricher, last: &(Totals, Totals
     );
     model.report.listeners = listeners;
     model.report.sockets = sockets;
+    model.report.softnet = softnet;
+    model.report.devices = devices;
 }
 
 /// Reads key presses on a thread (crossterm blocks) and forwards them.

@@ -5,6 +5,7 @@ pub mod hooks;
 pub mod json;
 pub mod metrics;
 pub mod printable;
+pub mod receive;
 pub mod stats;
 pub mod text;
 pub mod tui;

@@ -487,6 +487,8 @@ pub(crate) mod tests {
             other: Count::default(),
             listeners: vec![],
             sockets: vec![],
+            softnet: vec![],
+            devices: vec![],
         };
         let mut out = Vec::new();
         write_summary(&mut out, &s, &hist).unwrap();
