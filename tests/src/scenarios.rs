@@ -820,6 +820,14 @@ fn diagnose_backlog() -> Outcome {
             .is_some_and(|o| o.iter().any(|o| o["kind"] == "cpu" && o["name"] == "cpu1")),
         "cpu1 not named: {f}"
     );
+    // The backlog hook measured cpu1's backlog at the drops (kprobes on every VM kernel).
+    ensure!(
+        f["evidence"].as_array().is_some_and(|e| e.iter().any(|e| e
+            .as_str()
+            .is_some_and(|e| e.starts_with("measured by the backlog hook")
+                && e.contains("found cpu1's backlog")))),
+        "backlog hook evidence missing: {f}"
+    );
     Ok(())
 }
 

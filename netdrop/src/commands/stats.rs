@@ -37,6 +37,12 @@ pub async fn run(args: &StatsArgs, verbose: u8) -> Result<(), Error> {
     // Sockets are dumped once per report to name those whose own drop count grew; the
     // baseline is taken before saying we are ready, so no drop after that is missed.
     let mut socket_watch = (!spec.hides_sockets()).then(|| SocketWatch::new(spec.netns));
+    // Receive counts per device and softnet per CPU, for the drop ratio per device; like
+    // the drop counts, their baseline is taken before saying we are ready.
+    let by_device = cfg.flags & netdrop_common::config::BY_DEVICE != 0;
+    let mut rx_watch = RxWatch::new(spec.netns);
+    let mut rx_prev = rx_watch.read();
+    let mut prev = probe.totals()?;
     eprintln!(
         "netdrop: counting drops by {} via {}, a report every {:?}; Ctrl-C to stop",
         args.by.name(),
@@ -47,11 +53,6 @@ pub async fn run(args: &StatsArgs, verbose: u8) -> Result<(), Error> {
     // Listener counters are polled only to name overflowing listeners in the report.
     let mut counter_watch = (!spec.hides_listeners()).then(|| CounterWatch::new(spec.netns));
     let mut listener_totals = ListenerTotals::default();
-    // Receive counts per device and softnet per CPU, for the drop ratio per device.
-    let by_device = cfg.flags & netdrop_common::config::BY_DEVICE != 0;
-    let mut rx_watch = RxWatch::new(spec.netns);
-    let mut rx_prev = rx_watch.read();
-    let mut prev = probe.totals()?;
     let start = tokio::time::Instant::now() + args.interval;
     let mut tick = tokio::time::interval_at(start, args.interval);
     let mut reports = 0;
