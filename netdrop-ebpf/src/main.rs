@@ -18,9 +18,7 @@ mod pipeline;
 mod skb;
 mod tcp;
 
-use netdrop_common::{
-    BacklogSite, Config, Filter, KernelOffsets, TcpDropSites, TracepointLayout,
-};
+use netdrop_common::{BacklogSite, Config, Filter, KernelOffsets, TcpDropSites, TracepointLayout};
 
 /// Struct member offsets of this kernel.
 #[unsafe(no_mangle)]

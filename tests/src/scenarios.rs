@@ -876,7 +876,12 @@ fn cpu_backlog() -> Outcome {
     thread::sleep(Duration::from_secs(1));
     let r = w.stop();
     let _ = std::fs::write(key, old.trim());
-    ensure!(seen, "no CPU_BACKLOG drop: {:?}; stderr: {}", r.drops, r.stderr);
+    ensure!(
+        seen,
+        "no CPU_BACKLOG drop: {:?}; stderr: {}",
+        r.drops,
+        r.stderr
+    );
     let backlog: Vec<&Value> = r
         .drops
         .iter()
@@ -888,7 +893,10 @@ fn cpu_backlog() -> Outcome {
         eq(d, "backlog.cpu", 1)?;
         eq(d, "backlog.max", 1)?;
         let queue = field(d, "backlog.queue").as_u64().unwrap_or(0);
-        ensure!(queue >= 1, "backlog.queue {queue} below netdev_max_backlog 1: {d}");
+        ensure!(
+            queue >= 1,
+            "backlog.queue {queue} below netdev_max_backlog 1: {d}"
+        );
     }
     // The drop ran on the sender's CPU; the backlog that was full is CPU 1's.
     ensure!(

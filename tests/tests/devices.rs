@@ -26,7 +26,15 @@ fn stats_show_each_device_with_its_drops_and_receive_count() {
     let port = "47300";
     let s = Watch::spawn(
         &[
-            "stats", "--json", "--interval", "1", "--by", "dev", "--netns", &ns.name, "--port",
+            "stats",
+            "--json",
+            "--interval",
+            "1",
+            "--by",
+            "dev",
+            "--netns",
+            &ns.name,
+            "--port",
             port,
         ],
         "netdrop: counting drops",
@@ -42,15 +50,25 @@ fn stats_show_each_device_with_its_drops_and_receive_count() {
     assert!(r.status.success(), "{}", r.stderr);
 
     let rows = device_rows(&r.lines, &ns.ns_if, ns.inode());
-    assert!(!rows.is_empty(), "{} not reported: {:#?}", ns.ns_if, r.lines);
+    assert!(
+        !rows.is_empty(),
+        "{} not reported: {:#?}",
+        ns.ns_if,
+        r.lines
+    );
     let drops: u64 = rows.iter().map(|d| d["drops"].as_u64().unwrap()).sum();
     let rx: u64 = rows.iter().map(|d| d["rx_packets"].as_u64().unwrap()).sum();
     assert_eq!(drops, N, "netdrop's drops on {}: {rows:#?}", ns.ns_if);
     assert!(rx >= N, "rx_packets {rx} < {N}: {rows:#?}");
     for d in &rows {
-        let (drops, rx) = (d["drops"].as_u64().unwrap(), d["rx_packets"].as_u64().unwrap());
+        let (drops, rx) = (
+            d["drops"].as_u64().unwrap(),
+            d["rx_packets"].as_u64().unwrap(),
+        );
         if rx > 0 {
-            let ratio = d["drop_ratio"].as_f64().expect("ratio with packets received");
+            let ratio = d["drop_ratio"]
+                .as_f64()
+                .expect("ratio with packets received");
             assert!((ratio - drops as f64 / rx as f64).abs() < 1e-9, "{d}");
         } else {
             assert!(d["drop_ratio"].is_null(), "{d}");
@@ -76,7 +94,13 @@ fn stats_show_each_device_with_its_drops_and_receive_count() {
         let softnet = report["softnet"].as_array().expect("softnet rows");
         assert_eq!(softnet.len(), cpus, "{report:#}");
         for c in softnet {
-            for field in ["cpu", "processed", "dropped", "time_squeeze", "dropped_total"] {
+            for field in [
+                "cpu",
+                "processed",
+                "dropped",
+                "time_squeeze",
+                "dropped_total",
+            ] {
                 assert!(c[field].is_u64(), "{field} in {c}");
             }
         }
@@ -97,7 +121,15 @@ fn text_reports_say_what_they_measure() {
         }
     });
     let out = run(&[
-        "stats", "--interval", "1", "--count", "2", "--netns", &name, "--port", port,
+        "stats",
+        "--interval",
+        "1",
+        "--count",
+        "2",
+        "--netns",
+        &name,
+        "--port",
+        port,
     ]);
     sender.join().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
@@ -110,7 +142,10 @@ fn text_reports_say_what_they_measure() {
         text.contains("devices (rx from /proc/net/dev; drops = netdrop's drops with that skb->dev; ratio = drops / rx packets):"),
         "{text}"
     );
-    assert!(text.contains(&format!("{} netns {name}", ns.ns_if)), "{text}");
+    assert!(
+        text.contains(&format!("{} netns {name}", ns.ns_if)),
+        "{text}"
+    );
     // `stats --by reason` keeps no per-device counts: it says where to get them.
     assert!(
         text.contains("(drops per device are counted with --by dev or --by netns, and in top)"),

@@ -634,7 +634,12 @@ mod tests {
                    00000020 00000005 00000007 0 0 0 0 0 0 0 0 0 00000002 0 0\n";
         let cpus = parse_softnet_per_cpu(gap);
         assert_eq!(
-            (cpus[1].cpu, cpus[1].processed, cpus[1].dropped, cpus[1].time_squeeze),
+            (
+                cpus[1].cpu,
+                cpus[1].processed,
+                cpus[1].dropped,
+                cpus[1].time_squeeze
+            ),
             (2, 0x20, 5, 7)
         );
         let devs = parse_dev_stats(&fixture("dev"));

@@ -25,7 +25,8 @@ use crate::{
 /// What the softnet table measures, for text output.
 pub const SOFTNET_SOURCE: &str = "per CPU, from /proc/net/softnet_stat";
 /// What the device table measures, for text output.
-pub const DEVICES_SOURCE: &str = "rx from /proc/net/dev; drops = netdrop's drops with that skb->dev; ratio = drops / rx packets";
+pub const DEVICES_SOURCE: &str =
+    "rx from /proc/net/dev; drops = netdrop's drops with that skb->dev; ratio = drops / rx packets";
 
 /// One CPU's softnet counters over the interval, and since boot.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -98,7 +99,10 @@ pub fn rows(
         .iter()
         .filter_map(|(key, d)| {
             // A device first seen now (or re-created) starts its interval now.
-            let was = prev.devices.get(key).filter(|p| p.rx_packets <= d.rx_packets);
+            let was = prev
+                .devices
+                .get(key)
+                .filter(|p| p.rx_packets <= d.rx_packets);
             let delta = |f: fn(&crate::kernel::counters::DevStats) -> u64| {
                 was.map_or(0, |w| f(d).saturating_sub(f(w)))
             };
@@ -191,8 +195,8 @@ pub fn write_text(
         writeln!(out, "  devices ({DEVICES_SOURCE}):")?;
         writeln!(
             out,
-            "   {:>10} {:>10} {:>8} {:>10} {:>8}  {}",
-            "rx", "drops", "ratio", "rx_dropped", "rx_fifo", "device"
+            "   {:>10} {:>10} {:>8} {:>10} {:>8}  device",
+            "rx", "drops", "ratio", "rx_dropped", "rx_fifo"
         )?;
         for d in devices.iter().take(TEXT_DEVICES) {
             let (drops, ratio) = match (d.drops, d.drop_ratio) {
@@ -230,7 +234,12 @@ pub fn tui_lines(softnet: &[SoftnetRow], devices: &[DeviceRxRow]) -> Vec<String>
     let busy: Vec<String> = softnet
         .iter()
         .filter(|c| c.dropped > 0 || c.time_squeeze > 0)
-        .map(|c| format!("cpu{} dropped {} squeezed {}", c.cpu, c.dropped, c.time_squeeze))
+        .map(|c| {
+            format!(
+                "cpu{} dropped {} squeezed {}",
+                c.cpu, c.dropped, c.time_squeeze
+            )
+        })
         .collect();
     if !busy.is_empty() {
         out.push(format!("SOFTNET {}", busy.join(", ")));
@@ -346,7 +355,10 @@ mod tests {
         assert_eq!((v.rx_packets, v.rx_dropped, v.drops), (200, 3, Some(100)));
         assert_eq!(v.drop_ratio, Some(0.5));
         assert_eq!(v.netns.inode, 7);
-        assert_eq!((devices[1].drops, devices[1].drop_ratio), (Some(0), Some(0.0)));
+        assert_eq!(
+            (devices[1].drops, devices[1].drop_ratio),
+            (Some(0), Some(0.0))
+        );
 
         // Without per-device counts: receive counts only.
         let (_, devices) = rows(&mut enricher(), &prev, &now, (&t0, &t1), false);
@@ -357,10 +369,15 @@ mod tests {
         write_text(&mut out, &softnet, &devices).unwrap();
         let text = String::from_utf8(out).unwrap();
         assert!(
-            text.contains("softnet (per CPU, from /proc/net/softnet_stat): 2 CPUs, 2200 processed, 20 dropped"),
+            text.contains(
+                "softnet (per CPU, from /proc/net/softnet_stat): 2 CPUs, 2200 processed, 20 dropped"
+            ),
             "{text}"
         );
-        assert!(text.contains("       1        200         20           10             25"), "{text}");
+        assert!(
+            text.contains("       1        200         20           10             25"),
+            "{text}"
+        );
         assert!(
             text.contains("          200        100   50.00%          3        0  veth0 netns 7"),
             "{text}"

@@ -15,10 +15,7 @@
 //! CPU_BACKLOG through. Without it (no kprobes, `stats`, `top`): the per-CPU softnet
 //! counters (`/proc/net/softnet_stat`: dropped, time_squeeze), every kernel.
 
-use std::{
-    path::Path,
-    sync::OnceLock,
-};
+use std::{path::Path, sync::OnceLock};
 
 use aya::{Ebpf, programs::KProbe};
 use netdrop_common::{BacklogSite, OFFSET_NONE, backlog_symbols, config, program, reason_mode};
@@ -132,9 +129,8 @@ pub fn parse_site(kallsyms: &str, qlen_offset: u32, nr_cpus: u32) -> Result<Site
             }
         }
     }
-    let (start, name) = function.ok_or(
-        "kallsyms has no enqueue_to_backlog (inlined on this kernel?)".to_owned(),
-    )?;
+    let (start, name) = function
+        .ok_or("kallsyms has no enqueue_to_backlog (inlined on this kernel?)".to_owned())?;
     if start == 0 {
         return Err("/proc/kallsyms hides addresses (kptr_restrict; run as root)".to_owned());
     }
@@ -262,7 +258,8 @@ ffffffffc0a01000 t enqueue_to_backlog_x\t[some_module]
             }
         );
         // A compiler-suffixed copy is the one to probe.
-        let renamed = KALLSYMS_6_1.replace("t enqueue_to_backlog\n", "t enqueue_to_backlog.isra.0\n");
+        let renamed =
+            KALLSYMS_6_1.replace("t enqueue_to_backlog\n", "t enqueue_to_backlog.isra.0\n");
         assert_eq!(
             parse_site(&renamed, 16, 2).unwrap().function,
             "enqueue_to_backlog.isra.0"
@@ -271,16 +268,28 @@ ffffffffc0a01000 t enqueue_to_backlog_x\t[some_module]
 
     #[test]
     fn site_says_what_is_missing() {
-        assert!(parse_site(KALLSYMS_6_1, OFFSET_NONE, 2).unwrap_err().contains("BTF"));
+        assert!(
+            parse_site(KALLSYMS_6_1, OFFSET_NONE, 2)
+                .unwrap_err()
+                .contains("BTF")
+        );
         let no_fn = KALLSYMS_6_1.replace("enqueue_to_backlog\n", "other\n");
         assert!(parse_site(&no_fn, 16, 2).unwrap_err().contains("inlined"));
         let hidden: String = KALLSYMS_6_1
             .lines()
             .map(|l| format!("0000000000000000 {}\n", l.split_once(' ').unwrap().1))
             .collect();
-        assert!(parse_site(&hidden, 16, 2).unwrap_err().contains("kptr_restrict"));
+        assert!(
+            parse_site(&hidden, 16, 2)
+                .unwrap_err()
+                .contains("kptr_restrict")
+        );
         let no_data = KALLSYMS_6_1.replace("softnet_data", "x");
-        assert!(parse_site(&no_data, 16, 2).unwrap_err().contains("softnet_data"));
+        assert!(
+            parse_site(&no_data, 16, 2)
+                .unwrap_err()
+                .contains("softnet_data")
+        );
     }
 
     #[test]
