@@ -67,6 +67,8 @@ pub async fn run(args: &StatsArgs, verbose: u8) -> Result<(), Error> {
             _ = stop.recv() => break,
         }
         let now = probe.totals()?;
+        // Right after the drop counts, so both cover the same interval.
+        let rx_now = rx_watch.read();
         let mut report = stats::report(
             &mut enricher,
             args.by,
@@ -85,7 +87,6 @@ pub async fn run(args: &StatsArgs, verbose: u8) -> Result<(), Error> {
         if let Some(w) = socket_watch.as_mut() {
             report.sockets = w.poll(&spec, &mut enricher);
         }
-        let rx_now = rx_watch.read();
         (report.softnet, report.devices) =
             receive::rows(&mut enricher, &rx_prev, &rx_now, (&prev, &now), by_device);
         rx_prev = rx_now;

@@ -96,6 +96,8 @@ pub async fn run(args: &TopArgs, verbose: u8) -> Result<(), Error> {
                     Ok(t) => t,
                     Err(e) => break Err(e),
                 };
+                // Right after the drop counts, so both cover the same interval.
+                let rx_now = rx_watch.read();
                 let per_reason: Vec<(String, u64)> = now
                     .by_reason
                     .iter()
@@ -114,7 +116,6 @@ pub async fn run(args: &TopArgs, verbose: u8) -> Result<(), Error> {
                     Some(w) => w.poll(&spec, &mut enricher),
                     None => Vec::new(),
                 };
-                let rx_now = rx_watch.read();
                 if !model.paused {
                     last = (prev.clone(), now.clone());
                     refresh(&mut model, &mut enricher, &last, &clock);
