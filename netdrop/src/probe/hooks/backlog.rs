@@ -55,14 +55,22 @@ pub struct Site {
 /// Whether a run with `cfg` wants the hook: events are streamed, and CPU_BACKLOG (or, on
 /// kernels without reasons, any reason) passes the reason filter.
 pub fn wanted(cfg: &ProbeConfig, kernel: &Kernel) -> bool {
-    if cfg.flags & config::EVENTS == 0 {
+    wanted_by(cfg.flags, &cfg.filter, &kernel.reasons)
+}
+
+fn wanted_by(
+    flags: u32,
+    filter: &crate::filter::CompiledFilter,
+    reasons: &crate::kernel::reasons::Reasons,
+) -> bool {
+    if flags & config::EVENTS == 0 {
         return false;
     }
-    let Ok(code) = kernel.reasons.lookup("CPU_BACKLOG") else {
+    let Ok(code) = reasons.lookup("CPU_BACKLOG") else {
         return true;
     };
-    let listed = cfg.filter.reason_set.contains(&code);
-    match cfg.filter.filter.reason_mode {
+    let listed = filter.reason_set.contains(&code);
+    match filter.filter.reason_mode {
         reason_mode::ONLY => listed,
         reason_mode::EXCEPT => !listed,
         _ => true,
@@ -300,6 +308,41 @@ ffffffffc0a01000 t enqueue_to_backlog_x\t[some_module]
         assert_eq!(max_backlog(new, 0x40), 0xffffffffbd3a0050);
         assert_eq!(max_backlog(new, OFFSET_NONE), 0);
         assert_eq!(max_backlog("", 0x40), 0);
+    }
+
+    #[test]
+    fn attached_only_for_events_that_may_show_cpu_backlog() {
+        use crate::{
+            filter::CompiledFilter,
+            kernel::{reasons::Reasons, tracefs::Format},
+            testdata,
+        };
+        let f = Format::parse(&testdata::read("tracefs/kfree_skb-6.18.format")).unwrap();
+        let reasons = Reasons::from_symbolic(&f.symbolic_values()).unwrap();
+        let backlog = reasons.lookup("CPU_BACKLOG").unwrap();
+        let no_socket = reasons.lookup("NO_SOCKET").unwrap();
+        let filter = |mode, set: Vec<u32>| {
+            let mut c = CompiledFilter {
+                filter: Default::default(),
+                reason_set: set,
+            };
+            c.filter.reason_mode = mode;
+            c
+        };
+        let all = filter(reason_mode::ALL, vec![]);
+        // Counting only (stats, top, exporter): no per-packet probe.
+        assert!(!wanted_by(config::BY_REASON, &all, &reasons));
+        assert!(wanted_by(config::EVENTS, &all, &reasons));
+        let only_backlog = filter(reason_mode::ONLY, vec![backlog]);
+        assert!(wanted_by(config::EVENTS, &only_backlog, &reasons));
+        let only_other = filter(reason_mode::ONLY, vec![no_socket]);
+        assert!(!wanted_by(config::EVENTS, &only_other, &reasons));
+        let except_backlog = filter(reason_mode::EXCEPT, vec![backlog]);
+        assert!(!wanted_by(config::EVENTS, &except_backlog, &reasons));
+        let except_other = filter(reason_mode::EXCEPT, vec![no_socket]);
+        assert!(wanted_by(config::EVENTS, &except_other, &reasons));
+        // Without reasons (before 5.17) there is no reason filter: always.
+        assert!(wanted_by(config::EVENTS, &all, &Reasons::none()));
     }
 
     #[test]
