@@ -3,7 +3,15 @@
 //! `--features privileged` (`cargo xtask test`).
 #![cfg(feature = "privileged")]
 
-use std::{net::SocketAddr, thread, time::Duration};
+use std::{
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    thread,
+    time::Duration,
+};
 
 use netdrop_tests::{NetnsPair, Watch, run};
 use serde_json::Value;
@@ -113,9 +121,12 @@ fn text_reports_say_what_they_measure() {
     let port = "47301";
     let dst: SocketAddr = format!("{}:{port}", ns.ns_addr).parse().unwrap();
     let name = ns.name.clone();
+    // Traffic for as long as stats runs, however long it takes to start.
+    let done = Arc::new(AtomicBool::new(false));
+    let stop = done.clone();
     let sender = thread::spawn(move || {
         let sock = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
-        for _ in 0..40 {
+        while !stop.load(Ordering::Relaxed) {
             let _ = sock.send_to(b"x", dst);
             thread::sleep(Duration::from_millis(50));
         }
@@ -131,6 +142,7 @@ fn text_reports_say_what_they_measure() {
         "--port",
         port,
     ]);
+    done.store(true, Ordering::Relaxed);
     sender.join().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
