@@ -27,6 +27,25 @@ pub mod program {
     /// kprobe on `__kfree_skb`, for kernels where `tcp_drop()` frees with it (before 5.17):
     /// only calls from the TCP receive functions in [`crate::TcpDropSites`] count.
     pub const TCP_DROP_PATH: &str = "tcp_drop_path";
+    /// kprobe on `enqueue_to_backlog`: remembers which CPU's backlog each packet is queued
+    /// to and how long that backlog was, for the drop event if the kernel refuses it.
+    pub const BACKLOG_ENQUEUE: &str = "backlog_enqueue";
+}
+
+/// Kernel symbols of the netdev backlog hook.
+pub mod backlog_symbols {
+    /// `int enqueue_to_backlog(struct sk_buff *skb, int cpu, unsigned int *qtail)`: queues a
+    /// received packet to a CPU's backlog (`netif_rx`, RPS), or drops it when that backlog
+    /// holds more than `net.core.netdev_max_backlog` packets.
+    pub const FUNCTION: &str = "enqueue_to_backlog";
+    /// The per-CPU `struct softnet_data` (its address in the per-CPU area).
+    pub const SOFTNET_DATA: &str = "softnet_data";
+    /// `unsigned long __per_cpu_offset[NR_CPUS]`: where each CPU's per-CPU area starts.
+    pub const PER_CPU_OFFSET: &str = "__per_cpu_offset";
+    /// `int netdev_max_backlog` (`net.core.netdev_max_backlog`) up to 6.8.
+    pub const MAX_BACKLOG: &str = "netdev_max_backlog";
+    /// `struct net_hotdata net_hotdata`, whose `max_backlog` holds the limit from 6.9.
+    pub const HOTDATA: &str = "net_hotdata";
 }
 
 /// Kernel functions of the TCP hooks.
@@ -100,6 +119,8 @@ pub mod map {
     /// LRU per-CPU hash: [`crate::FlowKey`] -> [`crate::RateState`], the events of each
     /// flow and reason this second when [`crate::Config::rate_limit`] is set.
     pub const RATE: &str = "RATE";
+    /// Per-CPU: the last skb `enqueue_to_backlog` was called for, with the target backlog.
+    pub const BACKLOG_SEEN: &str = "BACKLOG_SEEN";
 }
 
 /// Names of the read-only globals that user space sets at load time.
@@ -114,6 +135,8 @@ pub mod global {
     pub const FILTER: &str = "FILTER";
     /// [`crate::Config`].
     pub const CONFIG: &str = "CONFIG";
+    /// [`crate::BacklogSite`].
+    pub const BACKLOG: &str = "BACKLOG";
 }
 
 /// Indices into the [`map::STATS`] per-CPU array.
@@ -215,6 +238,11 @@ pub mod flag {
     /// A NETFILTER_DROP decided by conntrack (`nf_conntrack_in` returned NF_DROP for this
     /// packet), not by a rule. Only set when the conntrack hook is attached.
     pub const CONNTRACK: u32 = 1 << 8;
+    /// A drop in `enqueue_to_backlog` (CPU_BACKLOG) seen by the backlog hook:
+    /// `backlog_cpu` and `backlog_qlen` are valid.
+    pub const HAS_BACKLOG: u32 = 1 << 9;
+    /// `backlog_max` is valid: the kernel's `net.core.netdev_max_backlog` at the drop.
+    pub const HAS_BACKLOG_MAX: u32 = 1 << 10;
 }
 
 /// Bits of [`Config::flags`].
@@ -240,6 +268,9 @@ pub mod config {
     /// kfree_skb pipeline looks for them (kprobes exist, and the kernel does not name these
     /// drops TCP_LISTEN_OVERFLOW itself).
     pub const TCP_ACK_MARKS: u32 = 1 << 8;
+    /// The backlog hook (kprobe on `enqueue_to_backlog`) runs: events of drops freed in
+    /// `enqueue_to_backlog` ([`crate::BacklogSite`]) carry the target CPU's backlog.
+    pub const BACKLOG_MARKS: u32 = 1 << 10;
     /// Append the first [`crate::Config::snaplen`] bytes of the packet to each event: the
     /// record is a [`crate::CapturedDrop`] instead of a [`crate::DropEvent`]. Off, the
     /// verifier prunes the capture and records keep their size.
@@ -327,8 +358,17 @@ pub struct DropEvent {
     pub comm: [u8; 16],
     /// `skb->dev->name`.
     pub ifname: [u8; 16],
+    /// With [`flag::HAS_BACKLOG`]: the CPU whose backlog (`softnet_data.input_pkt_queue`)
+    /// the packet was queued to (RPS may pick another CPU than `cpu`).
+    pub backlog_cpu: u32,
+    /// With [`flag::HAS_BACKLOG`]: that backlog's length when the packet arrived.
+    pub backlog_qlen: u32,
+    /// With [`flag::HAS_BACKLOG_MAX`]: `net.core.netdev_max_backlog` when it was dropped.
+    pub backlog_max: u32,
+    /// Explicit padding.
+    pub _pad2: u32,
 }
-const _: () = assert!(core::mem::size_of::<DropEvent>() == 128);
+const _: () = assert!(core::mem::size_of::<DropEvent>() == 144);
 
 /// A dropped packet with its first bytes, written instead of a [`DropEvent`] when
 /// [`config::CAPTURE`] is set. User space tells the two apart by the record's length.
@@ -344,7 +384,9 @@ pub struct CapturedDrop {
     /// The packet from `from`; bytes past `len` are whatever the ring held before.
     pub data: [u8; CAPTURE_MAX],
 }
-const _: () = assert!(core::mem::size_of::<CapturedDrop>() == 128 + 8 + CAPTURE_MAX);
+const _: () = assert!(
+    core::mem::size_of::<CapturedDrop>() == core::mem::size_of::<DropEvent>() + 8 + CAPTURE_MAX
+);
 
 /// Kernel struct member offsets, read from BTF by user space.
 ///
@@ -461,6 +503,43 @@ impl TcpDropSites {
         }; 8],
         count: 0,
         _pad: 0,
+    };
+}
+
+/// Where the netdev backlog of each CPU is, and where the kernel frees the packets it
+/// refuses: from kallsyms and BTF, filled in by user space when the backlog hook runs.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BacklogSite {
+    /// Address of `__per_cpu_offset`.
+    pub per_cpu_offset: u64,
+    /// kallsyms address of the per-CPU `softnet_data`; a CPU's copy is at this plus
+    /// `__per_cpu_offset[cpu]`.
+    pub softnet_data: u64,
+    /// The code of `enqueue_to_backlog`, `[start, end)`: a kfree_skb there is its drop.
+    pub start: u64,
+    /// End of `enqueue_to_backlog`'s code (exclusive).
+    pub end: u64,
+    /// `softnet_data.input_pkt_queue.qlen`, or [`OFFSET_NONE`].
+    pub qlen_offset: u32,
+    /// Possible CPUs: the hook ignores a target CPU at or above it.
+    pub nr_cpus: u32,
+    /// Address of the `int` behind `net.core.netdev_max_backlog` (`netdev_max_backlog`,
+    /// or `net_hotdata.max_backlog` from 6.9), or 0 when unknown.
+    pub max_backlog: u64,
+}
+const _: () = assert!(core::mem::size_of::<BacklogSite>() == 48);
+
+impl BacklogSite {
+    /// Nothing known: the hook, if loaded, records nothing.
+    pub const NONE: Self = Self {
+        per_cpu_offset: 0,
+        softnet_data: 0,
+        start: 0,
+        end: 0,
+        qlen_offset: OFFSET_NONE,
+        nr_cpus: 0,
+        max_backlog: 0,
     };
 }
 
@@ -679,6 +758,7 @@ mod pod {
     unsafe impl aya::Pod for KernelOffsets {}
     unsafe impl aya::Pod for TracepointLayout {}
     unsafe impl aya::Pod for TcpDropSites {}
+    unsafe impl aya::Pod for BacklogSite {}
     unsafe impl aya::Pod for AddrMatch {}
     unsafe impl aya::Pod for Filter {}
     unsafe impl aya::Pod for Config {}

@@ -7,6 +7,7 @@
 #![no_std]
 #![no_main]
 
+mod backlog;
 mod conntrack;
 mod count;
 mod filter;
@@ -17,7 +18,7 @@ mod pipeline;
 mod skb;
 mod tcp;
 
-use netdrop_common::{Config, Filter, KernelOffsets, TcpDropSites, TracepointLayout};
+use netdrop_common::{BacklogSite, Config, Filter, KernelOffsets, TcpDropSites, TracepointLayout};
 
 /// Struct member offsets of this kernel.
 #[unsafe(no_mangle)]
@@ -26,6 +27,10 @@ static OFFSETS: KernelOffsets = KernelOffsets::NONE;
 /// Where `tcp_drop()` was inlined (kernels before 5.17).
 #[unsafe(no_mangle)]
 static TCP_DROP_SITES: TcpDropSites = TcpDropSites::NONE;
+
+/// Where each CPU's netdev backlog is, and the code of `enqueue_to_backlog`.
+#[unsafe(no_mangle)]
+static BACKLOG: BacklogSite = BacklogSite::NONE;
 
 /// Field offsets of the classic tracepoint record.
 #[unsafe(no_mangle)]

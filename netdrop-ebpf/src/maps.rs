@@ -74,6 +74,22 @@ pub static CT_DROPPED: PerCpuArray<SkbMark> = PerCpuArray::with_max_entries(1, 0
 #[map]
 pub static TCP_ACK_OVERFLOW: PerCpuArray<SkbMark> = PerCpuArray::with_max_entries(1, 0);
 
+/// Per-CPU: the last packet `enqueue_to_backlog` was called for on this CPU, with the
+/// backlog it was queued to (see `backlog.rs`).
+#[map]
+pub static BACKLOG_SEEN: PerCpuArray<BacklogMark> = PerCpuArray::with_max_entries(1, 0);
+
+/// A packet on its way into a CPU's backlog: the skb, when, the target CPU and that
+/// backlog's length then.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct BacklogMark {
+    pub skb: u64,
+    pub time_ns: u64,
+    pub cpu: u32,
+    pub qlen: u32,
+}
+
 /// Nested `nf_conntrack_in` calls tracked on one CPU (a softirq interrupting a task that
 /// was itself in conntrack): deeper calls are not tracked.
 pub const CT_DEPTH: u32 = 4;

@@ -18,7 +18,7 @@ use netdrop_common::{
 };
 
 use crate::{
-    CONFIG, OFFSETS, conntrack, count, filter, global,
+    CONFIG, OFFSETS, backlog, conntrack, count, filter, global,
     kread::{self, ReadError},
     maps::{
         BY_DEVICE_0, BY_DEVICE_1, BY_FLOW_0, BY_FLOW_1, BY_LOCATION_0, BY_LOCATION_1, BY_REASON,
@@ -129,6 +129,10 @@ fn try_handle<C: EbpfContext + StackIdContext>(
             && drop.location < global!(CONFIG.netfilter_end));
     if netfilter && conntrack::refused(drop.skb) {
         ev.flags |= flag::CONNTRACK;
+    }
+    // A packet the backlog hook saw on its way into a full CPU backlog.
+    if cfg & config::BACKLOG_MARKS != 0 {
+        backlog::annotate(drop.skb, drop.location, ev);
     }
     if cfg & config::STACKS != 0 || netfilter {
         match ctx.get_stackid(&STACKS, 0) {

@@ -111,6 +111,11 @@ pub struct DropRecord {
     /// For NETFILTER_DROP: which netfilter hook dropped the packet; otherwise `null`.
     #[serde(default)]
     pub netfilter: Option<Netfilter>,
+    /// For a drop in `enqueue_to_backlog` (CPU_BACKLOG) seen by the backlog hook: whose
+    /// backlog overflowed and how long it was; otherwise `null` (no kprobes, or another
+    /// reason).
+    #[serde(default)]
+    pub backlog: Option<Backlog>,
     /// Containers with a process in the drop's network namespace (all of them: containers
     /// sharing a namespace, as in a pod, cannot be told apart); left out when none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -118,6 +123,21 @@ pub struct DropRecord {
     /// The Kubernetes pod whose namespace it is; left out when none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod: Option<Pod>,
+}
+
+/// The netdev backlog a packet was refused by, measured by the backlog hook when the
+/// packet arrived.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Backlog {
+    /// The CPU whose backlog (`softnet_data.input_pkt_queue`) the packet was queued to:
+    /// RPS may pick another than the one that dropped it (`cpu`).
+    pub cpu: u32,
+    /// That backlog's length, in packets.
+    pub queue: u32,
+    /// `net.core.netdev_max_backlog` (host-wide): read by the hook when the packet was
+    /// dropped where kallsyms has it, else from /proc/sys at most once a second; `null`
+    /// when neither can be read (netdrop outside the initial network namespace).
+    pub max: Option<u64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -264,6 +284,32 @@ pub struct Enricher {
     netns: NetnsNames,
     containers: Containers,
     clock: Clock,
+    max_backlog: MaxBacklog,
+}
+
+/// `net.core.netdev_max_backlog`, re-read at most once a second (it is often changed
+/// while drops happen).
+#[derive(Default)]
+struct MaxBacklog {
+    value: Option<u64>,
+    read_at: Option<std::time::Instant>,
+}
+
+impl MaxBacklog {
+    const PATH: &str = "/proc/sys/net/core/netdev_max_backlog";
+
+    fn get(&mut self) -> Option<u64> {
+        let fresh = self
+            .read_at
+            .is_some_and(|t| t.elapsed() < std::time::Duration::from_secs(1));
+        if !fresh {
+            self.value = std::fs::read_to_string(Self::PATH)
+                .ok()
+                .and_then(|s| s.trim().parse().ok());
+            self.read_at = Some(std::time::Instant::now());
+        }
+        self.value
+    }
 }
 
 impl Enricher {
@@ -293,6 +339,7 @@ impl Enricher {
             netns: NetnsNames::new(root),
             containers: Containers::new(root),
             clock: Clock::now(),
+            max_backlog: MaxBacklog::default(),
         }
     }
 
@@ -379,6 +426,15 @@ impl Enricher {
             },
             stack: None,
             netfilter: None,
+            backlog: has(flag::HAS_BACKLOG).then(|| Backlog {
+                cpu: ev.backlog_cpu,
+                queue: ev.backlog_qlen,
+                max: if has(flag::HAS_BACKLOG_MAX) {
+                    Some(u64::from(ev.backlog_max))
+                } else {
+                    self.max_backlog.get()
+                },
+            }),
             containers: None,
             pod: None,
         };
@@ -952,6 +1008,33 @@ mod tests {
         let unknown = e.record(&ev, Some(&stack), false, false);
         assert_eq!(unknown.netfilter.unwrap().conntrack, None);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn backlog_drops_carry_the_cpu_and_queue_of_the_backlog() {
+        let f = Format::parse(&testdata::read("tracefs/kfree_skb-6.18.format")).unwrap();
+        let reasons = Reasons::from_symbolic(&f.symbolic_values()).unwrap();
+        let mut e = Enricher::new(reasons.clone(), Path::new("/nonexistent"), Path::new("/"));
+        let mut ev = udp_event();
+        assert_eq!(e.record(&ev, None, false, false).backlog, None);
+        ev.reason = reasons.lookup("CPU_BACKLOG").unwrap();
+        ev.flags |= flag::HAS_BACKLOG;
+        ev.backlog_cpu = 1;
+        ev.backlog_qlen = 1001;
+        let r = e.record(&ev, None, false, false);
+        let b = r.backlog.expect("backlog");
+        assert_eq!((b.cpu, b.queue), (1, 1001));
+        // Host-wide, readable from this (initial) namespace.
+        let max = std::fs::read_to_string("/proc/sys/net/core/netdev_max_backlog")
+            .ok()
+            .and_then(|s| s.trim().parse().ok());
+        assert_eq!(b.max, max);
+        ev.flags |= flag::HAS_BACKLOG_MAX;
+        ev.backlog_max = 1000;
+        let v = serde_json::to_value(e.record(&ev, None, false, false)).unwrap();
+        assert_eq!(v["backlog"]["max"], 1000);
+        assert_eq!(v["backlog"]["cpu"], 1);
+        assert_eq!(v["backlog"]["queue"], 1001);
     }
 
     #[test]

@@ -91,6 +91,7 @@ pub fn drop_record() -> crate::event::DropRecord {
         },
         stack: Some(vec!["a+0x1".into(), "b+0x2".into()]),
         netfilter: None,
+        backlog: None,
         containers: None,
         pod: None,
     }

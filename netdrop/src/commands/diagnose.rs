@@ -139,6 +139,11 @@ pub async fn run(args: &DiagnoseArgs, verbose: u8) -> Result<(), Error> {
             "tcp_drop path hook: {why}; TCP drops inside the receive path are counted by TcpExt counters only"
         ));
     }
+    if let crate::probe::hooks::backlog::Backlog::Unavailable(why) = &probe.backlog {
+        ev.unavailable.push(format!(
+            "backlog hook: {why}; CPU_BACKLOG drops are told per CPU by the softnet counters, without the backlog's length"
+        ));
+    }
     if let Conntrack::Unavailable(why) = &probe.conntrack {
         ev.unavailable.push(format!(
             "conntrack hook: {why}; conntrack drops are told from rule drops by the nf_conntrack drop counter"

@@ -616,6 +616,8 @@ mod tests {
             flow: None,
             device: None,
             netns: None,
+            pod: None,
+            containers: None,
             interval: total,
             total,
             rate: 0.0,
@@ -637,6 +639,8 @@ mod tests {
             other: Default::default(),
             listeners: Vec::new(),
             sockets: Vec::new(),
+            softnet: Vec::new(),
+            devices: Vec::new(),
         };
         let counter = |delta, total| CounterNotice {
             time: "t".into(),
@@ -715,6 +719,8 @@ mod tests {
             flow: None,
             device: None,
             netns: None,
+            pod: None,
+            containers: None,
             interval,
             total,
             rate: 0.0,
@@ -732,6 +738,8 @@ mod tests {
             other: Default::default(),
             listeners: Vec::new(),
             sockets: Vec::new(),
+            softnet: Vec::new(),
+            devices: Vec::new(),
         };
         let by_rate = arrange(r.clone(), SortBy::Rate, 1);
         assert_eq!(by_rate.groups.len(), 1);

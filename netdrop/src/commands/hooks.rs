@@ -36,7 +36,8 @@ pub fn run(args: &HooksArgs) -> Result<(), Error> {
     }
 }
 
-/// Attaches what a tracing command would (the kfree_skb hook, then conntrack) and detaches
+/// Attaches what a tracing command would (the kfree_skb hook, then conntrack, and the
+/// kprobe families, backlog included) and detaches
 /// again: the statuses are then what `watch` would get. A kfree_skb hook that fails is
 /// reported as unavailable, with the sentence a tracing command would print.
 fn try_attach(
@@ -47,11 +48,12 @@ fn try_attach(
     let filter = FilterArgs::default()
         .spec(Path::new("/"))?
         .compile(&kernel.reasons)?;
+    // With events, as `watch`: the hooks only a streaming run attaches (backlog) are tried too.
     let cfg = ProbeConfig {
         without: args.kernel.without.clone(),
         ..ProbeConfig::new(
             args.kernel.attach,
-            netdrop_common::config::BY_REASON,
+            netdrop_common::config::BY_REASON | netdrop_common::config::EVENTS,
             filter,
         )
     };

@@ -7,9 +7,9 @@ use crate::{
     cli::StatsArgs,
     commands::{self, sockets::SocketWatch},
     error::Error,
-    kernel::counters::CounterWatch,
+    kernel::counters::{CounterWatch, RxWatch},
     output::{
-        Format,
+        Format, receive,
         sink::{self, Sink},
         stats::{self, StatsReport},
     },
@@ -41,6 +41,12 @@ pub async fn run(args: &StatsArgs, verbose: u8) -> Result<(), Error> {
     // Sockets are dumped once per report to name those whose own drop count grew; the
     // baseline is taken before saying we are ready, so no drop after that is missed.
     let mut socket_watch = (!spec.hides_sockets()).then(|| SocketWatch::new(spec.netns));
+    // Receive counts per device and softnet per CPU, for the drop ratio per device; like
+    // the drop counts, their baseline is taken before saying we are ready.
+    let by_device = cfg.flags & netdrop_common::config::BY_DEVICE != 0;
+    let mut rx_watch = RxWatch::new(spec.netns);
+    let mut rx_prev = rx_watch.read();
+    let mut prev = probe.totals()?;
     eprintln!(
         "netdrop: counting drops by {} via {}, a report every {:?}; Ctrl-C to stop",
         args.by.name(),
@@ -56,7 +62,6 @@ pub async fn run(args: &StatsArgs, verbose: u8) -> Result<(), Error> {
     // Listener counters are polled only to name overflowing listeners in the report.
     let mut counter_watch = (!spec.hides_listeners()).then(|| CounterWatch::new(spec.netns));
     let mut listener_totals = ListenerTotals::default();
-    let mut prev = probe.totals()?;
     let start = tokio::time::Instant::now() + args.interval;
     let mut tick = tokio::time::interval_at(start, args.interval);
     let mut reports = 0;
@@ -71,6 +76,8 @@ pub async fn run(args: &StatsArgs, verbose: u8) -> Result<(), Error> {
             _ = stop.recv() => break,
         }
         let now = probe.totals()?;
+        // Right after the drop counts, so both cover the same interval.
+        let rx_now = rx_watch.read();
         let mut report = stats::report(
             &mut enricher,
             args.by,
@@ -89,6 +96,9 @@ pub async fn run(args: &StatsArgs, verbose: u8) -> Result<(), Error> {
         if let Some(w) = socket_watch.as_mut() {
             report.sockets = w.poll(&spec, &mut enricher);
         }
+        (report.softnet, report.devices) =
+            receive::rows(&mut enricher, &rx_prev, &rx_now, (&prev, &now), by_device);
+        rx_prev = rx_now;
         if !write(&mut out, &report, now.mono_ns)? {
             break;
         }

@@ -15,9 +15,9 @@ use crate::{
     commands::{self, sockets::SocketWatch},
     error::Error,
     event::Enricher,
-    kernel::counters::CounterWatch,
+    kernel::counters::{CounterWatch, RxWatch},
     output::{
-        stats,
+        receive, stats,
         tui::{self, ListenerBook, TopModel},
     },
     probe::{Probe, ProbeConfig},
@@ -88,6 +88,10 @@ pub async fn run(args: &TopArgs, verbose: u8) -> Result<(), Error> {
     };
     let mut counter_watch = (!spec.hides_listeners()).then(|| CounterWatch::new(spec.netns));
     let mut listener_totals = ListenerTotals::default();
+    // Receive counts per device and softnet per CPU (every grouping is counted here, so
+    // drops per device are known).
+    let mut rx_watch = RxWatch::new(spec.netns);
+    let mut rx_prev = rx_watch.read();
     let mut prev = probe.totals()?;
     let mut last = (prev.clone(), prev.clone());
     let mut tick =
@@ -100,6 +104,8 @@ pub async fn run(args: &TopArgs, verbose: u8) -> Result<(), Error> {
                     Ok(t) => t,
                     Err(e) => break Err(e),
                 };
+                // Right after the drop counts, so both cover the same interval.
+                let rx_now = rx_watch.read();
                 let per_reason: Vec<(String, u64)> = now
                     .by_reason
                     .iter()
@@ -129,7 +135,10 @@ pub async fn run(args: &TopArgs, verbose: u8) -> Result<(), Error> {
                         model.report.interval_s,
                         model.sort,
                     );
+                    (model.report.softnet, model.report.devices) =
+                        receive::rows(&mut enricher, &rx_prev, &rx_now, (&last.0, &last.1), true);
                 }
+                rx_prev = rx_now;
                 prev = now;
                 refreshes += 1;
                 match &mut terminal {
@@ -181,6 +190,8 @@ pub async fn run(args: &TopArgs, verbose: u8) -> Result<(), Error> {
 fn refresh(model: &mut TopModel, enricher: &mut Enricher, last: &(Totals, Totals), clock: &Clock) {
     let listeners = std::mem::take(&mut model.report.listeners);
     let sockets = std::mem::take(&mut model.report.sockets);
+    let softnet = std::mem::take(&mut model.report.softnet);
+    let devices = std::mem::take(&mut model.report.devices);
     model.report = stats::report(
         enricher,
         model.by,
@@ -192,6 +203,8 @@ fn refresh(model: &mut TopModel, enricher: &mut Enricher, last: &(Totals, Totals
     );
     model.report.listeners = listeners;
     model.report.sockets = sockets;
+    model.report.softnet = softnet;
+    model.report.devices = devices;
 }
 
 /// Reads key presses on a thread (crossterm blocks) and forwards them.

@@ -537,13 +537,32 @@ fn routes(f: &mut Finding, c: &Class, ev: &Evidence) {
 
 fn backlog(f: &mut Finding, ev: &Evidence) {
     let total: u64 = ev.cpus.iter().map(|c| c.dropped).sum();
+    // Sampled drops the backlog hook measured: whose backlog, how long, against what.
+    let mut measured: BTreeMap<u32, (u64, u32, Option<u64>)> = BTreeMap::new();
+    for b in ev.samples.iter().filter_map(|s| s.backlog.as_ref()) {
+        let e = measured.entry(b.cpu).or_insert((0, 0, b.max));
+        e.0 += 1;
+        e.1 = e.1.max(b.queue);
+        e.2 = b.max.or(e.2);
+    }
+    let limit = |max: Option<u64>| max.map_or_else(|| "?".to_owned(), |m| m.to_string());
+    for (cpu, (n, queue, max)) in &measured {
+        f.evidence.push(format!(
+            "measured by the backlog hook (kprobe enqueue_to_backlog): {n} sampled drop(s) found cpu{cpu}'s backlog at up to {queue} packets against net.core.netdev_max_backlog {}",
+            limit(*max)
+        ));
+    }
     for c in ev.cpus.iter().filter(|c| c.dropped > 0) {
+        let mut detail = format!("time_squeeze +{}", c.time_squeeze);
+        if let Some((_, queue, max)) = measured.get(&c.cpu) {
+            detail.push_str(&format!(", backlog {queue}/{} at the drops", limit(*max)));
+        }
         f.objects.push(Object {
             kind: "cpu",
             name: format!("cpu{}", c.cpu),
             netns: None,
             drops: Some(c.dropped),
-            detail: Some(format!("time_squeeze +{}", c.time_squeeze)),
+            detail: Some(detail),
         });
     }
     if let Some(top) = ev.cpus.iter().max_by_key(|c| c.dropped)
@@ -873,6 +892,28 @@ mod tests {
                 .any(|e| e.starts_with("cpu1 took 100%"))
         );
         assert_eq!(f[0].knobs[0].value, "1");
+        assert!(f[0].evidence.iter().all(|e| !e.contains("backlog hook")));
+
+        // Where the backlog hook measured the drops, that is evidence of its own.
+        let mut sample = crate::testdata::drop_record();
+        sample.reason.name = "CPU_BACKLOG".into();
+        sample.backlog = Some(crate::event::Backlog {
+            cpu: 1,
+            queue: 2,
+            max: Some(1),
+        });
+        ev.samples = vec![sample.clone(), sample];
+        let f = findings(&ev);
+        assert!(
+            f[0].evidence.iter().any(|e| e
+                == "measured by the backlog hook (kprobe enqueue_to_backlog): 2 sampled drop(s) found cpu1's backlog at up to 2 packets against net.core.netdev_max_backlog 1"),
+            "{:?}",
+            f[0].evidence
+        );
+        assert_eq!(
+            f[0].objects[0].detail.as_deref(),
+            Some("time_squeeze +12, backlog 2/1 at the drops")
+        );
     }
 
     #[test]

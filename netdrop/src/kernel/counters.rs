@@ -285,10 +285,30 @@ pub fn parse_softnet(text: &str, out: &mut Snapshot) {
     }
 }
 
-/// Parses `/proc/net/softnet_stat` per CPU: (cpu, dropped, time_squeeze). The CPU is the
-/// 13th column where the kernel prints it (5.10+: offline CPUs leave no line), else the
-/// line number.
+/// Parses `/proc/net/softnet_stat` per CPU: (cpu, dropped, time_squeeze).
 pub fn parse_softnet_cpus(text: &str) -> Vec<(u32, u64, u64)> {
+    parse_softnet_per_cpu(text)
+        .into_iter()
+        .map(|c| (c.cpu, c.dropped, c.time_squeeze))
+        .collect()
+}
+
+/// One CPU's line of `/proc/net/softnet_stat`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SoftnetCpu {
+    pub cpu: u32,
+    /// Packets this CPU's receive processing handled (backlog and NAPI).
+    pub processed: u64,
+    /// Packets dropped because this CPU's backlog was full (`netdev_max_backlog`).
+    pub dropped: u64,
+    /// Times receive processing ran out of budget with work left.
+    pub time_squeeze: u64,
+}
+
+/// Parses `/proc/net/softnet_stat` per CPU (hex columns: processed, dropped,
+/// time_squeeze, ...). The CPU is the 13th column where the kernel prints it (5.10+:
+/// offline CPUs leave no line), else the line number.
+pub fn parse_softnet_per_cpu(text: &str) -> Vec<SoftnetCpu> {
     text.lines()
         .enumerate()
         .filter_map(|(i, line)| {
@@ -296,12 +316,114 @@ pub fn parse_softnet_cpus(text: &str) -> Vec<(u32, u64, u64)> {
                 .split_whitespace()
                 .filter_map(|v| u64::from_str_radix(v, 16).ok())
                 .collect();
-            (cols.len() >= 3).then(|| {
-                let cpu = cols.get(12).map_or(i as u32, |&c| c as u32);
-                (cpu, cols[1], cols[2])
+            (cols.len() >= 3).then(|| SoftnetCpu {
+                cpu: cols.get(12).map_or(i as u32, |&c| c as u32),
+                processed: cols[0],
+                dropped: cols[1],
+                time_squeeze: cols[2],
             })
         })
         .collect()
+}
+
+/// The receive (and transmit drop) counters of one device, from `/proc/net/dev`: what
+/// the driver and the core counted, no per-packet hook.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DevStats {
+    pub name: String,
+    pub rx_bytes: u64,
+    pub rx_packets: u64,
+    pub rx_errors: u64,
+    /// Packets the device or the core dropped on receive (`rx_dropped`: no buffer, backlog
+    /// full, unknown protocol, ...).
+    pub rx_dropped: u64,
+    /// Receive FIFO (ring) overruns.
+    pub rx_fifo: u64,
+    pub tx_packets: u64,
+    pub tx_dropped: u64,
+}
+
+/// Parses `/proc/net/dev` into one [`DevStats`] per device.
+pub fn parse_dev_stats(text: &str) -> Vec<DevStats> {
+    text.lines()
+        .skip(2)
+        .filter_map(|line| {
+            let (ifname, rest) = line.split_once(':')?;
+            let v: Vec<u64> = rest
+                .split_whitespace()
+                .filter_map(|x| x.parse().ok())
+                .collect();
+            (v.len() >= 16).then(|| DevStats {
+                name: ifname.trim().to_owned(),
+                rx_bytes: v[0],
+                rx_packets: v[1],
+                rx_errors: v[2],
+                rx_dropped: v[3],
+                rx_fifo: v[4],
+                tx_packets: v[9],
+                tx_dropped: v[11],
+            })
+        })
+        .collect()
+}
+
+/// Receive counters at one moment: softnet per CPU (host-wide) and every device of the
+/// namespaces read, keyed by (namespace inode, device name).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RxSnapshot {
+    pub softnet: Vec<SoftnetCpu>,
+    pub devices: BTreeMap<(u32, String), DevStats>,
+}
+
+/// Reads softnet per CPU and the devices of one namespace (`--netns`) or of every
+/// namespace netdrop can open, each poll.
+pub struct RxWatch {
+    only: Option<u32>,
+    targets: Vec<NetnsHandle>,
+    polls: u32,
+}
+
+impl RxWatch {
+    pub fn new(only: Option<u32>) -> Self {
+        let mut w = Self {
+            only,
+            targets: Vec::new(),
+            polls: 0,
+        };
+        w.discover();
+        w
+    }
+
+    fn discover(&mut self) {
+        let all = all_netns(Path::new("/proc"));
+        self.targets = match self.only {
+            Some(inode) => all.into_iter().filter(|t| t.inode == inode).collect(),
+            None => all,
+        };
+    }
+
+    /// Reads everything now.
+    pub fn read(&mut self) -> RxSnapshot {
+        self.polls += 1;
+        if self.polls.is_multiple_of(REDISCOVER_EVERY) {
+            self.discover();
+        }
+        let mut devices = BTreeMap::new();
+        for t in &self.targets {
+            let text = super::netns::run_in(&t.path, || {
+                std::fs::read_to_string("/proc/thread-self/net/dev").unwrap_or_default()
+            });
+            for d in parse_dev_stats(&text.unwrap_or_default()) {
+                devices.insert((t.inode, d.name.clone()), d);
+            }
+        }
+        RxSnapshot {
+            softnet: parse_softnet_per_cpu(
+                &std::fs::read_to_string("/proc/net/softnet_stat").unwrap_or_default(),
+            ),
+            devices,
+        }
+    }
 }
 
 /// Parses `/proc/net/dev`: `dev.<if>.rx_dropped`, `dev.<if>.rx_fifo`, `dev.<if>.tx_dropped`.
@@ -500,6 +622,72 @@ mod tests {
         assert!(s.contains_key("dev.eth0.rx_fifo"));
         assert!(s.contains_key("dev.eth0.tx_dropped"));
         assert_eq!(info("dev.eth0.rx_fifo").unwrap().name, "dev.");
+    }
+
+    #[test]
+    fn softnet_per_cpu_and_device_receive_counts() {
+        let cpus = parse_softnet_per_cpu(&fixture("softnet_stat"));
+        assert_eq!(
+            cpus,
+            vec![
+                SoftnetCpu {
+                    cpu: 0,
+                    processed: 0x189,
+                    dropped: 0,
+                    time_squeeze: 0
+                },
+                SoftnetCpu {
+                    cpu: 1,
+                    processed: 0x8853,
+                    dropped: 0,
+                    time_squeeze: 0
+                }
+            ]
+        );
+        // 5.10+ print the CPU: an offline CPU leaves a gap, not a shift.
+        let gap = "00000010 00000002 00000003 0 0 0 0 0 0 0 0 0 00000000 0 0\n\
+                   00000020 00000005 00000007 0 0 0 0 0 0 0 0 0 00000002 0 0\n";
+        let cpus = parse_softnet_per_cpu(gap);
+        assert_eq!(
+            (
+                cpus[1].cpu,
+                cpus[1].processed,
+                cpus[1].dropped,
+                cpus[1].time_squeeze
+            ),
+            (2, 0x20, 5, 7)
+        );
+        let devs = parse_dev_stats(&fixture("dev"));
+        let lo = devs.iter().find(|d| d.name == "lo").unwrap();
+        assert_eq!(
+            (lo.rx_bytes, lo.rx_packets, lo.rx_dropped, lo.tx_packets),
+            (793063, 18317, 0, 18317)
+        );
+        let one = "h1\nh2\n  veth0: 100 7 1 2 3 0 0 0   200 9 0 4 0 0 0 0\n";
+        assert_eq!(
+            parse_dev_stats(one),
+            vec![DevStats {
+                name: "veth0".into(),
+                rx_bytes: 100,
+                rx_packets: 7,
+                rx_errors: 1,
+                rx_dropped: 2,
+                rx_fifo: 3,
+                tx_packets: 9,
+                tx_dropped: 4,
+            }]
+        );
+        // Truncated lines are skipped.
+        assert!(parse_dev_stats("h1\nh2\n eth0: 1 2 3\n").is_empty());
+    }
+
+    #[test]
+    fn receive_counts_of_this_namespace() {
+        let mut w = RxWatch::new(None);
+        let s = w.read();
+        assert!(!s.softnet.is_empty());
+        let me = crate::kernel::netns::inode(Path::new("/proc/self/ns/net")).unwrap();
+        assert!(s.devices.contains_key(&(me, "lo".to_owned())), "{s:?}");
     }
 
     #[test]

@@ -49,6 +49,11 @@ pub struct Kernel {
     pub arity: Result<HookArity, BtfError>,
     /// Drop reason names.
     pub reasons: Reasons,
+    /// `softnet_data.input_pkt_queue.qlen` (the netdev backlog's length), or
+    /// `OFFSET_NONE`: for the backlog hook.
+    pub softnet_qlen: u32,
+    /// `net_hotdata.max_backlog` (6.9+: `net.core.netdev_max_backlog`), or `OFFSET_NONE`.
+    pub hotdata_max_backlog: u32,
 }
 
 impl Kernel {
@@ -76,6 +81,8 @@ impl Kernel {
     pub fn from_btf(btf_path: PathBuf, vmlinux: Arc<Btf>, modules: &[Btf]) -> Self {
         let offsets = offsets::from_btf(&vmlinux);
         let arity = offsets::kfree_skb_arity(&vmlinux);
+        let softnet_qlen = offsets::softnet_qlen(&vmlinux);
+        let hotdata_max_backlog = offsets::hotdata_max_backlog(&vmlinux);
         let reasons = match Reasons::from_btf(std::iter::once(vmlinux.as_ref()).chain(modules)) {
             Some(r) => r,
             None if arity.as_ref().is_ok_and(|a| *a == HookArity::Two) => Reasons::none(),
@@ -96,6 +103,8 @@ impl Kernel {
             offsets,
             arity,
             reasons,
+            softnet_qlen,
+            hotdata_max_backlog,
         }
     }
 

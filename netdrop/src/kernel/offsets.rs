@@ -59,6 +59,25 @@ pub fn from_btf(btf: &Btf) -> Result<KernelOffsets, BtfError> {
     })
 }
 
+/// `softnet_data.input_pkt_queue.qlen`: the length of a CPU's netdev backlog (the same
+/// member on 5.10, 6.1 and 6.12), or [`OFFSET_NONE`].
+pub fn softnet_qlen(btf: &Btf) -> u32 {
+    match btf.member("softnet_data", "input_pkt_queue.qlen") {
+        Ok(m) => m.offset,
+        Err(e) => {
+            tracing::debug!("{e}: backlog events will not name the queue length");
+            OFFSET_NONE
+        }
+    }
+}
+
+/// `net_hotdata.max_backlog`: where `net.core.netdev_max_backlog` lives from 6.9 (a
+/// global `netdev_max_backlog` before), or [`OFFSET_NONE`].
+pub fn hotdata_max_backlog(btf: &Btf) -> u32 {
+    btf.member("net_hotdata", "max_backlog")
+        .map_or(OFFSET_NONE, |m| m.offset)
+}
+
 /// The arguments `kfree_skb` passes to BTF tracepoint programs on this kernel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum HookArity {

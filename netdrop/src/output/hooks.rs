@@ -96,9 +96,11 @@ mod tests {
             "tcp_listen unavailable (this kernel has no kprobes (CONFIG_KPROBES)); hooks kprobes tcp_conn_request"
         ));
         assert!(lines[6].starts_with("tcp_drop   unavailable (not needed here"));
-        assert!(lines[7].starts_with("backlog    not implemented in this version;"));
+        assert!(lines[7].starts_with(
+            "backlog    unavailable (this kernel has no kprobes (CONFIG_KPROBES)); hooks kprobe enqueue_to_backlog;"
+        ));
         assert!(lines[7].ends_with(
-            "instead: the softnet.dropped counter per CPU (and kfree_skb's CPU_BACKLOG on 5.17+)"
+            "instead: the per-CPU softnet counters (dropped, time_squeeze) in stats, top and diagnose"
         ));
     }
 
@@ -135,6 +137,6 @@ mod tests {
             hooks[4]["instead"],
             "listeners (sock_diag) and the TcpExt listen counters, without the clients"
         );
-        assert_eq!(hooks[6]["status"]["state"], "not_implemented");
+        assert_eq!(hooks[6]["status"]["state"], "unavailable");
     }
 }

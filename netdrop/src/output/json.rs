@@ -181,6 +181,8 @@ pub mod fast {
                 && ev.flags & flag::HAS_REASON != 0
                 // netdrop's own reasons are marked inferred: the full writer does that.
                 && !netdrop_common::netdrop_reason::is_netdrop(ev.reason)
+                // The backlog's limit is read by the enricher.
+                && ev.flags & flag::HAS_BACKLOG == 0
         }
 
         /// Forgets cached fragments older than [`REFRESH`]; call once per batch of events.
@@ -244,7 +246,7 @@ pub mod fast {
             out.extend_from_slice(cached(&mut self.comm, ev.comm, || {
                 to_json(&event::c_str(&ev.comm))
             }));
-            out.extend_from_slice(b"},\"stack\":null,\"netfilter\":null");
+            out.extend_from_slice(b"},\"stack\":null,\"netfilter\":null,\"backlog\":null");
             if ev.flags & flag::HAS_NETNS != 0 {
                 out.extend_from_slice(cached(&mut self.workload, ev.netns, || {
                     workload(e.workload(ev.netns))

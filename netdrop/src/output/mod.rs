@@ -7,6 +7,7 @@ pub mod json;
 pub mod metrics;
 pub mod pcapng;
 pub mod printable;
+pub mod receive;
 pub mod recording;
 pub mod sink;
 pub mod stats;

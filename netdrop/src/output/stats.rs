@@ -97,6 +97,14 @@ pub struct StatsReport {
     /// [`SocketNotice`]).
     #[serde(default)]
     pub sockets: Vec<SocketNotice>,
+    /// Per-CPU softnet counters over the interval (`/proc/net/softnet_stat`), every CPU
+    /// (see [`super::receive`]).
+    #[serde(default)]
+    pub softnet: Vec<super::receive::SoftnetRow>,
+    /// Devices that received or dropped in the interval: their receive counts
+    /// (`/proc/net/dev`), netdrop's drops with that device and the ratio.
+    #[serde(default)]
+    pub devices: Vec<super::receive::DeviceRxRow>,
 }
 
 /// Builds the report for the interval from `prev` to `now`.
@@ -137,6 +145,8 @@ pub fn report(
         other: count(other_i, other_t),
         listeners: Vec::new(),
         sockets: Vec::new(),
+        softnet: Vec::new(),
+        devices: Vec::new(),
     }
 }
 
@@ -361,6 +371,7 @@ pub fn write_text(out: &mut impl Write, r: &StatsReport, local_time: &str) -> io
             writeln!(out, "   {}", text::socket_line(s))?;
         }
     }
+    super::receive::write_text(out, &r.softnet, &r.devices)?;
     writeln!(out)
 }
 

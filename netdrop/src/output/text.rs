@@ -34,6 +34,9 @@ pub fn drop_line(r: &DropRecord, local_time: &str) -> String {
         "{local_time} {:<20} {proto:<6} {flow:<47} dev {dev:<10} netns {netns:<10}{workload} at {loc}  len {} cpu {} task {}[{}]",
         reason, p.length, r.cpu, comm, r.running_task.pid
     );
+    if let Some(b) = &r.backlog {
+        line.push_str(&backlog(b));
+    }
     if let Some(stack) = &r.stack {
         for frame in stack {
             line.push_str("\n        ");
@@ -54,6 +57,13 @@ fn workload(r: &DropRecord) -> String {
         }
         _ => String::new(),
     }
+}
+
+/// `  backlog of cpu 1: 1001/1000`: the netdev backlog a CPU_BACKLOG drop was refused by
+/// (the limit is `net.core.netdev_max_backlog`; `?` when unreadable).
+pub fn backlog(b: &crate::event::Backlog) -> String {
+    let max = b.max.map_or_else(|| "?".to_owned(), |m| m.to_string());
+    format!("  backlog of cpu {}: {}/{max}", b.cpu, b.queue)
 }
 
 /// `04:30:10.123456 COUNTER TcpExt.ListenOverflows +24 (total 24) netns xb: accept queue full ...`
@@ -472,6 +482,21 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn backlog_drops_name_the_cpu_and_the_queue() {
+        let mut r = record();
+        r.stack = None;
+        r.backlog = Some(crate::event::Backlog {
+            cpu: 1,
+            queue: 2,
+            max: Some(1),
+        });
+        let line = drop_line(&r, "04:12:33.000001");
+        assert!(line.ends_with("  backlog of cpu 1: 2/1"), "{line}");
+        r.backlog.as_mut().unwrap().max = None;
+        assert!(drop_line(&r, "t").ends_with("backlog of cpu 1: 2/?"));
+    }
+
+    #[test]
     fn summary_table() {
         let s = Summary {
             duration_s: 2.0,
@@ -552,6 +577,8 @@ pub(crate) mod tests {
             other: Count::default(),
             listeners: vec![],
             sockets: vec![],
+            softnet: vec![],
+            devices: vec![],
         };
         let mut out = Vec::new();
         write_summary(&mut out, &s, &hist).unwrap();

@@ -323,6 +323,12 @@ pub fn draw(f: &mut Frame<'_>, m: &TopModel) {
             r.sockets.len() - SOCKET_LINES
         )));
     }
+    // The receive side: CPUs whose backlog dropped, the device that dropped most.
+    named.extend(
+        super::receive::tui_lines(&r.softnet, &r.devices)
+            .into_iter()
+            .map(Line::raw),
+    );
     let [head, table, foot] = Layout::vertical([
         Constraint::Length(3 + named.len() as u16),
         Constraint::Min(3),
@@ -567,6 +573,8 @@ mod tests {
             other: Count::default(),
             listeners: vec![],
             sockets: vec![],
+            softnet: vec![],
+            devices: vec![],
         };
         let mut m = TopModel {
             by: GroupBy::Reason,

@@ -106,7 +106,7 @@ impl ProbeConfig {
 }
 
 /// What the hooks report says of a family the user left out.
-fn turned_off(id: &str) -> String {
+pub(crate) fn turned_off(id: &str) -> String {
     format!("turned off with --without {id}")
 }
 
@@ -166,6 +166,8 @@ pub struct Probe {
     pub tcp_listen: hooks::tcp::TcpListen,
     /// State of the tcp_drop path hook (kernels before 5.17).
     pub tcp_drop_path: hooks::tcp::DropPath,
+    /// State of the netdev backlog hook.
+    pub backlog: hooks::backlog::Backlog,
     prog_name: &'static str,
     prog_fd: i32,
     /// Recursion misses read just before [`Probe::detach`] closed the program.
@@ -294,6 +296,16 @@ impl Probe {
             ),
             hooks::tcp::DropPath::NotNeeded => {}
         }
+        let backlog = hooks::backlog::attach(&mut ebpf, cfg, kernel);
+        match &backlog {
+            hooks::backlog::Backlog::Attached(function) => tracing::info!(
+                "attached backlog hook: kprobe on {function}; CPU_BACKLOG events name the CPU whose backlog overflowed"
+            ),
+            hooks::backlog::Backlog::Unavailable(why) => tracing::info!(
+                "backlog hook unavailable ({why}): CPU_BACKLOG drops are shown per CPU from the softnet counters only"
+            ),
+            hooks::backlog::Backlog::NotTried => {}
+        }
         Ok(Self {
             attribution,
             ebpf,
@@ -307,6 +319,7 @@ impl Probe {
             without_conntrack: cfg.leaves_out(hooks::conntrack::FAMILY.id),
             tcp_listen,
             tcp_drop_path,
+            backlog,
         })
     }
 
@@ -539,12 +552,17 @@ pub(crate) fn load_object(
         .map_or(netdrop_common::TcpDropSites::NONE, |t| {
             hooks::tcp::drop_sites(&kernel.reasons, t)
         });
+    let backlog = hooks::backlog::planned(cfg, kernel);
+    let mut flags = cfg.flags;
+    if hooks::tcp::marks_acks(&kernel.reasons) {
+        flags |= netdrop_common::config::TCP_ACK_MARKS;
+    }
+    if backlog.is_some() {
+        flags |= netdrop_common::config::BACKLOG_MARKS;
+    }
+    let backlog = backlog.unwrap_or(netdrop_common::BacklogSite::NONE);
     let config = Config {
-        flags: if hooks::tcp::marks_acks(&kernel.reasons) {
-            cfg.flags | netdrop_common::config::TCP_ACK_MARKS
-        } else {
-            cfg.flags
-        },
+        flags,
         netfilter_reason: kernel
             .reasons
             .lookup("NETFILTER_DROP")
@@ -583,6 +601,7 @@ pub(crate) fn load_object(
         .override_global(global::FILTER, &cfg.filter.filter, true)
         .override_global(global::CONFIG, &config, true)
         .override_global(global::TCP_DROP_SITES, &tcp_drop_sites, true)
+        .override_global(global::BACKLOG, &backlog, true)
         .override_global("AYA_LOG_LEVEL", &log_level, false)
         .map_max_entries(map::EVENTS, cfg.ring_size)
         .map_max_entries(map::BY_FLOW[0], sized(c::BY_FLOW, cfg.flow_capacity))

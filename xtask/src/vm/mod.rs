@@ -42,6 +42,7 @@ pub const SCENARIOS: &[&str] = &[
     "diagnose_conntrack",
     "diagnose_neighbour_table",
     "diagnose_backlog",
+    "cpu_backlog",
 ];
 
 /// Tools the VM build needs on the host: (command, Debian package).

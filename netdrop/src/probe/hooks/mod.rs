@@ -3,10 +3,11 @@
 //! netdrop uses instead.
 //!
 //! The eBPF families keep their attach code in their own file (`kfree_skb.rs`,
-//! `conntrack.rs`, `tcp.rs`); the families that read the kernel without a program
-//! (`listeners`, `counters`) and those not implemented yet (`backlog`) are described here
-//! all the same, so `netdrop hooks` and `-v` list everything netdrop could see with.
+//! `conntrack.rs`, `tcp.rs`, `backlog.rs`); the families that read the kernel without a
+//! program (`listeners`, `counters`) are described here all the same, so `netdrop hooks`
+//! and `-v` list everything netdrop could see with.
 
+pub mod backlog;
 pub mod conntrack;
 pub mod kfree_skb;
 pub mod tcp;
@@ -163,24 +164,16 @@ pub const FAMILIES: &[Family] = &[
     },
     Family {
         id: "counters",
-        hooks: "/proc/net/{snmp,netstat,snmp6,stat/nf_conntrack,stat/arp_cache,softnet_stat,dev} per namespace",
+        hooks: "/proc/net/{snmp,netstat,snmp6,stat/nf_conntrack,stat/arp_cache,softnet_stat,dev} per namespace (softnet_stat per CPU, dev per device)",
         kernels: "every kernel",
-        gives: "drops kfree_skb does not show (accept queue, SYN queue, backlog, conntrack, NIC rings)",
+        gives: "drops kfree_skb does not show (accept queue, SYN queue, backlog, conntrack, NIC rings); per-CPU softnet dropped / time_squeeze and per-device receive counts for stats and top",
         instead: "nothing: those drops go unseen",
         implemented: true,
         available: |f| f.proc_counters.clone(),
     },
     tcp::LISTEN_FAMILY,
     tcp::DROP_PATH_FAMILY,
-    Family {
-        id: "backlog",
-        hooks: "kprobe enqueue_to_backlog",
-        kernels: "kernels with CONFIG_KPROBES",
-        gives: "per-packet netdev backlog drops (CPU_BACKLOG) with the flow, also before 5.17",
-        instead: "the softnet.dropped counter per CPU (and kfree_skb's CPU_BACKLOG on 5.17+)",
-        implemented: false,
-        available: needs_kprobes,
-    },
+    backlog::FAMILY,
 ];
 
 /// `Ok` when the kernel has kprobes.
@@ -270,6 +263,15 @@ pub fn attached(probe: &super::Probe) -> Vec<(&'static str, Status)> {
             ),
         },
     ));
+    let backlog = match &probe.backlog {
+        backlog::Backlog::Attached(function) => Some(Status::Attached(format!(
+            "kprobe {function} (CPU_BACKLOG events name the backlog's CPU and length)"
+        ))),
+        backlog::Backlog::Unavailable(why) => Some(Status::Unavailable(why.clone())),
+        // Not wanted by this run (no events): the kernel facts say.
+        backlog::Backlog::NotTried => None,
+    };
+    out.extend(backlog.map(|s| (backlog::FAMILY.id, s)));
     out
 }
 
@@ -346,13 +348,17 @@ pub mod tests {
         assert!(
             matches!(s("tcp_drop"), Status::Unavailable(w) if w.starts_with("not needed here"))
         );
-        assert_eq!(s("backlog"), Status::NotImplemented);
+        assert_eq!(
+            s("backlog"),
+            Status::Unavailable("this kernel has no kprobes (CONFIG_KPROBES)".to_owned())
+        );
 
         let r = report(&facts_5_10(), &[]);
         let s = |id| r.iter().find(|h| h.id == id).unwrap().status.clone();
         assert_eq!(s("conntrack"), Status::Available);
         assert_eq!(s("tcp_listen"), Status::Available);
         assert_eq!(s("tcp_drop"), Status::Available);
+        assert_eq!(s("backlog"), Status::Available);
         assert!(
             matches!(s("listeners"), Status::Unavailable(w) if w.contains("modprobe inet_diag"))
         );
