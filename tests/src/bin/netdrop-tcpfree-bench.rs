@@ -96,10 +96,18 @@ fn main() {
             m / base
         );
     }
-    let cost = 1.0 - median(&rates[2]) / median(&rates[1]);
+    // Each round's two traced runs are neighbours in time: their ratio is steadier than
+    // the ratio of medians when the machine's speed drifts.
+    let paired: Vec<f64> = rates[2]
+        .iter()
+        .zip(&rates[1])
+        .map(|(on, off)| on / off)
+        .collect();
+    let (lo, hi) = quartiles(&paired);
     println!(
-        "the tcp_drop path hook (kprobe on __kfree_skb) costs {:.1}% of TCP segment throughput",
-        cost * 100.0
+        "the tcp_drop path hook (kprobe on __kfree_skb): stats with it / stats without it, per round: median {:.3} (IQR {lo:.2}-{hi:.2}), i.e. {:.1}% of TCP segment throughput",
+        median(&paired),
+        (1.0 - median(&paired)) * 100.0
     );
 }
 
@@ -171,6 +179,13 @@ fn transfer(time: Duration) -> f64 {
     drop(s);
     let bytes = receiver.join().expect("receiver");
     (bytes as f64 / SEGMENT as f64) / start.elapsed().as_secs_f64()
+}
+
+/// The first and third quartiles (nearest rank).
+fn quartiles(v: &[f64]) -> (f64, f64) {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    (v[v.len() / 4], v[(3 * v.len()) / 4])
 }
 
 fn median(v: &[f64]) -> f64 {
