@@ -228,7 +228,7 @@ fn closed_port() -> Outcome {
 /// read through the offsets of its format file, reports the same drop with the same reason,
 /// location, tuple, device and namespace.
 fn attach_tracepoint() -> Outcome {
-    let ns = NetnsPair::new("s16", 116);
+    let ns = NetnsPair::new("s18", 118);
     let w = Watch::start(&[
         "-v",
         "--attach",
@@ -290,7 +290,7 @@ fn conntrack_late() -> Outcome {
         rmmod("nf_conntrack")?;
     }
     ensure!(!loaded(), "nf_conntrack is still loaded after rmmod");
-    let ns = NetnsPair::new("s15", 115);
+    let ns = NetnsPair::new("s17", 117);
     let w = Watch::start(&["-v", "--netns", &ns.name, "--proto", "udp"]);
     let waiting = w.stderr_so_far();
     ensure!(
@@ -892,12 +892,8 @@ fn tcp_window_probe() -> Outcome {
     eq(d, "packet.dst", ns.ns_addr.as_str())
 }
 
-/// Scenario 14: a CPU's input backlog overflows. Receive packet steering sends the
-/// namespace's packets to CPU 1's backlog while the sender floods from CPU 0, with
-/// `netdev_max_backlog` at 1: CPU_BACKLOG drops (inferred on 5.10), and diagnose names the
-/// netdev_backlog class, CPU 1 and the setting.
-fn diagnose_backlog() -> Outcome {
-    let ns = NetnsPair::new("s14b", 115);
+/// Receive packet steering: the namespace's veth queues what it receives to CPU 1's backlog.
+fn steer_to_cpu1(ns: &NetnsPair) {
     crate::run_cmd(
         "ip",
         &[
@@ -909,25 +905,39 @@ fn diagnose_backlog() -> Outcome {
             &format!("echo 2 > /sys/class/net/{}/queues/rx-0/rps_cpus", ns.ns_if),
         ],
     );
+}
+
+/// 3000 UDP datagrams to `dst` from the host side, sent from a thread pinned to CPU 0.
+fn flood_from_cpu0(ns: &NetnsPair, dst: SocketAddr) {
+    thread::scope(|s| {
+        s.spawn(|| {
+            // SAFETY: pins this thread to CPU 0; the set is a plain bitmask.
+            unsafe {
+                let mut set: libc::cpu_set_t = std::mem::zeroed();
+                libc::CPU_SET(0, &mut set);
+                libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set);
+            }
+            let sender = UdpSocket::bind(format!("{}:0", ns.host_addr)).unwrap();
+            for _ in 0..3000 {
+                let _ = sender.send_to(&[0u8; 64], dst);
+            }
+        });
+    });
+}
+
+/// Scenario 14: a CPU's input backlog overflows. Receive packet steering sends the
+/// namespace's packets to CPU 1's backlog while the sender floods from CPU 0, with
+/// `netdev_max_backlog` at 1: CPU_BACKLOG drops (inferred on 5.10), and diagnose names the
+/// netdev_backlog class, CPU 1 and the setting.
+fn diagnose_backlog() -> Outcome {
+    let ns = NetnsPair::new("s14b", 115);
+    steer_to_cpu1(&ns);
     let key = "/proc/sys/net/core/netdev_max_backlog";
     let old = std::fs::read_to_string(key).map_err(|e| e.to_string())?;
     let dst = addr(&ns.ns_addr, 9600);
     let f = diagnose_finding(&["--netns", &ns.name], "netdev_backlog", || {
         let _ = std::fs::write(key, "1");
-        thread::scope(|s| {
-            s.spawn(|| {
-                // SAFETY: pins this thread to CPU 0; the set is a plain bitmask.
-                unsafe {
-                    let mut set: libc::cpu_set_t = std::mem::zeroed();
-                    libc::CPU_SET(0, &mut set);
-                    libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set);
-                }
-                let sender = UdpSocket::bind(format!("{}:0", ns.host_addr)).unwrap();
-                for _ in 0..3000 {
-                    let _ = sender.send_to(&[0u8; 64], dst);
-                }
-            });
-        });
+        flood_from_cpu0(&ns, dst);
     });
     let _ = std::fs::write(key, old.trim());
     let f = f?;
@@ -960,37 +970,14 @@ fn diagnose_backlog() -> Outcome {
 /// is inferred from the location, the backlog measured all the same.
 fn cpu_backlog() -> Outcome {
     let ns = NetnsPair::new("s15", 116);
-    crate::run_cmd(
-        "ip",
-        &[
-            "netns",
-            "exec",
-            &ns.name,
-            "sh",
-            "-c",
-            &format!("echo 2 > /sys/class/net/{}/queues/rx-0/rps_cpus", ns.ns_if),
-        ],
-    );
+    steer_to_cpu1(&ns);
     let key = "/proc/sys/net/core/netdev_max_backlog";
     let old = std::fs::read_to_string(key).map_err(|e| e.to_string())?;
     let port = 9700;
     let dst = addr(&ns.ns_addr, port);
     let w = Watch::start(&["--netns", &ns.name, "--port", &port.to_string()]);
     let _ = std::fs::write(key, "1");
-    thread::scope(|s| {
-        s.spawn(|| {
-            // SAFETY: pins this thread to CPU 0; the set is a plain bitmask.
-            unsafe {
-                let mut set: libc::cpu_set_t = std::mem::zeroed();
-                libc::CPU_SET(0, &mut set);
-                libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set);
-            }
-            let sender = UdpSocket::bind(format!("{}:0", ns.host_addr)).unwrap();
-            for _ in 0..3000 {
-                let _ = sender.send_to(&[0u8; 64], dst);
-            }
-        });
-    });
+    flood_from_cpu0(&ns, dst);
     let seen = w.saw_line_within(Duration::from_secs(20), |d| {
         d["type"] == "drop" && d["reason"]["name"] == "CPU_BACKLOG"
     });

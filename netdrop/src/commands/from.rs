@@ -47,6 +47,17 @@ fn refuse(given: bool, flag: &str, why: &str) -> Result<(), Error> {
 
 /// Filters given to `stats` or `top` with `--from`: the counts were taken in the kernel
 /// with the recording's filters and cannot be narrowed afterwards.
+/// What `stats --from` and `top --from` cannot honour: filters (the counts were taken in
+/// the kernel with the recording's own) and metrics (served from live counts only).
+fn refuse_for_counts(f: &FilterArgs, metrics: bool) -> Result<(), Error> {
+    refuse_filters(f)?;
+    refuse(
+        metrics,
+        "--metrics-addr",
+        "metrics are served from live counts only",
+    )
+}
+
 fn refuse_filters(f: &FilterArgs) -> Result<(), Error> {
     let given = !f.reason.is_empty()
         || !f.exclude_reason.is_empty()
@@ -322,12 +333,7 @@ fn print_reports(
 /// `stats --from FILE`: the recorded exact counts, one report per recorded snapshot; the
 /// last holds the totals of the whole recording.
 pub fn stats_from(args: &StatsArgs, path: &Path) -> Result<(), Error> {
-    refuse_filters(&args.filter)?;
-    refuse(
-        args.metrics.metrics_addr.is_some(),
-        "--metrics-addr",
-        "metrics are served from live counts only",
-    )?;
+    refuse_for_counts(&args.filter, args.metrics.metrics_addr.is_some())?;
     let (header, reports) = snapshots(path, args.by)?;
     print_reports(&header, reports, args.json, args.sort, args.top, args.count)
 }
@@ -338,12 +344,7 @@ const TOP_ROWS: usize = 50;
 /// `top --from FILE`: the plain report `top` prints when stdout is not a terminal, for
 /// each recorded snapshot.
 pub fn top_from(args: &TopArgs, path: &Path) -> Result<(), Error> {
-    refuse_filters(&args.filter)?;
-    refuse(
-        args.metrics.metrics_addr.is_some(),
-        "--metrics-addr",
-        "metrics are served from live counts only",
-    )?;
+    refuse_for_counts(&args.filter, args.metrics.metrics_addr.is_some())?;
     let (header, reports) = snapshots(path, args.by)?;
     print_reports(&header, reports, false, SortBy::Rate, TOP_ROWS, args.count)
 }
