@@ -1,10 +1,12 @@
-//! What the `tcp_drop` path hook costs (`cargo xtask bench --kernel 5.10`): on kernels
-//! before 5.17 that hook is a kprobe on `__kfree_skb`, which runs for every TCP segment and
-//! ACK a socket consumes, not only for drops. This runs inside the guest: a loopback TCP
-//! transfer in 512-byte segments (TCP_NODELAY) for a fixed time, untraced, under
-//! `netdrop stats --without tcp_drop`, and under `netdrop stats` (every hook), in rounds
-//! that alternate the three, and prints the segment rate of each as a share of the
-//! untraced one (medians over the rounds).
+//! What the per-packet kprobes cost (`cargo xtask bench --kernel 5.10`): the `tcp_drop`
+//! path hook (before 5.17) is a kprobe on `__kfree_skb`, which runs for every TCP segment
+//! and ACK a socket consumes, not only for drops; the `backlog` hook is a kprobe on
+//! `enqueue_to_backlog`, which runs for every packet queued to a CPU's backlog (loopback,
+//! veth, RPS). This runs inside the guest: a loopback TCP transfer in 512-byte segments
+//! (TCP_NODELAY) for a fixed time, untraced and beside netdrop with and without each hook
+//! (`--without`), in rounds that run every mode once, and prints each mode's segment rate
+//! as a share of the untraced one (medians) and each hook's cost as the per-round ratio of
+//! the runs with and without it.
 //!
 //! Usage: netdrop-tcpfree-bench [SECONDS-PER-RUN [ROUNDS]] (default 3 and 5).
 
@@ -18,23 +20,66 @@ use std::{
 
 const SEGMENT: usize = 512;
 
-/// How a run is traced.
-#[derive(Clone, Copy)]
-enum Mode {
-    Untraced,
-    WithoutTcpDrop,
-    Everything,
+/// One way of running the transfer: untraced, or beside `netdrop -v ARGS`.
+struct Mode {
+    name: &'static str,
+    /// netdrop's arguments; empty for untraced.
+    args: &'static [&'static str],
+    /// What netdrop prints on stderr once it runs.
+    ready: &'static str,
+    /// What `-v` must say for the run to measure the hook it is about.
+    attached: Option<&'static str>,
 }
 
-impl Mode {
-    fn name(self) -> &'static str {
-        match self {
-            Mode::Untraced => "untraced",
-            Mode::WithoutTcpDrop => "stats --without tcp_drop",
-            Mode::Everything => "stats (tcp_drop hook on)",
-        }
-    }
-}
+/// The modes, in the order each round runs them. `watch` filters on a port nothing uses,
+/// so it prints nothing: only its hooks cost.
+const MODES: [Mode; 5] = [
+    Mode {
+        name: "untraced",
+        args: &[],
+        ready: "",
+        attached: None,
+    },
+    Mode {
+        name: "stats --without tcp_drop",
+        args: &["stats", "--interval", "3600", "--without", "tcp_drop"],
+        ready: "netdrop: counting drops",
+        attached: None,
+    },
+    Mode {
+        name: "stats (tcp_drop hook on)",
+        args: &["stats", "--interval", "3600"],
+        ready: "netdrop: counting drops",
+        attached: Some("attached tcp_drop path hook"),
+    },
+    Mode {
+        name: "watch --without backlog",
+        args: &[
+            "watch",
+            "--json",
+            "--port",
+            "1",
+            "--without",
+            "tcp_drop",
+            "--without",
+            "backlog",
+        ],
+        ready: "netdrop: watching",
+        attached: None,
+    },
+    Mode {
+        name: "watch (backlog hook on)",
+        args: &["watch", "--json", "--port", "1", "--without", "tcp_drop"],
+        ready: "netdrop: watching",
+        attached: Some("attached backlog hook"),
+    },
+];
+
+/// (hook, mode with it, the same mode without it), as indexes into [`MODES`].
+const PAIRS: [(&str, usize, usize); 2] = [
+    ("tcp_drop path hook (kprobe on __kfree_skb)", 2, 1),
+    ("backlog hook (kprobe on enqueue_to_backlog)", 4, 3),
+];
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -51,71 +96,72 @@ fn main() {
     }
     let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     println!("kernel {}", release.trim());
-    let modes = [Mode::Untraced, Mode::WithoutTcpDrop, Mode::Everything];
-    let mut rates: Vec<Vec<f64>> = vec![Vec::new(); modes.len()];
-    let mut hook_seen = false;
+    let mut rates: Vec<Vec<f64>> = vec![Vec::new(); MODES.len()];
+    let mut missing: Vec<&str> = Vec::new();
     for round in 0..rounds {
-        for (i, &mode) in modes.iter().enumerate() {
-            let tracer = match mode {
-                Mode::Untraced => None,
-                Mode::WithoutTcpDrop => Some(start_stats(&["--without", "tcp_drop"])),
-                Mode::Everything => Some(start_stats(&[])),
-            };
+        for (i, mode) in MODES.iter().enumerate() {
+            let tracer = (!mode.args.is_empty()).then(|| start(mode));
             let rate = transfer(Duration::from_secs_f64(secs));
             if let Some((child, stderr)) = tracer {
                 let log = stop(child, stderr);
-                if matches!(mode, Mode::Everything) {
-                    hook_seen |= log.contains("attached tcp_drop path hook");
+                if let Some(want) = mode.attached
+                    && !log.contains(want)
+                    && !missing.contains(&mode.name)
+                {
+                    missing.push(mode.name);
                 }
             }
             println!(
                 "round {} {:<26} {:>10.0} segments/s",
                 round + 1,
-                mode.name(),
+                mode.name,
                 rate
             );
             rates[i].push(rate);
         }
     }
-    if !hook_seen {
+    if !missing.is_empty() {
         println!(
-            "the tcp_drop path hook was not attached on this kernel (it exists only before 5.17, with kprobes): nothing to measure"
+            "the hook these modes are about was not attached on this kernel ({}): the tcp_drop path hook exists only before 5.17, both need kprobes",
+            missing.join(", ")
         );
         std::process::exit(1);
     }
     let base = median(&rates[0]);
     println!(
-        "\nmedian over {rounds} rounds of {secs} s (one vCPU shared by sender, receiver and tracer):"
+        "\nmedian over {rounds} rounds of {secs} s (the guest's CPUs shared by sender, receiver and tracer):"
     );
-    for (i, mode) in modes.iter().enumerate() {
+    for (i, mode) in MODES.iter().enumerate() {
         let m = median(&rates[i]);
         println!(
             "{:<26} {:>10.0} segments/s  {:.3} of untraced",
-            mode.name(),
+            mode.name,
             m,
             m / base
         );
     }
-    // Each round's two traced runs are neighbours in time: their ratio is steadier than
-    // the ratio of medians when the machine's speed drifts.
-    let paired: Vec<f64> = rates[2]
-        .iter()
-        .zip(&rates[1])
-        .map(|(on, off)| on / off)
-        .collect();
-    let (lo, hi) = quartiles(&paired);
-    println!(
-        "the tcp_drop path hook (kprobe on __kfree_skb): stats with it / stats without it, per round: median {:.3} (IQR {lo:.2}-{hi:.2}), i.e. {:.1}% of TCP segment throughput",
-        median(&paired),
-        (1.0 - median(&paired)) * 100.0
-    );
+    // Each round's runs with and without a hook are neighbours in time: their ratio is
+    // steadier than the ratio of medians when the machine's speed drifts.
+    for (hook, with, without) in PAIRS {
+        let paired: Vec<f64> = rates[with]
+            .iter()
+            .zip(&rates[without])
+            .map(|(on, off)| on / off)
+            .collect();
+        let (lo, hi) = quartiles(&paired);
+        println!(
+            "{hook}: with / without, per round: median {:.3} (IQR {lo:.2}-{hi:.2})",
+            median(&paired)
+        );
+    }
 }
 
-/// Starts `netdrop -v stats` with `extra` and waits until it counts.
-fn start_stats(extra: &[&str]) -> (Child, thread::JoinHandle<String>) {
+/// Starts `netdrop -v` as `mode` says and waits until it runs.
+fn start(mode: &Mode) -> (Child, thread::JoinHandle<String>) {
+    let ready = mode.ready;
     let mut child = Command::new("netdrop")
-        .args(["-v", "stats", "--interval", "3600"])
-        .args(extra)
+        .arg("-v")
+        .args(mode.args)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -125,7 +171,7 @@ fn start_stats(extra: &[&str]) -> (Child, thread::JoinHandle<String>) {
     let reader = thread::spawn(move || {
         let mut log = String::new();
         for line in BufReader::new(err).lines().map_while(Result::ok) {
-            if line.contains("netdrop: counting drops") {
+            if line.contains(ready) {
                 let _ = tx.send(());
             }
             log.push_str(&line);
