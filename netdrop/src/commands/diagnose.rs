@@ -18,7 +18,7 @@ use crate::{
         Report, classes,
         evidence::{
             Count, CounterDelta, CpuDelta, DeviceCount, Evidence, FirewallMatch, FlowCount, Knob,
-            Listener, LocationCount, Qdisc, Route, SocketDrop, reason_matches,
+            Listener, LocationCount, Objects, Qdisc, Route, SocketDrop, reason_matches,
         },
         knobs, nft,
     },
@@ -166,11 +166,8 @@ pub async fn run(args: &DiagnoseArgs, verbose: u8) -> Result<(), Error> {
         .collect();
     dropping.sort_by(|a, b| b.drops.cmp(&a.drops).then(a.port.cmp(&b.port)));
     ev.sockets = dropping;
-    let involved = involved_namespaces(&ev);
-    ev.knobs = read_knobs(&namespaces, &involved, &ev);
-    ev.firewall = firewall(&namespaces, &ev);
-    ev.routes = routes(&namespaces, &ev);
-    ev.qdiscs = qdiscs(&namespaces, &ev);
+    let objects = read_objects(&namespaces, &ev);
+    objects.apply(&mut ev);
 
     let report = Report::new(ev, enricher.clock().rfc3339(Clock::monotonic_now()));
     write_report(&report, args.json)
@@ -383,14 +380,26 @@ fn counts(ev: &mut Evidence, t: &Totals, e: &mut Enricher) {
         .collect();
 }
 
+/// The objects `ev` (drops sampled, counts, counters) points to, read now in `namespaces`.
+pub(crate) fn read_objects(namespaces: &Namespaces, ev: &Evidence) -> Objects {
+    let involved = involved_namespaces(ev);
+    Objects {
+        knobs: read_knobs(namespaces, &involved, ev),
+        firewall: firewall(namespaces, ev),
+        routes: routes(namespaces, ev),
+        qdiscs: qdiscs(namespaces, ev),
+    }
+}
+
 /// The namespaces to read counters in: the one of `--netns`, or all.
-struct Namespaces {
+pub(crate) struct Namespaces {
     /// inode -> a file that opens it; our own namespace maps to `None` (read directly).
     paths: BTreeMap<u32, Option<PathBuf>>,
 }
 
 impl Namespaces {
-    fn discover(only: Option<u32>) -> Self {
+    /// The namespaces alive now, or only `only`.
+    pub(crate) fn discover(only: Option<u32>) -> Self {
         let own = crate::kernel::netns::inode(Path::new("/proc/self/ns/net"));
         let paths = counters::all_netns(Path::new("/proc"))
             .into_iter()
@@ -476,24 +485,37 @@ fn cpu_deltas(before: &[(u32, u64, u64)], after: &[(u32, u64, u64)]) -> Vec<CpuD
         .collect()
 }
 
-/// Namespaces where something happened: counters grew or drops were sampled.
-fn involved_namespaces(ev: &Evidence) -> BTreeSet<u32> {
-    let mut set: BTreeSet<u32> = ev
-        .counters
+/// Namespaces where something happened, at most [`MAX_NAMESPACES`]: those with sampled
+/// drops first, then those whose counters grew.
+fn involved_namespaces(ev: &Evidence) -> Vec<u32> {
+    let mut out: Vec<u32> = Vec::new();
+    let inodes = ev
+        .samples
         .iter()
-        .filter_map(|c| c.netns.as_ref().map(|n| n.inode))
-        .collect();
-    set.extend(
-        ev.samples
-            .iter()
-            .filter_map(|s| s.netns.as_ref().map(|n| n.inode)),
-    );
-    set
+        .filter_map(|s| s.netns.as_ref().map(|n| n.inode))
+        .chain(
+            ev.counters
+                .iter()
+                .filter_map(|c| c.netns.as_ref().map(|n| n.inode)),
+        );
+    for inode in inodes {
+        if out.len() >= MAX_NAMESPACES {
+            break;
+        }
+        if !out.contains(&inode) {
+            out.push(inode);
+        }
+    }
+    out
 }
+
+/// Namespaces whose settings are read: a host with thousands of containers whose
+/// counters grow would otherwise put all of their settings in a report (and a recording).
+const MAX_NAMESPACES: usize = 32;
 
 /// Every class's settings, in each involved namespace and in our own (for host-wide ones),
 /// plus rp_filter of the devices that dropped by it.
-fn read_knobs(ns: &Namespaces, involved: &BTreeSet<u32>, ev: &Evidence) -> Vec<Knob> {
+fn read_knobs(ns: &Namespaces, involved: &[u32], ev: &Evidence) -> Vec<Knob> {
     let mut names: Vec<String> = classes::CLASSES
         .iter()
         .flat_map(|c| c.knobs.iter().map(|k| (*k).to_owned()))

@@ -290,3 +290,26 @@ pub fn counter_matches(pattern: &str, name: &str) -> bool {
         None => pattern == name,
     }
 }
+
+/// What `diagnose` reads about the objects the drops involve, in the namespaces where
+/// they happened: their settings, the nftables rules that match the dropped packets, the
+/// kernel's routing answer for destinations without a route, the statistics of dropping
+/// qdiscs. `record` keeps it in a recording (`crate::commands::diagnose::read_objects` reads it
+/// for both).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Objects {
+    pub knobs: Vec<Knob>,
+    pub firewall: Vec<FirewallMatch>,
+    pub routes: Vec<Route>,
+    pub qdiscs: Vec<Qdisc>,
+}
+
+impl Objects {
+    /// Puts the objects into `ev`, in place of what it held.
+    pub fn apply(self, ev: &mut Evidence) {
+        ev.knobs = self.knobs;
+        ev.firewall = self.firewall;
+        ev.routes = self.routes;
+        ev.qdiscs = self.qdiscs;
+    }
+}
