@@ -418,14 +418,14 @@ mod tests {
 
     #[test]
     fn newer_versions_and_other_files_are_refused_in_one_sentence() {
-        let newer = header().replace(r#""netdrop_recording":1"#, r#""netdrop_recording":2"#);
+        let newer = header().replace(r#""netdrop_recording":1"#, r#""netdrop_recording":3"#);
         let e = from_bytes(format!("{newer}\n").as_bytes())
             .err()
             .unwrap()
             .to_string();
         assert_eq!(
             e,
-            "test.ndr is a version 2 recording, newer than this netdrop reads (version 1 and \
+            "test.ndr is a version 3 recording, newer than this netdrop reads (version 2 and \
              older): read it with a newer netdrop"
         );
         for other in ["", "hello\n", "{\"type\":\"drop\"}\n", "\u{1b}[2J\n"] {

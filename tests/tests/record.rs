@@ -11,7 +11,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use netdrop_tests::{NetnsPair, Watch, run, udp_send};
+use netdrop_tests::{NetnsPair, Watch, ip, run, udp_send};
 use serde_json::Value;
 
 /// A fresh path for a recording (removed first: `record` refuses to overwrite).
@@ -112,6 +112,10 @@ fn a_recording_gives_the_live_answers_offline() {
     stats_args.extend_from_slice(&filters);
     let live_stats = Watch::spawn(&stats_args, "netdrop: counting drops");
     let live_watch = Watch::start(&filters);
+    let live_diagnose = Watch::spawn(
+        &[&["diagnose", "--json", "--duration", "5m"][..], &filters].concat(),
+        "netdrop: diagnosing",
+    );
 
     let src = format!("{}:0", ns.host_addr);
     for _ in 0..CLOSED {
@@ -128,9 +132,12 @@ fn a_recording_gives_the_live_answers_offline() {
     wait_in_file(&path, "a stats snapshot with every drop", |v| {
         v["type"] == "stats" && v["report"]["drops"]["total"] == CLOSED + FIREWALLED
     });
+    // Stopped once every drop is counted (the datagrams arrived at the watch above).
+    let live_diagnose = live_diagnose.stop();
     let live_watch = live_watch.stop();
     let live_stats = live_stats.stop();
     let rec = rec.stop();
+    assert!(live_diagnose.status.success(), "{}", live_diagnose.stderr);
     assert!(rec.status.success(), "{}", rec.stderr);
     assert!(
         rec.stderr
@@ -145,7 +152,7 @@ fn a_recording_gives_the_live_answers_offline() {
 
     let text = std::fs::read_to_string(&path).unwrap();
     let header: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
-    assert_eq!(header["netdrop_recording"], 1);
+    assert_eq!(header["netdrop_recording"], 2);
     let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
     assert_eq!(header["kernel"], release.trim());
     assert!(
@@ -291,7 +298,114 @@ fn a_recording_gives_the_live_answers_offline() {
         docs[0]
     );
     assert_eq!(docs[0]["evidence"]["drops"], CLOSED + FIREWALLED);
+    // The rule, matched against the namespace's ruleset when recording ended, named as
+    // live `diagnose` names it over the same drops.
+    let live = &live_diagnose.lines[0];
+    let firewall = |report: &Value| finding(report, "firewall_rule").clone();
+    let rule = rule_object(&firewall(&docs[0]));
+    let handle = nft_handle(&ns, "ndrec", "udp dport 47202 drop");
+    assert_eq!(rule["name"], format!("inet ndrec input (handle {handle})"));
+    assert_eq!(rule["detail"], "udp dport 47202 drop");
+    assert_eq!(rule["netns"]["name"], ns.name.as_str());
+    assert_eq!(rule, rule_object(&firewall(live)));
+    assert_eq!(firewall(&docs[0])["objects"], firewall(live)["objects"]);
+    assert_eq!(firewall(&docs[0])["basis"], firewall(live)["basis"]);
+    let unavailable = docs[0]["evidence"]["unavailable"].to_string();
+    assert!(!unavailable.contains("nftables"), "{unavailable}");
     let _ = std::fs::remove_file(&path);
+}
+
+/// The finding of class `id` in a `diagnose --json` report.
+fn finding<'a>(report: &'a Value, id: &str) -> &'a Value {
+    report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["class"] == id)
+        .unwrap_or_else(|| panic!("no `{id}` finding in {report:#}"))
+}
+
+/// The `rule` object of a firewall finding.
+fn rule_object(f: &Value) -> Value {
+    f["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["kind"] == "rule")
+        .unwrap_or_else(|| panic!("no rule named: {f:#}"))
+        .clone()
+}
+
+/// The handle of the rule of table `table` reading `text`, as `nft -a` shows it.
+fn nft_handle(ns: &NetnsPair, table: &str, text: &str) -> u64 {
+    let out = ns.inside(|| {
+        std::process::Command::new("nft")
+            .args(["-a", "list", "table", "inet", table])
+            .output()
+            .unwrap()
+    });
+    let listing = String::from_utf8(out.stdout).unwrap();
+    listing
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix(&format!("{text} # handle "))?
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("no `{text}` rule in:\n{listing}"))
+}
+
+#[test]
+fn a_recording_names_the_route_and_the_settings_of_the_namespace_as_live() {
+    let ns = NetnsPair::new("rec5", 175);
+    ns.sysctl("net.ipv4.ip_forward", "1");
+    ip(&["route", "replace", "203.0.113.0/24", "via", &ns.ns_addr]);
+    let path = recording_path("route");
+    let filters = ["--netns", ns.name.as_str()];
+    let rec = record(&path, &filters);
+    let live = Watch::spawn(
+        &[&["diagnose", "--json", "--duration", "5m"][..], &filters].concat(),
+        "netdrop: diagnosing",
+    );
+    let dst: SocketAddr = "203.0.113.5:47220".parse().unwrap();
+    udp_send(&format!("{}:0", ns.host_addr), dst);
+    wait_in_file(&path, "the no-route drop", |v| {
+        v["type"] == "drop" && v["packet"]["dst"] == "203.0.113.5"
+    });
+    thread::sleep(Duration::from_millis(1500));
+    let live = live.stop();
+    let rec = rec.stop();
+    ip(&["route", "del", "203.0.113.0/24"]);
+    assert!(live.status.success(), "{}", live.stderr);
+    assert!(rec.status.success(), "{}", rec.stderr);
+    let live = &live.lines[0];
+
+    let (ok, docs, stderr) = read_back(&["diagnose", "--from", path.to_str().unwrap(), "--json"]);
+    let _ = std::fs::remove_file(&path);
+    assert!(ok, "{stderr}");
+    let f = finding(&docs[0], "no_route");
+    let d = f["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["kind"] == "destination" && o["name"] == "203.0.113.5")
+        .unwrap_or_else(|| panic!("no destination named: {f:#}"));
+    assert_eq!(d["netns"]["name"], ns.name.as_str());
+    let answer = d["detail"].as_str().unwrap();
+    assert!(answer.contains("unreachable"), "{answer}");
+    // ip_forward as set in the namespace, not netdrop's own.
+    let forward = f["knobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["name"] == "net.ipv4.ip_forward" && k["netns"]["name"] == ns.name.as_str())
+        .unwrap_or_else(|| panic!("no ip_forward of the namespace: {f:#}"));
+    assert_eq!(forward["value"], "1");
+    let live_f = finding(live, "no_route");
+    assert_eq!(f["objects"], live_f["objects"]);
+    assert_eq!(f["knobs"], live_f["knobs"]);
+    assert_eq!(f["severity"], live_f["severity"]);
 }
 
 #[test]
@@ -345,7 +459,7 @@ fn bad_recordings_and_overwrites_are_refused_in_one_sentence() {
     let newer = recording_path("newer");
     std::fs::write(
         &newer,
-        "{\"netdrop_recording\": 2, \"kernel\": \"7.0\"}\n{\"type\":\"drop\"}\n",
+        "{\"netdrop_recording\": 3, \"kernel\": \"7.0\"}\n{\"type\":\"drop\"}\n",
     )
     .unwrap();
     for cmd in ["watch", "stats", "top"] {
@@ -354,7 +468,7 @@ fn bad_recordings_and_overwrites_are_refused_in_one_sentence() {
         assert_eq!(
             String::from_utf8(out.stderr).unwrap(),
             format!(
-                "netdrop: {} is a version 2 recording, newer than this netdrop reads (version 1 \
+                "netdrop: {} is a version 3 recording, newer than this netdrop reads (version 2 \
                  and older): read it with a newer netdrop\n",
                 newer.display()
             )
@@ -381,7 +495,7 @@ fn bad_recordings_and_overwrites_are_refused_in_one_sentence() {
     assert!(
         std::fs::read_to_string(&newer)
             .unwrap()
-            .contains("\"netdrop_recording\": 2")
+            .contains("\"netdrop_recording\": 3")
     );
     // With --force it is replaced, and a mode that let others read it is narrowed.
     std::fs::set_permissions(&newer, std::fs::Permissions::from_mode(0o644)).unwrap();
@@ -405,7 +519,7 @@ fn bad_recordings_and_overwrites_are_refused_in_one_sentence() {
     assert_eq!(mode & 0o777, 0o600, "{mode:o}");
     let text = std::fs::read_to_string(&newer).unwrap();
     let header: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
-    assert_eq!(header["netdrop_recording"], 1);
+    assert_eq!(header["netdrop_recording"], 2);
     assert_eq!(header["filters"], serde_json::json!(["--port", "1"]));
     let end: Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
     assert_eq!(end["type"], "end");

@@ -167,7 +167,10 @@ pub fn watch_from(args: &WatchArgs, path: &Path) -> Result<(), Error> {
                     summary = Some((s, histogram));
                     continue;
                 }
-                Record::Stats { .. } | Record::Settings(_) | Record::End(_) => continue,
+                Record::Stats { .. }
+                | Record::Settings(_)
+                | Record::Objects { .. }
+                | Record::End(_) => continue,
             };
             if writeln!(out, "{line}").is_err() {
                 return Ok(());
@@ -368,15 +371,23 @@ pub fn is_recording(path: &Path) -> bool {
 
 /// The evidence `diagnose` would have gathered over the recording, from what it holds:
 /// the exact counts of its last snapshot, sampled drops, counter growth, listeners and
-/// sockets named, the settings at its end; and the time of its end. What a recording
-/// does not hold (nftables rules, routes, qdiscs, per-CPU backlog, settings in other
-/// namespaces) is listed as unavailable.
+/// sockets named, the objects the drops involve (settings of their namespaces, nftables
+/// rules, routes, qdiscs, as `record` read them at its end); and the time of its end.
+/// What a recording does not hold (per-CPU backlog; in a version 1 recording or one cut
+/// short, the objects and the settings of other namespaces) is listed as unavailable.
 pub fn evidence(path: &Path) -> Result<(Evidence, String), Error> {
+    evidence_of(Recording::open(path)?, path)
+}
+
+/// [`evidence`] from an open recording.
+pub(crate) fn evidence_of<R: io::BufRead>(
+    mut rec: Recording<R>,
+    path: &Path,
+) -> Result<(Evidence, String), Error> {
     use std::collections::BTreeMap;
 
     use crate::commands::diagnose::{SAMPLES_PER_REASON, TOP, keep_listeners, keep_sockets};
 
-    let mut rec = Recording::open(path)?;
     let mut last: BTreeMap<String, StatsReport> = BTreeMap::new();
     let mut samples = Vec::new();
     let mut per_reason: BTreeMap<String, usize> = BTreeMap::new();
@@ -384,6 +395,7 @@ pub fn evidence(path: &Path) -> Result<(Evidence, String), Error> {
     let mut listeners = Vec::new();
     let mut sockets = Vec::new();
     let mut knobs = Vec::new();
+    let mut objects = None;
     let mut summary = None;
     let mut end_time = None;
     while let Some(r) = rec.next_record()? {
@@ -419,6 +431,7 @@ pub fn evidence(path: &Path) -> Result<(Evidence, String), Error> {
                 last.insert(report.by.clone(), report);
             }
             Record::Settings(s) => knobs = s.knobs,
+            Record::Objects { objects: o, .. } => objects = Some(o),
             Record::Summary { summary: s, .. } => summary = Some(s),
             Record::End(e) => end_time = Some(e.time),
             Record::Lost(_) => {}
@@ -527,18 +540,23 @@ pub fn evidence(path: &Path) -> Result<(Evidence, String), Error> {
         },
         |s| s.duration_s,
     );
-    let mut unavailable = vec![
-        "read from a recording, which keeps no nftables rules, routes, qdiscs, per-CPU backlog \
-         counts nor settings of other namespaces: classes that need them are not told"
-            .to_owned(),
-    ];
+    let mut unavailable = vec![if objects.is_some() {
+        "read from a recording, which keeps no per-CPU backlog counts: classes that need them \
+         are not told"
+            .to_owned()
+    } else {
+        "read from a recording that keeps no nftables rules, routes, qdiscs, per-CPU backlog \
+         counts nor settings of other namespaces (format version 1, or cut short before its \
+         end): classes that need them are not told"
+            .to_owned()
+    }];
     if !kernel_reasons {
         unavailable.push(
             "this kernel names no drop reasons (before Linux 5.17): classes are told by kernel counters only"
                 .into(),
         );
     }
-    let ev = Evidence {
+    let mut ev = Evidence {
         duration_s,
         kernel: header.kernel.clone(),
         hook,
@@ -567,6 +585,9 @@ pub fn evidence(path: &Path) -> Result<(Evidence, String), Error> {
         unavailable,
         ..Default::default()
     };
+    if let Some(o) = objects {
+        o.apply(&mut ev);
+    }
     let time = end_time.unwrap_or_else(|| reasons.time.clone());
     Ok((ev, time))
 }
@@ -598,7 +619,11 @@ mod tests {
     #[test]
     fn a_recording_cut_short_still_gives_diagnose_its_evidence() {
         use crate::{
-            diagnose::evidence::Knob,
+            diagnose::{
+                evidence::{FirewallMatch, Knob, Objects, Qdisc, Route},
+                nft::DropRule,
+            },
+            event::Netns,
             output::{
                 CounterNotice,
                 recording::Settings,
@@ -707,8 +732,76 @@ mod tests {
         assert_eq!(ev.counters.len(), 1);
         assert_eq!((ev.counters[0].delta, ev.counters[0].now), (5, 5));
         assert_eq!(ev.knob(None, "net.core.somaxconn"), Some("4096"));
-        assert!(ev.unavailable[0].starts_with("read from a recording"));
+        assert!(ev.unavailable[0].starts_with("read from a recording that keeps no nftables"));
         assert!(!is_recording(Path::new("/nonexistent")));
+
+        // Version 2: the objects `record` read at its end replace the settings of its own
+        // namespace, and only the backlog counts are said to be missing.
+        let ns = Netns {
+            inode: 4026532000,
+            name: Some("blue".into()),
+            source: "device".into(),
+        };
+        let objects = Objects {
+            knobs: vec![Knob {
+                netns: Some(ns.clone()),
+                name: "net.ipv4.ip_forward".into(),
+                value: "1".into(),
+            }],
+            firewall: vec![FirewallMatch {
+                netns: Some(ns.clone()),
+                rule: DropRule {
+                    family: "inet".into(),
+                    table: "t".into(),
+                    chain: "input".into(),
+                    hook: Some("input".into()),
+                    handle: Some(2),
+                    text: "udp dport 9 drop".into(),
+                    verdict: "drop".into(),
+                    matches: Vec::new(),
+                    understood: true,
+                },
+                certain: true,
+                packets: 3,
+            }],
+            routes: vec![Route {
+                netns: Some(ns.clone()),
+                destination: "203.0.113.5".into(),
+                answer: "RTNETLINK answers: Network is unreachable".into(),
+            }],
+            qdiscs: vec![Qdisc {
+                netns: Some(ns),
+                device: "veth0".into(),
+                kind: "pfifo".into(),
+                limit: Some(1),
+                drops: 4,
+            }],
+        };
+        let header = header.replace(r#""netdrop_recording":1"#, r#""netdrop_recording":2"#);
+        let mut text = format!("{header}\n");
+        for r in records.iter().chain([&Record::Objects {
+            time: "t".into(),
+            objects: objects.clone(),
+        }]) {
+            text.push_str(&serde_json::to_string(r).unwrap());
+            text.push('\n');
+        }
+        std::fs::write(&path, text).unwrap();
+        let got = evidence(&path);
+        let _ = std::fs::remove_file(&path);
+        let (ev, _) = got.unwrap();
+        assert_eq!(ev.knobs, objects.knobs);
+        assert_eq!(ev.firewall, objects.firewall);
+        assert_eq!(ev.routes, objects.routes);
+        assert_eq!(ev.qdiscs, objects.qdiscs);
+        assert_eq!(ev.knob(None, "net.core.somaxconn"), None);
+        assert_eq!(
+            ev.unavailable,
+            [
+                "read from a recording, which keeps no per-CPU backlog counts: classes that need \
+              them are not told"
+            ]
+        );
     }
 
     #[test]

@@ -19,8 +19,12 @@ use netdrop_common::config;
 use crate::{
     aggregate::{self, Counters, GroupBy, SortBy, Totals},
     cli::RecordArgs,
-    commands::{self, sockets::SocketWatch},
-    diagnose::{classes, evidence::Knob, knobs},
+    commands::{self, from, sockets::SocketWatch},
+    diagnose::{
+        classes,
+        evidence::{Knob, Objects},
+        knobs,
+    },
     error::Error,
     event::{self, Enricher},
     kernel::counters::{self, CounterWatch},
@@ -31,6 +35,7 @@ use crate::{
         stats,
     },
     probe::{self, Conntrack, Probe, ProbeConfig, hooks as registry},
+    source::Recording,
     time::Clock,
 };
 
@@ -237,14 +242,21 @@ pub async fn run(args: &RecordArgs, verbose: u8) -> Result<(), Error> {
     let time = clock.rfc3339(Clock::monotonic_now());
     out.summary(&summary, &histogram)
         .and_then(|()| out.record(&Record::Settings(settings("end", time.clone()))))
-        .and_then(|()| {
-            out.record(&Record::End(End {
-                time,
-                stopped_by: stopped_by.to_owned(),
-            }))
-        })
         .and_then(|()| out.flush())
         .map_err(Error::io(what()))?;
+    if let Some(objects) = objects(&args.output, spec.netns) {
+        out.record(&Record::Objects {
+            time: clock.rfc3339(Clock::monotonic_now()),
+            objects,
+        })
+        .map_err(Error::io(what()))?;
+    }
+    out.record(&Record::End(End {
+        time: clock.rfc3339(Clock::monotonic_now()),
+        stopped_by: stopped_by.to_owned(),
+    }))
+    .and_then(|()| out.flush())
+    .map_err(Error::io(what()))?;
     eprintln!(
         "netdrop: recorded {} drops ({} matched, {} lost) in {:.1}s to {}",
         delivered,
@@ -339,6 +351,30 @@ fn settings(when: &str, time: String) -> Settings {
         time,
         when: when.to_owned(),
         knobs,
+    }
+}
+
+/// What live `diagnose` would read about the objects the drops recorded in `path` involve
+/// (settings of their namespaces, matching nftables rules, routes, qdiscs), read now by
+/// its own functions over the evidence the recording gives `diagnose --from`. `None` when
+/// the recording cannot be read back (not a regular file, or unreadable): it then holds
+/// what version 1 did, and `diagnose --from` says what is missing.
+fn objects(path: &Path, netns: Option<u32>) -> Option<Objects> {
+    if !std::fs::metadata(path).is_ok_and(|m| m.is_file()) {
+        return None;
+    }
+    let mut rec = Recording::open(path).ok()?;
+    // The end marker is not written yet: that is no news to the user.
+    rec.warn_on_stderr = false;
+    match from::evidence_of(rec, path) {
+        Ok((ev, _)) => {
+            let namespaces = commands::diagnose::Namespaces::discover(netns);
+            Some(commands::diagnose::read_objects(&namespaces, &ev))
+        }
+        Err(e) => {
+            tracing::warn!("not reading the objects of the drops: {e}");
+            None
+        }
     }
 }
 

@@ -18,11 +18,16 @@ use super::{
     sink::{Context, Dropped, Sink},
     stats::StatsReport,
 };
-use crate::{diagnose::evidence::Knob, event::DropRecord};
+use crate::{
+    diagnose::evidence::{Knob, Objects},
+    event::DropRecord,
+};
 
 /// The format version this netdrop writes and the newest it reads. Readers refuse a
 /// newer one: its records may mean something they cannot know.
-pub const VERSION: u32 = 1;
+///
+/// Version 2 added the `objects` record; version 1 files are read as before.
+pub const VERSION: u32 = 2;
 
 /// Line 1 of a recording: what was recorded, where and how.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -86,6 +91,12 @@ pub enum Record {
     Stats { report: StatsReport, mono_ns: u64 },
     /// Settings `diagnose` reads.
     Settings(Settings),
+    /// What `diagnose` reads about the objects the recorded drops involve, read at the end
+    /// by the functions live `diagnose` uses: settings of the namespaces where drops
+    /// happened, the nftables rules matching sampled NETFILTER_DROPs, `ip route get`
+    /// answers for destinations without a route, statistics of dropping qdiscs (since
+    /// version 2).
+    Objects { time: String, objects: Objects },
     /// The run's summary, as `watch --json` ends with, and its per-reason histogram over
     /// the whole recording (what `watch` prints last).
     Summary {
