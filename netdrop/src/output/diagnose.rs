@@ -53,7 +53,9 @@ fn write_finding(out: &mut impl Write, f: &Finding) -> io::Result<()> {
         Severity::Warning => "WARNING",
         Severity::Info => "INFO",
     };
-    writeln!(out, "\n[{sev}] {}: {}", f.class, f.title)?;
+    // Titles, fixes and caveats quote names from the evidence (rules, devices), which a
+    // recording or a saved document from elsewhere may have filled with anything.
+    writeln!(out, "\n[{sev}] {}: {}", f.class, printable(&f.title))?;
     writeln!(out, "  {} lost ({:.1}/s), {}", f.drops, f.rate, f.basis)?;
     if !f.evidence.is_empty() {
         writeln!(out, "  evidence:")?;
@@ -96,7 +98,7 @@ fn write_finding(out: &mut impl Write, f: &Finding) -> io::Result<()> {
             writeln!(
                 out,
                 "    {} = {}{}",
-                k.name,
+                printable(&k.name),
                 printable(&k.value),
                 printable(&ns)
             )?;
@@ -104,13 +106,83 @@ fn write_finding(out: &mut impl Write, f: &Finding) -> io::Result<()> {
     }
     writeln!(out, "  fix:")?;
     for x in &f.fix {
-        writeln!(out, "    - {x}")?;
+        writeln!(out, "    - {}", printable(x))?;
     }
     if !f.caveats.is_empty() {
         writeln!(out, "  mind:")?;
         for c in &f.caveats {
-            writeln!(out, "    - {c}")?;
+            writeln!(out, "    - {}", printable(c))?;
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diagnose::{
+        evidence::{Count, DeviceCount, Evidence, FirewallMatch, Knob},
+        nft::DropRule,
+    };
+
+    #[test]
+    fn names_from_elsewhere_reach_the_terminal_escaped() {
+        let ev = Evidence {
+            reasons: vec![
+                Count {
+                    name: "NETFILTER_DROP".into(),
+                    count: 3,
+                    inferred: false,
+                },
+                Count {
+                    name: "IP_RPFILTER".into(),
+                    count: 2,
+                    inferred: false,
+                },
+            ],
+            devices: vec![DeviceCount {
+                reason: "IP_RPFILTER".into(),
+                device: "v\u{1b}[2J".into(),
+                netns: None,
+                count: 2,
+            }],
+            drops: 5,
+            kernel_reasons: true,
+            knobs: vec![Knob {
+                netns: None,
+                name: "net.ipv4.conf.v\u{1b}[2J.rp_filter".into(),
+                value: "1".into(),
+            }],
+            firewall: vec![FirewallMatch {
+                netns: None,
+                rule: DropRule {
+                    family: "inet".into(),
+                    table: "t\u{1b}[2J".into(),
+                    chain: "input".into(),
+                    hook: Some("input".into()),
+                    handle: Some(2),
+                    text: "udp dport 9 drop\u{7}".into(),
+                    verdict: "drop".into(),
+                    matches: Vec::new(),
+                    understood: true,
+                },
+                certain: true,
+                packets: 3,
+            }],
+            ..Default::default()
+        };
+        let report = Report::new(ev, "t".into());
+        let mut out = Vec::new();
+        write_text(&mut out, &report).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("inet t\\x1b[2J input (handle 2)"), "{text}");
+        assert!(
+            text.contains("net.ipv4.conf.v\\x1b[2J.rp_filter = 1"),
+            "{text}"
+        );
+        assert!(
+            !text.contains('\u{1b}') && !text.contains('\u{7}'),
+            "{text}"
+        );
+    }
 }
