@@ -11,7 +11,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use netdrop_tests::{NetnsPair, Watch, ip, run, udp_send};
+use netdrop_tests::{NetnsPair, Watch, ip, run, run_cmd, udp_send};
 use serde_json::Value;
 
 /// A fresh path for a recording (removed first: `record` refuses to overwrite).
@@ -551,4 +551,66 @@ fn terminal_controls_in_a_recording_reach_the_terminal_escaped() {
         assert!(stdout.contains(escaped), "{escaped} in {stdout:?}");
     }
     let _ = std::fs::remove_file(&path);
+}
+
+#[test]
+fn a_recording_names_the_dropping_qdisc_as_live() {
+    let ns = NetnsPair::new("rec6", 176);
+    // A slow shaper whose queue holds two packets.
+    let tc = |args: &[&str]| {
+        let mut full = vec![
+            "netns", "exec", &ns.name, "tc", "qdisc", "add", "dev", &ns.ns_if,
+        ];
+        full.extend_from_slice(args);
+        run_cmd("ip", &full);
+    };
+    tc(&[
+        "root", "handle", "1:", "tbf", "rate", "8kbit", "burst", "1600", "latency", "1s",
+    ]);
+    tc(&["parent", "1:1", "handle", "10:", "pfifo", "limit", "2"]);
+    let path = recording_path("qdisc");
+    let filters = ["--netns", ns.name.as_str()];
+    let rec = record(&path, &filters);
+    let live = Watch::spawn(
+        &[&["diagnose", "--json", "--duration", "5m"][..], &filters].concat(),
+        "netdrop: diagnosing",
+    );
+    let dst: SocketAddr = format!("{}:47250", ns.host_addr).parse().unwrap();
+    ns.inside(|| {
+        let s = std::net::UdpSocket::bind(format!("{}:0", ns.ns_addr)).unwrap();
+        for _ in 0..40 {
+            let _ = s.send_to(&[1u8; 1000], dst);
+        }
+    });
+    wait_in_file(&path, "a qdisc drop", |v| {
+        v["type"] == "drop" && v["reason"]["name"] == "QDISC_DROP"
+    });
+    thread::sleep(Duration::from_millis(1500));
+    let live = live.stop();
+    let rec = rec.stop();
+    assert!(live.status.success(), "{}", live.stderr);
+    assert!(rec.status.success(), "{}", rec.stderr);
+    let live = &live.lines[0];
+
+    let (ok, docs, stderr) = read_back(&["diagnose", "--from", path.to_str().unwrap(), "--json"]);
+    let _ = std::fs::remove_file(&path);
+    assert!(ok, "{stderr}");
+    let qdiscs = |report: &Value| -> Vec<Value> {
+        finding(report, "qdisc")["objects"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|o| o["kind"] == "qdisc")
+            .cloned()
+            .collect()
+    };
+    let recorded = qdiscs(&docs[0]);
+    let q = recorded
+        .iter()
+        .find(|o| o["name"] == format!("pfifo on {}", ns.ns_if))
+        .unwrap_or_else(|| panic!("no pfifo named: {recorded:#?}"));
+    assert_eq!(q["netns"]["name"], ns.name.as_str());
+    assert_eq!(q["detail"], "limit 2 packets");
+    assert!(q["drops"].as_u64().unwrap() >= 20, "{q}");
+    assert_eq!(recorded, qdiscs(live));
 }
