@@ -3,7 +3,8 @@
 //!
 //! Recording is `watch` (every matching drop, lost events, counters) plus the exact
 //! in-kernel counts of every grouping each interval and the settings `diagnose` reads, all
-//! written through one more [`Sink`].
+//! written through one more [`Sink`]; at the end, the objects the drops involve (rules,
+//! routes, qdiscs, settings of their namespaces), read by live `diagnose`'s own functions.
 
 use std::{
     fs::{File, OpenOptions, Permissions},
