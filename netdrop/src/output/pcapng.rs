@@ -17,10 +17,8 @@ use std::{
 use netdrop_common::DropEvent;
 
 use super::{
-    CounterNotice, ListenerNotice, LostNotice, Summary,
     printable::printable,
     sink::{Context, Dropped, Sink},
-    stats::StatsReport,
     text,
 };
 use crate::event::{CaptureStart, DropRecord};
@@ -316,26 +314,6 @@ impl<W: Write> Sink for PcapngSink<W> {
         let id = self.interface(&r, ev, link);
         let ns = cx.clock.unix_ns(ev.timestamp_ns).max(0) as u64;
         packet(&mut self.buf, id, ns, &data, original, &comment(&r, start));
-        Ok(())
-    }
-
-    fn lost(&mut self, _: &LostNotice) -> io::Result<()> {
-        Ok(())
-    }
-
-    fn counter(&mut self, _: &CounterNotice) -> io::Result<()> {
-        Ok(())
-    }
-
-    fn listener(&mut self, _: &ListenerNotice) -> io::Result<()> {
-        Ok(())
-    }
-
-    fn report(&mut self, _: &StatsReport, _: u64) -> io::Result<()> {
-        Ok(())
-    }
-
-    fn summary(&mut self, _: &Summary, _: &StatsReport) -> io::Result<()> {
         Ok(())
     }
 

@@ -46,7 +46,8 @@ pub struct Dropped<'a> {
 }
 
 /// An output format. Methods write or buffer; [`Sink::flush`] makes everything written so
-/// far reach the output (the end of a batch of drops, a notice, a report).
+/// far reach the output (the end of a batch of drops, a notice, a report). A record a
+/// format has no place for (notices in pcap-ng) is skipped: the provided methods do nothing.
 pub trait Sink {
     /// Whether [`Sink::drop`] would use the kernel stack of `ev`: fetching one costs a map
     /// lookup, so the caller asks first.
@@ -61,13 +62,19 @@ pub trait Sink {
     fn drop(&mut self, d: &Dropped<'_>, cx: &mut Context<'_>) -> io::Result<()>;
 
     /// Events the kernel could not deliver since the last notice.
-    fn lost(&mut self, n: &LostNotice) -> io::Result<()>;
+    fn lost(&mut self, _n: &LostNotice) -> io::Result<()> {
+        Ok(())
+    }
 
     /// A kernel drop counter that grew.
-    fn counter(&mut self, n: &CounterNotice) -> io::Result<()>;
+    fn counter(&mut self, _n: &CounterNotice) -> io::Result<()> {
+        Ok(())
+    }
 
     /// A listener blamed for accept-queue drops.
-    fn listener(&mut self, n: &ListenerNotice) -> io::Result<()>;
+    fn listener(&mut self, _n: &ListenerNotice) -> io::Result<()> {
+        Ok(())
+    }
 
     /// Drops of one flow and reason the rate limit kept from the ring ("N more like
     /// this"). Formats that show packets only (pcap-ng) have nothing to write.
@@ -76,10 +83,14 @@ pub trait Sink {
     }
 
     /// One `stats` report, for counts taken at CLOCK_MONOTONIC `mono_ns`.
-    fn report(&mut self, r: &StatsReport, mono_ns: u64) -> io::Result<()>;
+    fn report(&mut self, _r: &StatsReport, _mono_ns: u64) -> io::Result<()> {
+        Ok(())
+    }
 
     /// The end of a `watch` run, with its per-reason histogram.
-    fn summary(&mut self, s: &Summary, histogram: &StatsReport) -> io::Result<()>;
+    fn summary(&mut self, _s: &Summary, _histogram: &StatsReport) -> io::Result<()> {
+        Ok(())
+    }
 
     /// Writes what is buffered and flushes the output.
     fn flush(&mut self) -> io::Result<()>;
@@ -427,21 +438,6 @@ mod tests {
             fn drop(&mut self, _: &Dropped<'_>, _: &mut Context<'_>) -> io::Result<()> {
                 let (d, f) = self.0.get();
                 self.0.set((d + 1, f));
-                Ok(())
-            }
-            fn lost(&mut self, _: &LostNotice) -> io::Result<()> {
-                Ok(())
-            }
-            fn counter(&mut self, _: &CounterNotice) -> io::Result<()> {
-                Ok(())
-            }
-            fn listener(&mut self, _: &ListenerNotice) -> io::Result<()> {
-                Ok(())
-            }
-            fn report(&mut self, _: &StatsReport, _: u64) -> io::Result<()> {
-                Ok(())
-            }
-            fn summary(&mut self, _: &Summary, _: &StatsReport) -> io::Result<()> {
                 Ok(())
             }
             fn flush(&mut self) -> io::Result<()> {
