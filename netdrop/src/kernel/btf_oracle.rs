@@ -268,12 +268,16 @@ fn check_kernel(name: &str, file: &Path) -> String {
     }
 
     let arity = match oracle.kfree_skb_params() {
-        Some(3) => Some(HookArity::Two),
-        Some(4) => Some(HookArity::Three),
-        Some(n) if n >= 5 => Some(HookArity::Four),
+        Some(3) => HookArity::Two,
+        Some(4) => HookArity::Three,
+        Some(n) if n >= 5 => HookArity::Four,
         other => panic!("{name}: pahole shows btf_trace_kfree_skb with {other:?} parameters"),
     };
-    assert_eq!(offsets::kfree_skb_arity(&btf).ok(), arity, "{name}: arity");
+    assert_eq!(
+        offsets::kfree_skb_arity(&btf).ok(),
+        Some(arity),
+        "{name}: arity"
+    );
 
     let core = oracle.enumerators("skb_drop_reason");
     let reasons = Reasons::from_btf([&btf]);
