@@ -322,20 +322,11 @@ fn counts(ev: &mut Evidence, t: &Totals, e: &mut Enricher) {
         .collect();
     if !ev.kernel_reasons {
         // Every drop is UNKNOWN here: name what the locations stand for instead.
-        let mut by_name: BTreeMap<(String, bool), u64> = BTreeMap::new();
-        for (k, &n) in &t.by_location {
+        reasons = Count::summed(t.by_location.iter().map(|(k, &n)| {
             let loc = e.location(k.location);
             let r = ReasonInfo::new(&e.reasons, k.reason, loc.symbol.as_deref());
-            *by_name.entry((r.name, r.inferred)).or_default() += n;
-        }
-        reasons = by_name
-            .into_iter()
-            .map(|((name, inferred), count)| Count {
-                name,
-                count,
-                inferred,
-            })
-            .collect();
+            (r.name, r.inferred, n)
+        }));
     }
     reasons.sort_by(|a, b| b.count.cmp(&a.count).then(a.name.cmp(&b.name)));
     ev.reasons = reasons;

@@ -464,19 +464,10 @@ pub(crate) fn evidence_of<R: io::BufRead>(
     let kernel_reasons = counts.is_empty() || counts.iter().any(|c| c.name != "UNKNOWN");
     if !kernel_reasons && let Some(locations) = by(GroupBy::Location) {
         // Every drop is UNKNOWN: name what the locations stand for instead, as live.
-        let mut by_name: BTreeMap<(String, bool), u64> = BTreeMap::new();
-        for g in &locations.groups {
+        counts = Count::summed(locations.groups.iter().map(|g| {
             let inferred = g.reason.as_ref().is_some_and(|r| r.inferred);
-            *by_name.entry((reason_name(g), inferred)).or_default() += g.total;
-        }
-        counts = by_name
-            .into_iter()
-            .map(|((name, inferred), count)| Count {
-                name,
-                count,
-                inferred,
-            })
-            .collect();
+            (reason_name(g), inferred, g.total)
+        }));
     }
     counts.sort_by(|a, b| b.count.cmp(&a.count).then(a.name.cmp(&b.name)));
     let rows = |g: GroupBy| by(g).map(|r| r.groups.clone()).unwrap_or_default();

@@ -68,6 +68,26 @@ pub struct Count {
     pub inferred: bool,
 }
 
+impl Count {
+    /// Sums `(name, inferred, count)` per name and inference, as reasons inferred from
+    /// several locations add up to one count (kernels without reasons).
+    pub fn summed(parts: impl IntoIterator<Item = (String, bool, u64)>) -> Vec<Self> {
+        let mut by_name: std::collections::BTreeMap<(String, bool), u64> =
+            std::collections::BTreeMap::new();
+        for (name, inferred, n) in parts {
+            *by_name.entry((name, inferred)).or_default() += n;
+        }
+        by_name
+            .into_iter()
+            .map(|((name, inferred), count)| Self {
+                name,
+                count,
+                inferred,
+            })
+            .collect()
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LocationCount {
     pub reason: String,
