@@ -329,18 +329,7 @@ fn conntrack_late() -> Outcome {
         .rev()
         .find(|d| table_full(d))
         .ok_or("no conntrack drop")?;
-    reason(d, "NETFILTER_DROP")?;
-    eq(d, "netfilter.hook", "prerouting")?;
-    let port = d["packet"]["dport"].as_u64().unwrap_or(0) as u16;
-    ensure!((9152..9170).contains(&port), "port {port}");
-    flow(
-        d,
-        "udp",
-        sender.local_addr().unwrap(),
-        addr(&ns.ns_addr, port),
-        &ns.ns_if,
-        &ns,
-    )
+    table_full_drop(d, &sender, &ns, 9152..9170)
 }
 
 /// Scenario 2: An nftables rule dropping a flow: NETFILTER_DROP, with the netfilter hook named.
@@ -525,18 +514,29 @@ fn conntrack_full() -> Outcome {
         r.drops
     );
     let d = drops[drops.len() - 1];
+    table_full_drop(d, &sender, &ns, 9102..9120)
+}
+
+/// Checks a drop by a full conntrack table: NETFILTER_DROP at prerouting, flagged as
+/// conntrack's, from `sender` to one of `ports` in `ns` (the first flows got entries).
+fn table_full_drop(
+    d: &Value,
+    sender: &UdpSocket,
+    ns: &NetnsPair,
+    ports: std::ops::Range<u16>,
+) -> Outcome {
     reason(d, "NETFILTER_DROP")?;
     eq(d, "netfilter.hook", "prerouting")?;
     eq(d, "netfilter.conntrack", true)?;
     let port = d["packet"]["dport"].as_u64().unwrap_or(0) as u16;
-    ensure!((9102..9120).contains(&port), "port {port}");
+    ensure!(ports.contains(&port), "port {port}");
     flow(
         d,
         "udp",
         sender.local_addr().unwrap(),
         addr(&ns.ns_addr, port),
         &ns.ns_if,
-        &ns,
+        ns,
     )
 }
 
