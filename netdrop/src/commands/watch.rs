@@ -140,7 +140,6 @@ pub async fn run(args: &WatchArgs, verbose: u8) -> Result<(), Error> {
             _ = stop.recv() => break Stop::Signal,
             _ = tick.tick() => {
                 probe.attach_conntrack();
-                sink.conntrack_hook = probe.conntrack == Conntrack::Attached;
                 sink.report_loss(&probe, &mut reported)?;
             }
             Some(poll) = next_poll(&mut counter_polls) => {
@@ -409,6 +408,9 @@ impl<S: Sink> Writer<S> {
 
     /// Writes the records waiting in the ring buffer, at most [`DRAIN_BATCH`].
     fn drain(&mut self, ring: &mut RingBuf<MapData>, probe: &mut Probe) -> Drained {
+        // Read from the probe, not kept from a timer tick: the drops of the first batch,
+        // drained before any tick, are flagged as soon as the hook is attached at start.
+        self.conntrack_hook = probe.conntrack == Conntrack::Attached;
         self.start_batch();
         let mut left = Drained::All;
         for _ in 0..DRAIN_BATCH {
