@@ -121,6 +121,9 @@ pub mod map {
     pub const RATE: &str = "RATE";
     /// Per-CPU: the last skb `enqueue_to_backlog` was called for, with the target backlog.
     pub const BACKLOG_SEEN: &str = "BACKLOG_SEEN";
+    /// Per-CPU array of [`crate::BudgetState`], [`crate::BUDGET_SLOTS`] slots: drops
+    /// examined this second per reason and location when [`crate::Config::budget`] is set.
+    pub const BUDGET: &str = "BUDGET";
 }
 
 /// Names of the read-only globals that user space sets at load time.
@@ -160,8 +163,11 @@ pub mod stat {
     /// Matched drops not written to the ring buffer because their flow and reason had
     /// reached [`crate::Config::rate_limit`] this second ("N more like this").
     pub const SUPPRESSED: u32 = 8;
+    /// Matched drops past [`crate::Config::budget`]: counted per reason and location but
+    /// not examined further (no event, headers not read when nothing needed them).
+    pub const OVER_BUDGET: u32 = 9;
     /// Number of counters.
-    pub const COUNT: u32 = 9;
+    pub const COUNT: u32 = 10;
 }
 
 /// Capacity of the per-reason map: far above the ~130 core reasons plus subsystem ones.
@@ -174,6 +180,9 @@ pub const MAX_DEVICES: u32 = 4096;
 pub const MAX_FLOWS: u32 = 8192;
 /// Capacity of the rate-limit map (flows and reasons tracked per second).
 pub const MAX_RATE_KEYS: u32 = 16384;
+/// Slots of the event budget map: (reason, location) pairs tracked per CPU. Pairs that
+/// hash to a slot another pair holds with drops still unreported are examined in full.
+pub const BUDGET_SLOTS: u32 = 256;
 /// Capacity of the reason filter map.
 pub const MAX_REASON_FILTER: u32 = 1024;
 /// Capacity of the stack trace map.
@@ -275,6 +284,10 @@ pub mod config {
     /// record is a [`crate::CapturedDrop`] instead of a [`crate::DropEvent`]. Off, the
     /// verifier prunes the capture and records keep their size.
     pub const CAPTURE: u32 = 1 << 9;
+    /// Apply [`crate::Config::budget`] before the device and the headers are read: set
+    /// when no filter and no per-device or per-flow count needs them for every drop. Off,
+    /// the budget applies after the filters and counts.
+    pub const BUDGET_EARLY: u32 = 1 << 11;
 }
 
 /// Most packet bytes a [`CapturedDrop`] holds. 256 covers the largest headers netdrop can
@@ -657,8 +670,16 @@ pub struct Config {
     /// drops beyond are counted ([`stat::SUPPRESSED`], and per key in [`map::RATE`]), and
     /// reported in a [`SuppressedRecord`] before the key's next event.
     pub rate_limit: u32,
+    /// Drops examined in full per (reason, location) per second on each CPU, or 0 for no
+    /// budget: headers read, filters, flow rate limit, event. The drops beyond are counted
+    /// per reason and location ([`stat::OVER_BUDGET`], and per slot in [`map::BUDGET`])
+    /// and reported in a [`BudgetRecord`]. Under a flood, streaming then costs the dropping
+    /// CPU about what counting does.
+    pub budget: u32,
+    /// Explicit padding.
+    pub _pad: u32,
 }
-const _: () = assert!(core::mem::size_of::<Config>() == 40);
+const _: () = assert!(core::mem::size_of::<Config>() == 48);
 
 /// Key of [`map::BY_LOCATION`].
 #[repr(C)]
@@ -747,6 +768,53 @@ pub struct SuppressedRecord {
 }
 const _: () = assert!(core::mem::size_of::<SuppressedRecord>() == 64);
 
+/// Value of [`map::BUDGET`]: one (reason, location) pair on one CPU.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BudgetState {
+    /// The pair this slot tracks.
+    pub reason: u32,
+    /// Drops of it examined in `window`.
+    pub examined: u32,
+    /// Kernel address that freed the packets.
+    pub location: u64,
+    /// The second (`bpf_ktime_get_ns() / 1e9`) `examined` counts in.
+    pub window: u64,
+    /// Drops over budget so far, ever.
+    pub skipped: u64,
+    /// Of `skipped`, those already reported in a [`BudgetRecord`].
+    pub reported: u64,
+}
+const _: () = assert!(core::mem::size_of::<BudgetState>() == 40);
+
+impl BudgetState {
+    /// The slot of `(reason, location)` in [`map::BUDGET`]: the kernel's core reasons
+    /// (below 256) at one location each get their own.
+    #[inline(always)]
+    pub fn slot(reason: u32, location: u64) -> u32 {
+        let folded =
+            (location as u32) ^ ((location >> 32) as u32) ^ (reason.wrapping_mul(0x9e37_79b1));
+        folded.wrapping_mul(0x9e37_79b1) >> 24
+    }
+}
+
+/// A ring buffer record saying how many drops of one reason at one location went past
+/// [`Config::budget`] on one CPU since the last report: counted, not examined. Written
+/// before the pair's next examined drop; told apart by its size.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BudgetRecord {
+    pub reason: u32,
+    /// The CPU whose budget it was.
+    pub cpu: u32,
+    pub location: u64,
+    /// Drops over budget since the last report for this pair on this CPU.
+    pub count: u64,
+    /// `bpf_ktime_get_ns()` when the record was written.
+    pub timestamp_ns: u64,
+}
+const _: () = assert!(core::mem::size_of::<BudgetRecord>() == 32);
+
 #[cfg(feature = "user")]
 mod pod {
     use super::*;
@@ -767,4 +835,6 @@ mod pod {
     unsafe impl aya::Pod for FlowKey {}
     unsafe impl aya::Pod for RateState {}
     unsafe impl aya::Pod for SuppressedRecord {}
+    unsafe impl aya::Pod for BudgetState {}
+    unsafe impl aya::Pod for BudgetRecord {}
 }

@@ -12,6 +12,7 @@ mod conntrack;
 mod count;
 mod filter;
 mod kread;
+mod limits;
 mod maps;
 mod packet;
 mod pipeline;
@@ -79,6 +80,8 @@ static CONFIG: Config = Config {
     netfilter_end: 0,
     snaplen: 0,
     rate_limit: 0,
+    budget: 0,
+    _pad: 0,
 };
 
 /// Reads a field of one of the globals above.

@@ -6,8 +6,8 @@ use aya_ebpf::{
     maps::{Array, HashMap, LruPerCpuHashMap, PerCpuArray, PerCpuHashMap, RingBuf, StackTrace},
 };
 use netdrop_common::{
-    DeviceKey, DropEvent, FlowKey, LocationKey, MAX_DEVICES, MAX_FLOWS, MAX_LOCATIONS,
-    MAX_REASON_FILTER, MAX_REASONS, MAX_STACKS, RateState, stat,
+    BUDGET_SLOTS, BudgetState, DeviceKey, DropEvent, FlowKey, LocationKey, MAX_DEVICES, MAX_FLOWS,
+    MAX_LOCATIONS, MAX_REASON_FILTER, MAX_REASONS, MAX_STACKS, RateState, stat,
 };
 
 #[map]
@@ -18,6 +18,12 @@ pub static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 22, 0);
 /// find room (a key pushed out loses only its per-key count, never the total).
 #[map]
 pub static RATE: LruPerCpuHashMap<FlowKey, RateState> = LruPerCpuHashMap::with_max_entries(1, 0);
+
+/// Drops examined per reason and location this second, per CPU, when an event budget is
+/// set (see `limits::within_budget`). An array: the check costs one lookup, no hashing in
+/// the map.
+#[map]
+pub static BUDGET: PerCpuArray<BudgetState> = PerCpuArray::with_max_entries(BUDGET_SLOTS, 0);
 
 #[map]
 pub static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(stat::COUNT, 0);

@@ -13,16 +13,16 @@ use aya_ebpf::{
 };
 use aya_log_ebpf::debug;
 use netdrop_common::{
-    CapturedDrop, DeviceKey, DropEvent, FlowKey, LocationKey, RateState, SuppressedRecord, config,
-    flag, netdrop_reason, stat,
+    CapturedDrop, DeviceKey, DropEvent, FlowKey, LocationKey, config, flag, netdrop_reason, stat,
 };
 
 use crate::{
     CONFIG, OFFSETS, backlog, conntrack, count, filter, global,
     kread::{self, ReadError},
+    limits,
     maps::{
         BY_DEVICE_0, BY_DEVICE_1, BY_FLOW_0, BY_FLOW_1, BY_LOCATION_0, BY_LOCATION_1, BY_REASON,
-        EVENTS, GENERATION, RATE, SCRATCH, STACKS,
+        EVENTS, GENERATION, SCRATCH, STACKS,
     },
     packet, tcp,
 };
@@ -78,6 +78,17 @@ fn try_handle<C: EbpfContext + StackIdContext>(
         count_reason_location(cfg, reason, drop.location);
         return Ok(());
     }
+    // Past its budget, a drop is counted like `stats` counts it and read no further.
+    let budget = global!(CONFIG.budget);
+    if cfg & config::BUDGET_EARLY != 0 {
+        // SAFETY: plain helper call.
+        let now = unsafe { bpf_ktime_get_ns() };
+        if !limits::within_budget(reason, drop.location, now, budget) {
+            count::stat(stat::MATCHED);
+            count_reason_location(cfg, reason, drop.location);
+            return Ok(());
+        }
+    }
     let Some(ev) = SCRATCH.get_ptr_mut(scratch as u32) else {
         return Ok(());
     };
@@ -113,8 +124,14 @@ fn try_handle<C: EbpfContext + StackIdContext>(
     }
     // SAFETY: plain helper call.
     let now = unsafe { bpf_ktime_get_ns() };
+    if budget != 0
+        && cfg & config::BUDGET_EARLY == 0
+        && !limits::within_budget(reason, drop.location, now, budget)
+    {
+        return Ok(());
+    }
     let limit = global!(CONFIG.rate_limit);
-    if limit != 0 && !admit(ev, now, limit) {
+    if limit != 0 && !limits::admit(ev, now, limit) {
         return Ok(());
     }
     let pid_tgid = bpf_get_current_pid_tgid();
@@ -186,55 +203,10 @@ fn emit_captured(skb: *const u8, ev: &DropEvent, wakeup: u64) {
     entry.submit(wakeup);
 }
 
-/// The rate limit: true when `ev` may be written (one of the first `limit` events of its
-/// flow and reason this second on this CPU), false when it is counted as suppressed. Before
-/// the first event a key writes after suppressing some, a [`SuppressedRecord`] says how
-/// many; when that record finds the ring full it is retried before the next event.
-#[inline(always)]
-fn admit(ev: &DropEvent, now: u64, limit: u32) -> bool {
-    let key = flow_key(ev);
-    let window = now / 1_000_000_000;
-    let Some(state) = RATE.get_ptr_mut(key) else {
-        let fresh = RateState {
-            window,
-            written: 1,
-            ..RateState::default()
-        };
-        // A full table evicts its least recently used key: the new one is always tracked.
-        let _ = RATE.insert(key, fresh, 0);
-        return true;
-    };
-    // SAFETY: this CPU's value of a per-CPU map; nothing else on this CPU runs this
-    // pipeline for the same key meanwhile.
-    let state = unsafe { &mut *state };
-    if state.window != window {
-        state.window = window;
-        state.written = 0;
-    }
-    if state.written >= limit {
-        state.suppressed += 1;
-        count::stat(stat::SUPPRESSED);
-        return false;
-    }
-    state.written += 1;
-    let pending = state.suppressed - state.reported;
-    if pending > 0 {
-        let record = SuppressedRecord {
-            key,
-            count: pending,
-            timestamp_ns: now,
-        };
-        if EVENTS.output::<SuppressedRecord>(&record, 0).is_ok() {
-            state.reported = state.suppressed;
-        }
-    }
-    true
-}
-
 /// The flow and reason of `ev`, as per-flow counts and the rate limit key them: ICMP type
 /// and code stand in for ports.
 #[inline(always)]
-fn flow_key(ev: &DropEvent) -> FlowKey {
+pub fn flow_key(ev: &DropEvent) -> FlowKey {
     let icmp = netdrop_common::proto::is_icmp(ev.l4_proto);
     FlowKey {
         reason: ev.reason,

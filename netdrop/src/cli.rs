@@ -385,6 +385,16 @@ pub struct WatchArgs {
     #[arg(long, value_name = "N", default_value_t = 1000)]
     pub rate_limit: u32,
 
+    /// Examine at most N drops per second for each reason and kernel location (on each
+    /// CPU): their device and headers are read, the filters and --rate-limit applied, the
+    /// event written. Drops beyond are only counted, exactly, like `netdrop stats` counts
+    /// them, and reported as "N more drops ... not examined" and in the summary. Under a
+    /// flood this keeps watching as cheap for the dropping CPUs as counting (the headers
+    /// are not even read, unless a --port, --host, --proto, --netns or --iface filter needs
+    /// them). 0 examines every drop; `--rate-limit 0 --budget 0` shows every drop.
+    #[arg(long, value_name = "N", default_value_t = 2000)]
+    pub budget: u32,
+
     /// Stop after this many drops.
     #[arg(long, value_name = "N", value_parser = parse_count)]
     pub count: Option<u64>,

@@ -76,6 +76,15 @@ pub fn decode_capture(bytes: &[u8]) -> Option<Capture> {
     })
 }
 
+/// An event-budget report from the ring buffer: records of exactly its size are these.
+pub fn decode_over_budget(bytes: &[u8]) -> Option<netdrop_common::BudgetRecord> {
+    if bytes.len() != size_of::<netdrop_common::BudgetRecord>() {
+        return None;
+    }
+    // SAFETY: BudgetRecord is plain old data and `bytes` holds exactly one.
+    Some(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<netdrop_common::BudgetRecord>()) })
+}
+
 /// A rate-limit report from the ring buffer: records of exactly its size are these, not
 /// [`DropEvent`]s.
 pub fn decode_suppressed(bytes: &[u8]) -> Option<netdrop_common::SuppressedRecord> {
@@ -706,18 +715,35 @@ mod tests {
             count: 75845,
             timestamp_ns: 7,
         };
-        // SAFETY: SuppressedRecord is plain old data.
-        let bytes = unsafe {
-            std::slice::from_raw_parts(
-                (&raw const rec).cast::<u8>(),
-                size_of::<netdrop_common::SuppressedRecord>(),
-            )
-        };
+        let bytes = bytes_of(&rec);
         assert_eq!(decode_suppressed(bytes), Some(rec));
         // A drop event is never read as one, nor a short record.
         assert_eq!(decode_suppressed(&[0u8; size_of::<DropEvent>()]), None);
         assert_eq!(decode_suppressed(&bytes[..63]), None);
         assert_eq!(decode(bytes), None);
+        assert_eq!(decode_over_budget(bytes), None);
+    }
+
+    #[test]
+    fn budget_records_are_told_apart_by_size() {
+        let rec = netdrop_common::BudgetRecord {
+            reason: 2,
+            cpu: 1,
+            location: 0xffff_ffff_81b2_c3d4,
+            count: 98000,
+            timestamp_ns: 7,
+        };
+        let bytes = bytes_of(&rec);
+        assert_eq!(decode_over_budget(bytes), Some(rec));
+        assert_eq!(decode_over_budget(&[0u8; size_of::<DropEvent>()]), None);
+        assert_eq!(decode_over_budget(&bytes[..31]), None);
+        assert_eq!((decode(bytes), decode_suppressed(bytes)), (None, None));
+    }
+
+    /// The bytes of a ring buffer record.
+    fn bytes_of<T: aya::Pod>(rec: &T) -> &[u8] {
+        // SAFETY: `T` is plain old data, read for its own size.
+        unsafe { std::slice::from_raw_parts((rec as *const T).cast::<u8>(), size_of::<T>()) }
     }
 
     fn enricher() -> Enricher {

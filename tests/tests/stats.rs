@@ -33,6 +33,8 @@ fn counts_are_exact_while_the_event_stream_overflows() {
         "4K",
         "--rate-limit",
         "0",
+        "--budget",
+        "0",
         "--netns",
         &ns.name,
         "--port",

@@ -224,6 +224,8 @@ fn lost_events_are_counted_and_reported() {
         "4K",
         "--rate-limit",
         "0",
+        "--budget",
+        "0",
         "--port",
         &port.to_string(),
     ]);
@@ -392,7 +394,17 @@ fn rate_limited_drops_are_counted_exactly_per_flow() {
     const PER_FLOW: u64 = 10_000;
     let ns = NetnsPair::new("rl", 203);
     let port = "47200";
-    let w = Watch::start(&["--rate-limit", "50", "--netns", &ns.name, "--port", port]);
+    // No budget: every drop reaches the rate limit.
+    let w = Watch::start(&[
+        "--rate-limit",
+        "50",
+        "--budget",
+        "0",
+        "--netns",
+        &ns.name,
+        "--port",
+        port,
+    ]);
     let dst: SocketAddr = format!("{}:{port}", ns.ns_addr).parse().unwrap();
     let (a, b) = ns.inside(|| {
         let a = std::net::UdpSocket::bind(format!("{}:0", ns.ns_addr)).unwrap();
@@ -452,6 +464,120 @@ fn rate_limited_drops_are_counted_exactly_per_flow() {
     );
 }
 
+/// Sends `n` datagrams from the host side of `ns` to `port` inside it (closed: each is a
+/// NO_SOCKET drop in `__udp4_lib_rcv`).
+fn flood_closed_port(ns: &NetnsPair, port: u16, n: u64) {
+    let dst: SocketAddr = format!("{}:{port}", ns.ns_addr).parse().unwrap();
+    let sock = std::net::UdpSocket::bind(format!("{}:0", ns.host_addr)).unwrap();
+    for _ in 0..n {
+        sock.send_to(b"x", dst).unwrap();
+    }
+}
+
+/// Checks a `--budget 100` run that flooded a closed port: the summary accounts for every
+/// matched drop, the "more drops" notices add up to what went past the budget and name
+/// the reason and location, and far fewer events were shown than drops made. Returns the
+/// summary.
+fn check_budget(r: &netdrop_tests::Report, flood: u64) -> Value {
+    assert!(r.status.success(), "{}", r.stderr);
+    let s = r.summary.clone().expect("summary");
+    let n = |k: &str| s[k].as_u64().unwrap_or_else(|| panic!("no {k} in {s:#}"));
+    assert_eq!(n("budget"), 100, "{s:#}");
+    assert!(n("matched") >= flood, "{s:#}");
+    assert!(n("over_budget") > 0, "nothing went past the budget: {s:#}");
+    assert_eq!(
+        n("delivered") + n("suppressed") + n("over_budget") + n("lost"),
+        n("matched"),
+        "every matched drop is delivered, suppressed, over budget or lost: {s:#}"
+    );
+    let notices: Vec<&Value> = r
+        .lines
+        .iter()
+        .filter(|l| l["type"] == "over_budget")
+        .collect();
+    let more: u64 = notices.iter().map(|l| l["count"].as_u64().unwrap()).sum();
+    assert_eq!(more, n("over_budget"), "notices add up to the summary");
+    let ours = notices
+        .iter()
+        .find(|l| l["location"]["symbol"] == "__udp4_lib_rcv")
+        .unwrap_or_else(|| panic!("no notice names __udp4_lib_rcv: {notices:#?}"));
+    assert_eq!(ours["reason"]["name"], "NO_SOCKET", "{ours:#}");
+    assert_eq!(ours["budget"], 100);
+    // At most 100 examined per second per CPU for this pair, whatever the flood.
+    let cpus = std::thread::available_parallelism().unwrap().get() as f64;
+    let seconds = s["duration_s"].as_f64().unwrap().ceil() + 1.0;
+    let shown = r
+        .drops
+        .iter()
+        .filter(|d| d["location"]["symbol"] == "__udp4_lib_rcv")
+        .count() as f64;
+    assert!(
+        shown <= 100.0 * cpus * seconds,
+        "{shown} events in {seconds}s on {cpus} CPUs: the budget did not hold"
+    );
+    assert!(
+        r.stderr.contains(&format!(
+            "{} counted past --budget 100/s per reason and location",
+            n("over_budget")
+        )),
+        "{}",
+        r.stderr
+    );
+    s
+}
+
+#[test]
+fn the_budget_counts_exactly_what_it_does_not_examine() {
+    // A namespace filter: the budget applies after it, so only this flood counts.
+    const FLOOD: u64 = 20_000;
+    let ns = NetnsPair::new("bg1", 205);
+    let w = Watch::start(&["--budget", "100", "--rate-limit", "0", "--netns", &ns.name]);
+    flood_closed_port(&ns, 47400, FLOOD);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let r = w.stop();
+    let s = check_budget(&r, FLOOD);
+    assert_eq!(s["suppressed"], 0, "{s:#}");
+    // The namespace's NO_SOCKET drops are the flood's: each one shown or in a notice.
+    let no_socket = |l: &&Value| l["reason"]["name"] == "NO_SOCKET";
+    let shown = r.drops.iter().filter(no_socket).count() as u64;
+    let more: u64 = r
+        .lines
+        .iter()
+        .filter(|l| l["type"] == "over_budget")
+        .filter(no_socket)
+        .map(|l| l["count"].as_u64().unwrap())
+        .sum();
+    assert_eq!(shown + more, FLOOD, "{shown} shown + {more} more");
+    assert!(shown > 0);
+}
+
+#[test]
+fn the_budget_applies_before_the_headers_without_filters() {
+    // No filter but the reason: the budget is checked before device and headers are read
+    // (config::BUDGET_EARLY), and still accounts for every drop of the host.
+    const FLOOD: u64 = 20_000;
+    let ns = NetnsPair::new("bg2", 206);
+    let w = Watch::start(&[
+        "--budget",
+        "100",
+        "--rate-limit",
+        "0",
+        "--reason",
+        "NO_SOCKET",
+    ]);
+    flood_closed_port(&ns, 47401, FLOOD);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let r = w.stop();
+    check_budget(&r, FLOOD);
+    // The examined ones are full events of the flood: tuple, namespace.
+    let d = r
+        .drops
+        .iter()
+        .find(|d| d["packet"]["dport"] == 47401)
+        .expect("an event of the flood");
+    assert_eq!(d["netns"]["inode"], ns.inode(), "{d:#}");
+}
+
 #[test]
 fn counters_are_polled_and_sigint_ends_watch_during_a_flood() {
     // A UDP flood keeps the ring buffer busy while an accept queue overflows in the same
@@ -499,7 +625,7 @@ fn counters_are_polled_and_sigint_ends_watch_during_a_flood() {
     assert!(n("matched") <= sent, "{s:#}, sent {sent}");
     assert!(n("suppressed") > 0, "{s:#}");
     assert_eq!(
-        n("delivered") + n("suppressed") + n("lost"),
+        n("delivered") + n("suppressed") + n("over_budget") + n("lost"),
         n("matched"),
         "{s:#}"
     );

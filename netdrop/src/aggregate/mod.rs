@@ -87,6 +87,9 @@ pub struct Counters {
     pub stack_errors: u64,
     /// Matched drops the rate limit kept out of the ring buffer (counted, not shown).
     pub suppressed: u64,
+    /// Matched drops past the event budget (`watch --budget`): counted per reason and
+    /// location, not examined further.
+    pub over_budget: u64,
     /// Drops the kernel did not run our program for, because it was already running on
     /// that CPU (a drop inside an interrupt that hit during another drop).
     pub missed: u64,

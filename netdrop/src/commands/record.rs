@@ -215,9 +215,11 @@ pub async fn run(args: &RecordArgs, verbose: u8) -> Result<(), Error> {
         seen: c.seen,
         matched: c.matched,
         delivered,
-        // A recording keeps every event: its ring has no rate limit.
+        // A recording keeps every event: its ring has no rate limit and no budget.
         suppressed: c.suppressed,
         rate_limit: 0,
+        over_budget: c.over_budget,
+        budget: 0,
         lost: c.lost,
         missed: c.missed,
         stack_errors: c.stack_errors,

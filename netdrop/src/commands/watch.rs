@@ -19,8 +19,8 @@ use crate::{
     event::{self, Capture, Enricher},
     kernel::counters::{self, Change, CounterWatch},
     output::{
-        CounterGrowth, CounterNotice, Format, ListenerNotice, ListenerTotal, LostNotice, Summary,
-        SuppressedNotice,
+        CounterGrowth, CounterNotice, Format, ListenerNotice, ListenerTotal, LostNotice,
+        OverBudgetNotice, Summary, SuppressedNotice,
         pcapng::PcapngSink,
         sink::{self, Context, Dropped, Sink, Tee},
         stats::{self, StatsReport},
@@ -77,6 +77,7 @@ pub async fn run(args: &WatchArgs, verbose: u8) -> Result<(), Error> {
         without: args.kernel.without.clone(),
         snaplen: args.snaplen,
         rate_limit: args.rate_limit,
+        budget: args.budget,
         ..ProbeConfig::new(args.kernel.attach, flags, filter)
     };
     let mut stop = commands::StopSignals::install()?;
@@ -89,6 +90,7 @@ pub async fn run(args: &WatchArgs, verbose: u8) -> Result<(), Error> {
     let out = outputs(args, pcap, &enricher);
     let mut sink = Writer::new(out, enricher, args.count, args.stack);
     sink.rate_limit = args.rate_limit;
+    sink.budget = args.budget;
     // Counter lines cannot be narrowed to packets; listener records can (by port).
     let show_counters = !spec.selects_packets();
     // The baseline is taken now; the polls run on a thread of their own.
@@ -171,8 +173,14 @@ pub async fn run(args: &WatchArgs, verbose: u8) -> Result<(), Error> {
             for (key, count) in probe.unreported_suppressed()? {
                 sink.write_suppressed(&key, count, Clock::monotonic_now());
             }
-            sink.finish_batch();
         }
+        // The same for what went past the budget.
+        if args.budget != 0 {
+            for rec in probe.unreported_over_budget()? {
+                sink.write_over_budget(&rec, Clock::monotonic_now());
+            }
+        }
+        sink.finish_batch();
     }
     if let Stop::OutputClosed = stop {
         return Ok(());
@@ -189,6 +197,8 @@ pub async fn run(args: &WatchArgs, verbose: u8) -> Result<(), Error> {
         lost: counters.lost,
         suppressed: counters.suppressed,
         rate_limit: args.rate_limit,
+        over_budget: counters.over_budget,
+        budget: args.budget,
         missed: counters.missed,
         stack_errors: counters.stack_errors,
         by_reason: aggregate::reason_histogram(
@@ -383,6 +393,8 @@ pub struct Writer<S: Sink> {
     counter_growth: Vec<CounterGrowth>,
     /// `--rate-limit`, named in "more like this" notices.
     rate_limit: u32,
+    /// `--budget`, named in "more drops ... not examined" notices.
+    budget: u32,
 }
 
 impl<S: Sink> Writer<S> {
@@ -399,6 +411,7 @@ impl<S: Sink> Writer<S> {
             conntrack_hook: false,
             counter_growth: Vec::new(),
             rate_limit: 0,
+            budget: 0,
         }
     }
 
@@ -423,6 +436,11 @@ impl<S: Sink> Writer<S> {
             if let Some(s) = event::decode_suppressed(&item) {
                 drop(item);
                 self.write_suppressed(&s.key, s.count, s.timestamp_ns);
+                continue;
+            }
+            if let Some(b) = event::decode_over_budget(&item) {
+                drop(item);
+                self.write_over_budget(&b, b.timestamp_ns);
                 continue;
             }
             let Some(ev) = event::decode(&item) else {
@@ -486,6 +504,26 @@ impl<S: Sink> Writer<S> {
         };
         // The sink writes it after the drops batched so far: it follows the events it is about.
         let res = self.sink.suppressed(&notice);
+        self.check(res);
+    }
+
+    /// Writes "`count` more drops ... not examined" for a reason and location that went
+    /// past the event budget on one CPU.
+    fn write_over_budget(&mut self, rec: &netdrop_common::BudgetRecord, mono_ns: u64) {
+        let location = self.enricher.location(rec.location);
+        let notice = OverBudgetNotice {
+            time: self.clock.rfc3339(mono_ns),
+            count: rec.count,
+            reason: event::ReasonInfo::new(
+                &self.enricher.reasons,
+                rec.reason,
+                location.symbol.as_deref(),
+            ),
+            location,
+            cpu: rec.cpu,
+            budget: self.budget,
+        };
+        let res = self.sink.over_budget(&notice);
         self.check(res);
     }
 

@@ -34,6 +34,8 @@ mod tests {
             lost: 7,
             suppressed: 0,
             rate_limit: 0,
+            over_budget: 4,
+            budget: 2000,
             missed: 1,
             stack_errors: 3,
             by_reason: vec![ReasonCount {
@@ -46,7 +48,8 @@ mod tests {
             listeners: vec![],
         });
         let listener = JsonLine::Listener(crate::output::text::tests::listener());
-        for line in [lost, summary, listener.clone()] {
+        let budget = JsonLine::OverBudget(crate::output::text::tests::over_budget());
+        for line in [lost, summary, listener.clone(), budget.clone()] {
             let mut buf = Vec::new();
             write_line(&mut buf, &line).unwrap();
             let text = String::from_utf8(buf).unwrap();
@@ -71,6 +74,17 @@ mod tests {
                 .unwrap()
                 .starts_with(r#"{"type":"lost","#)
         );
+        let mut buf = Vec::new();
+        write_line(&mut buf, &budget).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&buf).unwrap();
+        assert_eq!(v["type"], "over_budget");
+        assert_eq!(v["reason"]["name"], "NO_SOCKET");
+        assert_eq!(v["location"]["symbol"], "__udp4_lib_rcv");
+        assert_eq!(
+            (v["count"].as_u64(), v["cpu"].as_u64()),
+            (Some(98000), Some(1))
+        );
+        assert_eq!(v["budget"], 2000);
         let mut buf = Vec::new();
         write_line(&mut buf, &listener).unwrap();
         let v: serde_json::Value = serde_json::from_slice(&buf).unwrap();

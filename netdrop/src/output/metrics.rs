@@ -115,6 +115,16 @@ pub fn render(
             c.lost,
         ),
         single(
+            "netdrop_events_suppressed",
+            "Drops watch counted but did not show because their flow and reason reached --rate-limit (0 outside watch).",
+            c.suppressed,
+        ),
+        single(
+            "netdrop_drops_over_budget",
+            "Drops watch counted but did not examine because their reason and location reached --budget (0 outside watch).",
+            c.over_budget,
+        ),
+        single(
             "netdrop_drops_not_traced",
             "Drops the kernel did not run netdrop's program for, because it was already running on that CPU.",
             c.missed,
@@ -558,6 +568,8 @@ mod tests {
         let mut t = Totals::default();
         t.counters.seen = 20;
         t.counters.lost = 2;
+        t.counters.suppressed = 6;
+        t.counters.over_budget = 9;
         t.by_reason.insert(3, 15);
         t.by_reason.insert(12, 5);
         for (i, name) in ["eth0", "eth1", "eth2"].iter().enumerate() {
@@ -607,6 +619,8 @@ mod tests {
         assert!(m.contains("netdrop_drops_total{reason=\"NO_SOCKET\"} 15\n"));
         assert!(m.contains("netdrop_drops_total{reason=\"NETFILTER_DROP\"} 5\n"));
         assert!(m.contains("netdrop_events_lost_total 2\n"));
+        assert!(m.contains("netdrop_events_suppressed_total 6\n"), "{m}");
+        assert!(m.contains("netdrop_drops_over_budget_total 9\n"), "{m}");
         assert!(
             m.contains("netdrop_device_drops_total{netns=\"0\",device=\"eth0\"} 10\n"),
             "{m}"

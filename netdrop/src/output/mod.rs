@@ -48,6 +48,21 @@ pub struct SuppressedNotice {
     pub rate_limit: u32,
 }
 
+/// Drops of one reason at one location that went past the event budget
+/// (`watch --budget`) on one CPU: counted exactly, not examined (no headers, no event).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OverBudgetNotice {
+    pub time: String,
+    /// Drops not examined since the last notice for this reason and location on this CPU.
+    pub count: u64,
+    pub reason: crate::event::ReasonInfo,
+    pub location: crate::event::Location,
+    /// The CPU whose budget it was.
+    pub cpu: u32,
+    /// The budget: drops examined per second per reason and location on each CPU.
+    pub budget: u32,
+}
+
 /// A kernel drop counter that grew: drops that never reach `kfree_skb`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CounterNotice {
@@ -218,6 +233,14 @@ pub struct Summary {
     /// The rate limit in force, events per second per flow and reason on each CPU (0: none).
     #[serde(default)]
     pub rate_limit: u32,
+    /// Matched drops past the event budget: counted, not examined (`matched` = `delivered`
+    /// + `suppressed` + `over_budget` + `lost`).
+    #[serde(default)]
+    pub over_budget: u64,
+    /// The event budget in force, drops examined per second per reason and location on
+    /// each CPU (0: none).
+    #[serde(default)]
+    pub budget: u32,
     /// Drops the kernel did not run netdrop's program for (nested on one CPU).
     pub missed: u64,
     /// Events shown without their kernel stack because it could not be captured (the
@@ -267,6 +290,7 @@ pub enum JsonLine {
     Listener(ListenerNotice),
     Summary(Summary),
     Suppressed(SuppressedNotice),
+    OverBudget(OverBudgetNotice),
 }
 
 /// Output format.

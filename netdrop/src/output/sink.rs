@@ -8,7 +8,8 @@ use std::io::{self, Write};
 use netdrop_common::DropEvent;
 
 use super::{
-    CounterNotice, JsonLine, ListenerNotice, LostNotice, Summary, SuppressedNotice, json,
+    CounterNotice, JsonLine, ListenerNotice, LostNotice, OverBudgetNotice, Summary,
+    SuppressedNotice, json,
     json::fast::DropWriter,
     stats::{self, StatsReport},
     text,
@@ -82,6 +83,11 @@ pub trait Sink {
         Ok(())
     }
 
+    /// Drops of one reason and location the event budget counted without examining them.
+    fn over_budget(&mut self, _n: &OverBudgetNotice) -> io::Result<()> {
+        Ok(())
+    }
+
     /// One `stats` report, for counts taken at CLOCK_MONOTONIC `mono_ns`.
     fn report(&mut self, _r: &StatsReport, _mono_ns: u64) -> io::Result<()> {
         Ok(())
@@ -129,6 +135,9 @@ impl<S: Sink + ?Sized> Sink for Box<S> {
     }
     fn suppressed(&mut self, n: &SuppressedNotice) -> io::Result<()> {
         (**self).suppressed(n)
+    }
+    fn over_budget(&mut self, n: &OverBudgetNotice) -> io::Result<()> {
+        (**self).over_budget(n)
     }
     fn report(&mut self, r: &StatsReport, mono_ns: u64) -> io::Result<()> {
         (**self).report(r, mono_ns)
@@ -190,6 +199,11 @@ impl<W: Write> Sink for TextSink<W> {
     fn suppressed(&mut self, n: &SuppressedNotice) -> io::Result<()> {
         let t = self.now();
         writeln!(self.out, "{}", text::suppressed_line(n, &t))
+    }
+
+    fn over_budget(&mut self, n: &OverBudgetNotice) -> io::Result<()> {
+        let t = self.now();
+        writeln!(self.out, "{}", text::over_budget_line(n, &t))
     }
 
     fn report(&mut self, r: &StatsReport, mono_ns: u64) -> io::Result<()> {
@@ -287,6 +301,10 @@ impl<W: Write> Sink for JsonSink<W> {
         self.line(&JsonLine::Suppressed(n.clone()))
     }
 
+    fn over_budget(&mut self, n: &OverBudgetNotice) -> io::Result<()> {
+        self.line(&JsonLine::OverBudget(n.clone()))
+    }
+
     /// A `stats` report is one object per line, untagged (its own schema).
     fn report(&mut self, r: &StatsReport, _mono_ns: u64) -> io::Result<()> {
         self.write_batch()?;
@@ -344,6 +362,9 @@ impl Sink for Tee {
     }
     fn suppressed(&mut self, n: &SuppressedNotice) -> io::Result<()> {
         self.each(|s| s.suppressed(n))
+    }
+    fn over_budget(&mut self, n: &OverBudgetNotice) -> io::Result<()> {
+        self.each(|s| s.over_budget(n))
     }
     fn report(&mut self, r: &StatsReport, mono_ns: u64) -> io::Result<()> {
         self.each(|s| s.report(r, mono_ns))

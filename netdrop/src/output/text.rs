@@ -3,7 +3,8 @@
 use std::io::{self, Write};
 
 use super::{
-    CounterNotice, ListenerNotice, LostNotice, SocketNotice, Summary, SuppressedNotice,
+    CounterNotice, ListenerNotice, LostNotice, OverBudgetNotice, SocketNotice, Summary,
+    SuppressedNotice,
     printable::printable,
     stats::{self, StatsReport},
 };
@@ -204,6 +205,19 @@ pub fn suppressed_line(n: &SuppressedNotice, local_time: &str) -> String {
     )
 }
 
+/// "N more here": drops of one reason and location the event budget counted on one CPU
+/// without examining them.
+pub fn over_budget_line(n: &OverBudgetNotice, local_time: &str) -> String {
+    format!(
+        "{local_time} {:<20} {} on cpu {}: {} more drops counted, not examined (--budget {}/s per reason and location on each CPU)",
+        n.reason.label(),
+        location(&n.location),
+        n.cpu,
+        n.count,
+        n.budget
+    )
+}
+
 /// Written when events were lost since the last check.
 pub fn lost_line(n: &LostNotice) -> String {
     let mut parts = Vec::new();
@@ -232,6 +246,12 @@ pub fn summary_line(s: &Summary) -> String {
         line.push_str(&format!(
             "; {} suppressed by --rate-limit {}/s per flow and reason (counted, shown as \"more like this\")",
             s.suppressed, s.rate_limit
+        ));
+    }
+    if s.budget > 0 {
+        line.push_str(&format!(
+            "; {} counted past --budget {}/s per reason and location (not examined, shown as \"more drops\")",
+            s.over_budget, s.budget
         ));
     }
     if s.stack_errors > 0 {
@@ -333,6 +353,41 @@ pub(crate) mod tests {
             assert!(line.contains(part), "{part:?} missing from {line}");
         }
         assert!(!line.contains('\u{1b}'), "{line}");
+    }
+
+    /// A budget notice for NO_SOCKET drops in `__udp4_lib_rcv` on CPU 1.
+    pub(crate) fn over_budget() -> OverBudgetNotice {
+        let reasons =
+            crate::kernel::reasons::Reasons::from_symbolic(&[(2, "NO_SOCKET".into())]).unwrap();
+        OverBudgetNotice {
+            time: "t".into(),
+            count: 98000,
+            reason: crate::event::ReasonInfo::new(&reasons, 2, None),
+            location: Location {
+                address: "0xffffffff81b2c3d4".into(),
+                symbol: Some("__udp4_lib_rcv".into()),
+                offset: Some(0x5b0),
+                module: None,
+            },
+            cpu: 1,
+            budget: 2000,
+        }
+    }
+
+    #[test]
+    fn over_budget_lines_name_reason_location_cpu_and_escape() {
+        let mut n = over_budget();
+        let line = over_budget_line(&n, "00:02:19.999420");
+        assert_eq!(
+            line,
+            "00:02:19.999420 NO_SOCKET            __udp4_lib_rcv+0x5b0 on cpu 1: 98000 more drops counted, not examined (--budget 2000/s per reason and location on each CPU)"
+        );
+        n.location.module = Some("evil\u{1b}[2J".into());
+        let line = over_budget_line(&n, "t");
+        assert!(
+            line.contains("[evil\\x1b[2J]") && !line.contains('\u{1b}'),
+            "{line}"
+        );
     }
 
     pub(crate) fn listener() -> ListenerNotice {
@@ -507,6 +562,8 @@ pub(crate) mod tests {
             lost: 2,
             suppressed: 0,
             rate_limit: 0,
+            over_budget: 2000,
+            budget: 500,
             missed: 0,
             stack_errors: 0,
             by_reason: vec![
@@ -585,6 +642,12 @@ pub(crate) mod tests {
         let text = String::from_utf8(out).unwrap();
         assert!(
             text.contains("10 drops matched in 2.0s (12 seen by the hook); 8 events shown, 2 lost")
+        );
+        assert!(
+            text.contains(
+                "; 2000 counted past --budget 500/s per reason and location (not examined"
+            ),
+            "{text}"
         );
         assert!(
             text.contains("whole run:  5 drops/s (10 in 2.0s, 10 total) by reason"),

@@ -69,6 +69,9 @@ pub struct ProbeConfig {
     /// Events written per flow and reason per second on each CPU (0: every event); the
     /// rest are counted as suppressed.
     pub rate_limit: u32,
+    /// Drops examined in full per reason and location per second on each CPU (0: every
+    /// drop); the rest are counted as over budget.
+    pub budget: u32,
 }
 
 impl ProbeConfig {
@@ -101,7 +104,22 @@ impl ProbeConfig {
             without: Vec::new(),
             snaplen: 0,
             rate_limit: 0,
+            budget: 0,
         }
+    }
+
+    /// The kernel may apply the event budget before reading device and headers: nothing
+    /// but the event itself needs them (no device, namespace or header filter, no
+    /// per-device or per-flow count).
+    fn budget_early(&self) -> bool {
+        use netdrop_common::config as c;
+        let f = &self.filter.filter;
+        self.budget != 0
+            && self.flags & c::EVENTS != 0
+            && self.flags & (c::BY_DEVICE | c::BY_FLOW) == 0
+            && !f.needs_headers()
+            && f.netns == 0
+            && f.has_iface == 0
     }
 }
 
@@ -417,6 +435,7 @@ impl Probe {
             reason_untracked: get(stat::REASON_UNTRACKED)?,
             stack_errors: get(stat::STACK_ERRORS)?,
             suppressed: get(stat::SUPPRESSED)?,
+            over_budget: get(stat::OVER_BUDGET)?,
             missed: self.recursion_misses(),
         })
     }
@@ -509,6 +528,37 @@ impl Probe {
         Ok(out)
     }
 
+    /// Per CPU, reason and location, the drops over the event budget that no
+    /// [`netdrop_common::BudgetRecord`] reported yet. Read after [`Probe::detach`], these
+    /// and the records account for every drop over budget.
+    pub fn unreported_over_budget(&self) -> Result<Vec<netdrop_common::BudgetRecord>, Error> {
+        use netdrop_common::{BUDGET_SLOTS, BudgetRecord, BudgetState};
+        let m = self
+            .ebpf
+            .map(map::BUDGET)
+            .ok_or_else(|| missing_map(map::BUDGET))?;
+        let map_err = |source| Error::Map {
+            map: map::BUDGET,
+            source,
+        };
+        let arr: PerCpuArray<_, BudgetState> = PerCpuArray::try_from(m).map_err(map_err)?;
+        let mut out = Vec::new();
+        for slot in 0..BUDGET_SLOTS {
+            for (cpu, s) in arr.get(&slot, 0).map_err(map_err)?.iter().enumerate() {
+                if s.skipped > s.reported {
+                    out.push(BudgetRecord {
+                        reason: s.reason,
+                        cpu: cpu as u32,
+                        location: s.location,
+                        count: s.skipped - s.reported,
+                        timestamp_ns: 0,
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Kernel stack `id` (innermost first), cached: stack ids are stable for the life of
     /// the map.
     pub fn stack(&mut self, id: u32) -> Option<&[u64]> {
@@ -560,6 +610,9 @@ pub(crate) fn load_object(
     if backlog.is_some() {
         flags |= netdrop_common::config::BACKLOG_MARKS;
     }
+    if cfg.budget_early() {
+        flags |= netdrop_common::config::BUDGET_EARLY;
+    }
     let backlog = backlog.unwrap_or(netdrop_common::BacklogSite::NONE);
     let config = Config {
         flags,
@@ -576,6 +629,12 @@ pub(crate) fn load_object(
         netfilter_end,
         snaplen: cfg.snaplen,
         rate_limit: cfg.rate_limit,
+        budget: if cfg.flags & netdrop_common::config::EVENTS != 0 {
+            cfg.budget
+        } else {
+            0
+        },
+        _pad: 0,
     };
     // 0 disables every kernel log statement, which the verifier then prunes.
     let log_level: u8 = if cfg.kernel_log { 5 } else { 0 };
@@ -685,4 +744,67 @@ pub fn readable<T: AsRawFd>(inner: T) -> std::io::Result<tokio::io::unix::AsyncF
         tokio::io::unix::AsyncFd::register_with_interest(inner, tokio::io::Interest::READABLE)
     }
     .map_err(|e| e.into_parts().1)
+}
+
+#[cfg(test)]
+mod tests {
+    use netdrop_common::{Filter, config as c};
+
+    use super::*;
+
+    fn cfg(flags: u32, filter: Filter) -> ProbeConfig {
+        ProbeConfig {
+            budget: 2000,
+            ..ProbeConfig::new(
+                AttachMode::Auto,
+                flags,
+                CompiledFilter {
+                    filter,
+                    reason_set: Vec::new(),
+                },
+            )
+        }
+    }
+
+    #[test]
+    fn the_budget_comes_before_the_headers_only_when_nothing_else_needs_them() {
+        let events = c::EVENTS | c::BY_REASON;
+        assert!(cfg(events, Filter::default()).budget_early());
+        // A reason filter is decided before the budget: still early.
+        let by_reason = Filter {
+            reason_mode: 1,
+            ..Filter::default()
+        };
+        assert!(cfg(events, by_reason).budget_early());
+        // Filters that read the packet or the device, and counts per device or flow,
+        // need every drop read: the budget applies after them.
+        for filter in [
+            Filter {
+                has_port: 1,
+                port: 80,
+                ..Filter::default()
+            },
+            Filter {
+                l3_proto: netdrop_common::proto::ETH_P_IPV6,
+                ..Filter::default()
+            },
+            Filter {
+                netns: 4026531840,
+                ..Filter::default()
+            },
+            Filter {
+                has_iface: 1,
+                ..Filter::default()
+            },
+        ] {
+            assert!(!cfg(events, filter).budget_early(), "{filter:?}");
+        }
+        assert!(!cfg(events | c::BY_FLOW, Filter::default()).budget_early());
+        assert!(!cfg(events | c::BY_DEVICE, Filter::default()).budget_early());
+        // No events (stats), or no budget: nothing to apply.
+        assert!(!cfg(c::BY_REASON, Filter::default()).budget_early());
+        let mut none = cfg(events, Filter::default());
+        none.budget = 0;
+        assert!(!none.budget_early());
+    }
 }
