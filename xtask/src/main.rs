@@ -101,12 +101,12 @@ enum Task {
         #[arg(long, default_value_t = 2.0)]
         minutes: f64,
     },
-    /// Run the drop scenarios inside qemu on Debian distribution kernels (6.1, 6.12):
+    /// Run the drop scenarios inside qemu on Debian distribution kernels (5.10, 6.1, 6.12):
     /// downloads the kernels through apt (cached under target/vm), builds static netdrop
     /// and the scenario runner, boots each kernel and prints a kernel x scenario table.
     /// Needs root (apt, and the guest tools come from Debian packages).
     VmTest {
-        /// Kernels to run on (repeatable): 6.1, 6.12. Default: all.
+        /// Kernels to run on (repeatable): 5.10, 6.1, 6.12. Default: all.
         #[arg(long = "kernel")]
         kernels: Vec<String>,
         /// Scenarios to run (repeatable). Default: all.

@@ -29,6 +29,7 @@ pub const SCENARIOS: &[&str] = &[
     "conntrack_late",
     "closed_port",
     "attach_tracepoint",
+    "event_budget",
     "nftables_drop",
     "rp_filter",
     "no_route",
