@@ -355,7 +355,7 @@ fn rounds(
             .ns_per_drop
             .map_or(String::new(), |ns| format!(" {ns:>6.0} ns/drop"));
         eprintln!(
-            "xtask: round {round} {:<34} {:>9.0} drops/s{kernel}",
+            "xtask: round {round} {:<35} {:>9.0} drops/s{kernel}",
             mode.name(),
             s.rate
         );
@@ -649,7 +649,7 @@ fn report(modes: &[Mode], samples: &[(Mode, Sample)]) {
     };
     println!();
     println!(
-        "{:<34} {:>10} {:>7} {:>10} {:>11} {:>9} {:>12} {:>10} {:>9}",
+        "{:<35} {:>10} {:>7} {:>10} {:>11} {:>9} {:>12} {:>10} {:>9}",
         "mode",
         "drops/s",
         "share",
@@ -699,7 +699,7 @@ fn report(modes: &[Mode], samples: &[(Mode, Sample)]) {
             format!("{startup:.2}s")
         };
         println!(
-            "{:<34} {:>10.0} {:>7} {:>10} {:>11} {:>9} {:>12} {:>10} {:>9}",
+            "{:<35} {:>10.0} {:>7} {:>10} {:>11} {:>9} {:>12} {:>10} {:>9}",
             m.name(),
             rate,
             share,
@@ -713,7 +713,7 @@ fn report(modes: &[Mode], samples: &[(Mode, Sample)]) {
         if let (Some(d), Some(l), Some(sp), Some(mt)) = (delivered, lost, suppressed, matched) {
             let unaccounted = mt as i64 - (d + sp + l) as i64;
             println!(
-                "{:<34} matched {mt}, delivered {d} + suppressed {sp} + lost {l} = {}, unaccounted {unaccounted}",
+                "{:<35} matched {mt}, delivered {d} + suppressed {sp} + lost {l} = {}, unaccounted {unaccounted}",
                 "",
                 d + sp + l
             );
@@ -730,7 +730,7 @@ fn kernel_report(modes: &[Mode], samples: &[(Mode, Sample)]) {
     }
     println!();
     println!(
-        "{:<34} {:>10} {:>11} {:>11} {:>7}",
+        "{:<35} {:>10} {:>11} {:>11} {:>7}",
         "kernel ns per drop", "median", "IQR", "runs", "rounds"
     );
     for &m in modes.iter().filter(|&&m| m != Mode::Untraced) {
@@ -748,7 +748,7 @@ fn kernel_report(modes: &[Mode], samples: &[(Mode, Sample)]) {
         };
         let total: u64 = runs.iter().filter_map(|s| s.runs).sum();
         println!(
-            "{:<34} {median:>10} {spread:>11} {total:>11} {:>7}",
+            "{:<35} {median:>10} {spread:>11} {total:>11} {:>7}",
             m.name(),
             runs.len()
         );
