@@ -8,7 +8,10 @@
 //! (streaming), the same with `--rate-limit 0` (streaming every event), and bpftrace
 //! counting per reason when bpftrace is installed. Reported: the generator's drop rate as a share of the
 //! untraced one (medians over rounds), events delivered and lost, the tracer's CPU seconds
-//! per million drops, and its peak RSS. No timing is asserted: these are figures to read.
+//! per million drops, its peak RSS, and, with the kernel's accounting of BPF programs
+//! switched on for the run, the tracer's kfree_skb program time per drop (bpftool's
+//! `run_time_ns` / `run_cnt`), which machine noise disturbs far less than the rate shares.
+//! No timing is asserted: these are figures to read.
 //! Last, `netdrop bench-pipeline` measures user space alone (decode, enrich, write) on
 //! synthetic events; `--pipeline` runs only that, without root or a kernel.
 
@@ -45,6 +48,15 @@ enum Mode {
 }
 
 impl Mode {
+    /// Names of the mode's kfree_skb programs, to tell them from the tracer's other
+    /// programs; `None`: all of them (bpftrace loads just the one).
+    fn drop_hooks(self) -> Option<&'static [&'static str]> {
+        match self {
+            Mode::Bpftrace => None,
+            _ => Some(bpf_stats::NETDROP_DROP_HOOKS),
+        }
+    }
+
     fn name(self) -> &'static str {
         match self {
             Mode::Untraced => "untraced",
@@ -70,6 +82,10 @@ struct Sample {
     matched: Option<u64>,
     /// Rate over the mean rate of the untraced runs just before and after.
     ratio: Option<f64>,
+    /// The tracer's kfree_skb program time per run, as the kernel accounts it.
+    ns_per_drop: Option<f64>,
+    /// Runs of that program while drops were sent.
+    runs: Option<u64>,
 }
 
 const PORT: u16 = 9;
@@ -172,6 +188,13 @@ pub fn run(args: BenchArgs) -> Result<()> {
     if cpus < 2 {
         bail!("the benchmark needs two CPUs: one sends, one traces");
     }
+    // The kernel's accounting, optional too: on until this function returns, then back to
+    // what it was.
+    let _ = setup::install_packages(&[("bpftool", "bpftool")]);
+    let stats = bpf_stats::Enabled::new()
+        .inspect_err(|e| eprintln!("xtask: kernel ns per drop is left out: {e:#}"))
+        .ok();
+    let bpftool = stats.as_ref().map(|s| s.bpftool.as_path());
     let mut results = Vec::new();
     for &n in &args.senders {
         let placement = Placement::new(n, cpus);
@@ -185,7 +208,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         if let Some(note) = placement.sharing() {
             eprintln!("xtask: note: this machine has {cpus} CPUs: {note}; running anyway");
         }
-        let samples = rounds(&args, &modes, &placement, &netdrop, &dropgen)?;
+        let samples = rounds(&args, &modes, &placement, &netdrop, &dropgen, bpftool)?;
         println!("\n{n} sender(s): {}", placement.describe());
         if let Some(note) = placement.sharing() {
             println!("note: {note}");
@@ -204,16 +227,19 @@ pub fn run(args: BenchArgs) -> Result<()> {
     pipeline(&netdrop)
 }
 
-/// One line per number of senders: the shares of aggregation and streaming, and what
-/// streaming delivered.
+/// One line per number of senders: the shares of aggregation and streaming, the kernel's
+/// ns per drop of each, and what streaming delivered.
 fn per_senders(results: &[SenderRun]) {
     println!(
-        "\n{:>7} {:>16} {:>11} {:>11} {:>14} {:>11}  placement",
+        "\n{:>7} {:>16} {:>11} {:>11} {:>14} {:>8} {:>8} {:>11} {:>11}  placement",
         "senders",
         "untraced drops/s",
         "stats share",
         "watch share",
         "every-ev share",
+        "stats ns",
+        "watch ns",
+        "every-ev ns",
         "unaccounted"
     );
     for SenderRun {
@@ -245,10 +271,13 @@ fn per_senders(results: &[SenderRun]) {
             place = format!("{place} ({note})");
         }
         println!(
-            "{n:>7} {untraced:>16.0} {:>11} {:>11} {:>14} {unaccounted:>11}  {place}",
+            "{n:>7} {untraced:>16.0} {:>11} {:>11} {:>14} {:>8} {:>8} {:>11} {unaccounted:>11}  {place}",
             share(Mode::Stats),
             share(Mode::Watch),
             share(Mode::WatchAll),
+            kernel_median(samples, Mode::Stats),
+            kernel_median(samples, Mode::Watch),
+            kernel_median(samples, Mode::WatchAll),
         );
     }
 }
@@ -301,13 +330,15 @@ fn pipeline(netdrop: &Path) -> Result<()> {
     Ok(())
 }
 
-/// All rounds of all modes with one placement of senders.
+/// All rounds of all modes with one placement of senders; `bpftool` when the kernel's
+/// accounting of BPF programs is on.
 fn rounds(
     args: &BenchArgs,
     modes: &[Mode],
     placement: &Placement,
     netdrop: &Path,
     dropgen: &Path,
+    bpftool: Option<&Path>,
 ) -> Result<Vec<(Mode, Sample)>> {
     // Each traced run sits between two untraced runs and is compared with their mean: the
     // machine's speed drifts (other tenants), slowly enough for neighbours to agree.
@@ -318,10 +349,13 @@ fn rounds(
         .filter(|m| *m != Mode::Untraced)
         .collect();
     let run = |mode: Mode, round: usize| -> Result<Sample> {
-        let s = run_mode(mode, netdrop, dropgen, args.seconds, placement)
+        let s = run_mode(mode, netdrop, dropgen, args.seconds, placement, bpftool)
             .with_context(|| format!("round {round}, {}", mode.name()))?;
+        let kernel = s
+            .ns_per_drop
+            .map_or(String::new(), |ns| format!(" {ns:>6.0} ns/drop"));
         eprintln!(
-            "xtask: round {round} {:<34} {:>9.0} drops/s",
+            "xtask: round {round} {:<35} {:>9.0} drops/s{kernel}",
             mode.name(),
             s.rate
         );
@@ -351,12 +385,15 @@ fn taskset(cpu: usize, program: &Path) -> Command {
     c
 }
 
+/// One run of `mode`; with `bpftool`, also the kernel's time per run of the tracer's
+/// kfree_skb program between the tracer's start and the senders' end.
 fn run_mode(
     mode: Mode,
     netdrop: &Path,
     dropgen: &Path,
     seconds: f64,
     placement: &Placement,
+    bpftool: Option<&Path>,
 ) -> Result<Sample> {
     let tracer_cpu = placement.tracer;
     let tracer = match mode {
@@ -386,6 +423,14 @@ fn run_mode(
             ]),
             "Attaching",
         )?),
+    };
+    // A failed reading leaves the figure out of this run, not the run out.
+    let kernel_start = match (&tracer, bpftool) {
+        (Some(t), Some(bpftool)) => bpf_stats::start(bpftool, t.child.id(), mode.drop_hooks())
+            .inspect_err(|e| eprintln!("xtask: no kernel ns per drop for this run: {e:#}"))
+            .ok()
+            .map(|start| (bpftool, start)),
+        _ => None,
     };
     let cpu_before = tracer.as_ref().map(|t| proc_cpu_seconds(t.child.id()));
     let senders = placement
@@ -421,6 +466,12 @@ fn run_mode(
         // CPU spent while drops were being made: start-up (reading BTF and kallsyms) is
         // reported apart, as it does not grow with the number of drops.
         let during = proc_cpu_seconds(t.child.id()) - cpu_before.unwrap_or(0.0);
+        if let Some((bpftool, start)) = &kernel_start {
+            match bpf_stats::since(bpftool, start) {
+                Ok(per_run) => (s.ns_per_drop, s.runs) = per_run.unzip(),
+                Err(e) => eprintln!("xtask: no kernel ns per drop for this run: {e:#}"),
+            }
+        }
         let (stderr, usage) = stop(t)?;
         s.cpu_s = during;
         s.total_cpu_s = usage.0;
@@ -598,7 +649,7 @@ fn report(modes: &[Mode], samples: &[(Mode, Sample)]) {
     };
     println!();
     println!(
-        "{:<34} {:>10} {:>7} {:>10} {:>11} {:>9} {:>12} {:>10} {:>9}",
+        "{:<35} {:>10} {:>7} {:>10} {:>11} {:>9} {:>12} {:>10} {:>9}",
         "mode",
         "drops/s",
         "share",
@@ -648,7 +699,7 @@ fn report(modes: &[Mode], samples: &[(Mode, Sample)]) {
             format!("{startup:.2}s")
         };
         println!(
-            "{:<34} {:>10.0} {:>7} {:>10} {:>11} {:>9} {:>12} {:>10} {:>9}",
+            "{:<35} {:>10.0} {:>7} {:>10} {:>11} {:>9} {:>12} {:>10} {:>9}",
             m.name(),
             rate,
             share,
@@ -662,11 +713,59 @@ fn report(modes: &[Mode], samples: &[(Mode, Sample)]) {
         if let (Some(d), Some(l), Some(sp), Some(mt)) = (delivered, lost, suppressed, matched) {
             let unaccounted = mt as i64 - (d + sp + l) as i64;
             println!(
-                "{:<34} matched {mt}, delivered {d} + suppressed {sp} + lost {l} = {}, unaccounted {unaccounted}",
+                "{:<35} matched {mt}, delivered {d} + suppressed {sp} + lost {l} = {}, unaccounted {unaccounted}",
                 "",
                 d + sp + l
             );
         }
+    }
+    kernel_report(modes, samples);
+}
+
+/// The kernel's time per run of each tracer's kfree_skb program: median and IQR over
+/// rounds, and the runs they add up; nothing when no run has the figure.
+fn kernel_report(modes: &[Mode], samples: &[(Mode, Sample)]) {
+    if samples.iter().all(|(_, s)| s.ns_per_drop.is_none()) {
+        return;
+    }
+    println!();
+    println!(
+        "{:<35} {:>10} {:>11} {:>11} {:>7}",
+        "kernel ns per drop", "median", "IQR", "runs", "rounds"
+    );
+    for &m in modes.iter().filter(|&&m| m != Mode::Untraced) {
+        let runs: Vec<&Sample> = samples
+            .iter()
+            .filter(|(x, s)| *x == m && s.ns_per_drop.is_some())
+            .map(|(_, s)| s)
+            .collect();
+        let ns: Vec<f64> = runs.iter().filter_map(|s| s.ns_per_drop).collect();
+        let (median, spread) = if ns.is_empty() {
+            ("-".to_owned(), "-".to_owned())
+        } else {
+            let (lo, hi) = quartiles(ns.clone());
+            (format!("{:.1}", median(ns)), format!("{lo:.0}-{hi:.0}"))
+        };
+        let total: u64 = runs.iter().filter_map(|s| s.runs).sum();
+        println!(
+            "{:<35} {median:>10} {spread:>11} {total:>11} {:>7}",
+            m.name(),
+            runs.len()
+        );
+    }
+}
+
+/// Median kernel ns per drop of `mode`'s runs, or "-".
+fn kernel_median(samples: &[(Mode, Sample)], mode: Mode) -> String {
+    let ns: Vec<f64> = samples
+        .iter()
+        .filter(|(m, _)| *m == mode)
+        .filter_map(|(_, s)| s.ns_per_drop)
+        .collect();
+    if ns.is_empty() {
+        "-".to_owned()
+    } else {
+        format!("{:.1}", median(ns))
     }
 }
 
@@ -684,7 +783,11 @@ fn legend() {
          and after (loading BTF, symbols), per run. rate-limited: watch's default, at most 1000 events\n\
          per second per flow and reason on each CPU, the rest counted as suppressed (each sender is one\n\
          flow); every-ev: --rate-limit 0. Targets: aggregation >= 0.97, streaming >= 0.85\n\
-         with zero unaccounted loss, <= 1 CPU-second per million streamed drops, RSS <= 64 MiB."
+         with zero unaccounted loss, <= 1 CPU-second per million streamed drops, RSS <= 64 MiB.\n\
+         kernel ns per drop: the tracer's kfree_skb program's own time per run as the kernel\n\
+         accounts it (kernel.bpf_stats_enabled; run_time_ns / run_cnt from bpftool, medians over rounds),\n\
+         less disturbed by machine noise than drop-rate shares: the figure the goal \"streaming\n\
+         costs the drop path no more than aggregation\" is judged by (stats ns vs watch ns)."
     );
 }
 
@@ -780,5 +883,500 @@ mod tests {
         let note = three.sharing().unwrap();
         assert!(note.contains("3 senders share 2 CPUs"), "{note}");
         assert_eq!(Placement::new(2, 4).sharing(), None);
+    }
+}
+
+/// A JSON reader small enough to keep xtask free of a JSON dependency: bpftool's program
+/// listing nests arrays and objects (`pids`, `map_ids`), which [`serde_like`]'s field
+/// search cannot tell apart.
+mod json {
+    /// A JSON value. Numbers keep their text, so u64 counters read back exactly.
+    #[derive(Debug, PartialEq)]
+    pub enum Json {
+        Null,
+        Bool(bool),
+        Number(String),
+        Str(String),
+        Array(Vec<Json>),
+        Object(Vec<(String, Json)>),
+    }
+
+    /// Nesting deeper than this is not bpftool's and is refused rather than recursed into.
+    const MAX_DEPTH: usize = 32;
+
+    impl Json {
+        /// The whole of `text` as one value, or `None` if it is not JSON.
+        pub fn parse(text: &str) -> Option<Json> {
+            let mut p = Parser {
+                s: text.as_bytes(),
+                at: 0,
+            };
+            let v = p.value(0)?;
+            p.skip_space();
+            (p.at == p.s.len()).then_some(v)
+        }
+
+        /// The field `key` of an object.
+        pub fn get(&self, key: &str) -> Option<&Json> {
+            match self {
+                Json::Object(fields) => fields.iter().find(|(k, _)| k == key).map(|(_, v)| v),
+                _ => None,
+            }
+        }
+
+        pub fn as_u64(&self) -> Option<u64> {
+            match self {
+                Json::Number(n) => n.parse().ok(),
+                _ => None,
+            }
+        }
+
+        pub fn as_str(&self) -> Option<&str> {
+            match self {
+                Json::Str(s) => Some(s),
+                _ => None,
+            }
+        }
+
+        pub fn as_array(&self) -> Option<&[Json]> {
+            match self {
+                Json::Array(items) => Some(items),
+                _ => None,
+            }
+        }
+    }
+
+    struct Parser<'a> {
+        s: &'a [u8],
+        at: usize,
+    }
+
+    impl Parser<'_> {
+        fn skip_space(&mut self) {
+            while matches!(self.s.get(self.at), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+                self.at += 1;
+            }
+        }
+
+        /// Skips space, then `c` if it comes next.
+        fn eat(&mut self, c: u8) -> bool {
+            self.skip_space();
+            let next = self.s.get(self.at) == Some(&c);
+            if next {
+                self.at += 1;
+            }
+            next
+        }
+
+        fn value(&mut self, depth: usize) -> Option<Json> {
+            if depth > MAX_DEPTH {
+                return None;
+            }
+            self.skip_space();
+            match *self.s.get(self.at)? {
+                b'{' => {
+                    self.at += 1;
+                    let mut fields = Vec::new();
+                    if self.eat(b'}') {
+                        return Some(Json::Object(fields));
+                    }
+                    loop {
+                        self.skip_space();
+                        let key = self.string()?;
+                        if !self.eat(b':') {
+                            return None;
+                        }
+                        fields.push((key, self.value(depth + 1)?));
+                        if self.eat(b'}') {
+                            return Some(Json::Object(fields));
+                        }
+                        if !self.eat(b',') {
+                            return None;
+                        }
+                    }
+                }
+                b'[' => {
+                    self.at += 1;
+                    let mut items = Vec::new();
+                    if self.eat(b']') {
+                        return Some(Json::Array(items));
+                    }
+                    loop {
+                        items.push(self.value(depth + 1)?);
+                        if self.eat(b']') {
+                            return Some(Json::Array(items));
+                        }
+                        if !self.eat(b',') {
+                            return None;
+                        }
+                    }
+                }
+                b'"' => self.string().map(Json::Str),
+                b't' => self.word("true", Json::Bool(true)),
+                b'f' => self.word("false", Json::Bool(false)),
+                b'n' => self.word("null", Json::Null),
+                _ => {
+                    let start = self.at;
+                    while matches!(
+                        self.s.get(self.at),
+                        Some(b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E')
+                    ) {
+                        self.at += 1;
+                    }
+                    let text = std::str::from_utf8(&self.s[start..self.at]).ok()?;
+                    text.parse::<f64>()
+                        .ok()
+                        .map(|_| Json::Number(text.to_owned()))
+                }
+            }
+        }
+
+        fn word(&mut self, word: &str, v: Json) -> Option<Json> {
+            let matched = self.s[self.at..].starts_with(word.as_bytes());
+            if matched {
+                self.at += word.len();
+            }
+            matched.then_some(v)
+        }
+
+        /// A string at the cursor, escapes resolved (a lone surrogate becomes U+FFFD).
+        fn string(&mut self) -> Option<String> {
+            if self.s.get(self.at) != Some(&b'"') {
+                return None;
+            }
+            self.at += 1;
+            let mut out = Vec::new();
+            loop {
+                let c = *self.s.get(self.at)?;
+                self.at += 1;
+                match c {
+                    b'"' => return String::from_utf8(out).ok(),
+                    b'\\' => {
+                        let e = *self.s.get(self.at)?;
+                        self.at += 1;
+                        let ch = match e {
+                            b'"' => '"',
+                            b'\\' => '\\',
+                            b'/' => '/',
+                            b'b' => '\u{8}',
+                            b'f' => '\u{c}',
+                            b'n' => '\n',
+                            b'r' => '\r',
+                            b't' => '\t',
+                            b'u' => {
+                                let hex = self.s.get(self.at..self.at + 4)?;
+                                self.at += 4;
+                                let code =
+                                    u32::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?;
+                                char::from_u32(code).unwrap_or('\u{fffd}')
+                            }
+                            _ => return None,
+                        };
+                        out.extend_from_slice(ch.encode_utf8(&mut [0; 4]).as_bytes());
+                    }
+                    _ => out.push(c),
+                }
+            }
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::Json;
+
+        #[test]
+        fn reads_nested_values_and_refuses_broken_ones() {
+            let v = Json::parse(
+                r#" {"a": [1, {"b": "x\"y\u00e9"}], "n": 18446744073709551615, "t": true, "z": null} "#,
+            )
+            .unwrap();
+            let a = v.get("a").and_then(Json::as_array).unwrap();
+            assert_eq!(a[0].as_u64(), Some(1));
+            assert_eq!(a[1].get("b").and_then(Json::as_str), Some("x\"y\u{e9}"));
+            assert_eq!(v.get("n").and_then(Json::as_u64), Some(u64::MAX));
+            assert_eq!(v.get("t"), Some(&Json::Bool(true)));
+            assert_eq!(v.get("missing"), None);
+            for broken in ["", "[1,", "{\"a\" 1}", "[1] x", "\"open", "[-]", "{1:2}"] {
+                assert_eq!(Json::parse(broken), None, "{broken:?}");
+            }
+            assert_eq!(Json::parse(&"[".repeat(1000)), None);
+        }
+    }
+}
+
+/// The kernel's own accounting of BPF programs: with `kernel.bpf_stats_enabled` on, the
+/// kernel adds up each program's run time and runs, which `bpftool prog show --json` prints
+/// as `run_time_ns` and `run_cnt`.
+mod bpf_stats {
+    use std::{
+        path::{Path, PathBuf},
+        process::Command,
+    };
+
+    use anyhow::{Context, Result, bail};
+
+    use super::json::Json;
+
+    pub const SYSCTL: &str = "/proc/sys/kernel/bpf_stats_enabled";
+
+    /// netdrop's kfree_skb programs, whichever one the kernel took.
+    pub const NETDROP_DROP_HOOKS: &[&str] =
+        &["drop_btf_4arg", "drop_btf_3arg", "drop_btf_2arg", "drop_tp"];
+
+    /// Longest program name the kernel keeps (BPF_OBJ_NAME_LEN less the NUL); bpftool
+    /// prints the full name only when the program carries BTF.
+    const NAME_LEN: usize = 15;
+
+    /// Keeps the kernel's accounting on while it lives, then puts back the value it found,
+    /// also when the benchmark fails. (A Ctrl-C that kills xtask skips this: then
+    /// `sysctl kernel.bpf_stats_enabled=0` turns it off.)
+    pub struct Enabled {
+        previous: String,
+        /// Where bpftool is.
+        pub bpftool: PathBuf,
+    }
+
+    impl Enabled {
+        /// Finds bpftool and turns the accounting on; the error says why it cannot be.
+        pub fn new() -> Result<Self> {
+            let bpftool = bpftool().context("bpftool is not installed (Debian package bpftool)")?;
+            let previous = std::fs::read_to_string(SYSCTL)
+                .with_context(|| format!("cannot read {SYSCTL}"))?
+                .trim()
+                .to_owned();
+            std::fs::write(SYSCTL, "1").with_context(|| format!("cannot write 1 to {SYSCTL}"))?;
+            Ok(Self { previous, bpftool })
+        }
+    }
+
+    impl Drop for Enabled {
+        fn drop(&mut self) {
+            if let Err(e) = std::fs::write(SYSCTL, &self.previous) {
+                eprintln!(
+                    "xtask: could not put {SYSCTL} back to {}: {e}",
+                    self.previous
+                );
+            }
+        }
+    }
+
+    /// bpftool on PATH, or in /usr/sbin or /sbin (not on a user's PATH under `sudo -E`).
+    fn bpftool() -> Option<PathBuf> {
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        std::env::split_paths(&path)
+            .chain(["/usr/sbin".into(), "/sbin".into()])
+            .map(|d| d.join("bpftool"))
+            .find(|p| p.is_file())
+    }
+
+    /// One program of `bpftool prog show --json`.
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    pub struct Prog {
+        pub id: u64,
+        pub name: String,
+        /// Processes holding the program, when bpftool was built to tell (empty otherwise).
+        pub pids: Vec<u32>,
+        /// `None` when bpftool printed something other than a number.
+        pub run_time_ns: Option<u64>,
+        pub run_cnt: Option<u64>,
+    }
+
+    /// The programs of `bpftool prog show --json`. bpftool leaves `run_time_ns` and
+    /// `run_cnt` out while the run time is 0, so missing ones read as 0; an entry without
+    /// an id is skipped.
+    pub fn parse(text: &str) -> Result<Vec<Prog>> {
+        let json = Json::parse(text).context("bpftool printed something other than JSON")?;
+        let entries = json
+            .as_array()
+            .context("bpftool printed no list of programs")?;
+        let counter = |p: &Json, key: &str| p.get(key).map_or(Some(0), Json::as_u64);
+        Ok(entries
+            .iter()
+            .filter_map(|p| {
+                Some(Prog {
+                    id: p.get("id")?.as_u64()?,
+                    name: p
+                        .get("name")
+                        .and_then(Json::as_str)
+                        .unwrap_or("")
+                        .to_owned(),
+                    pids: p
+                        .get("pids")
+                        .and_then(Json::as_array)
+                        .unwrap_or(&[])
+                        .iter()
+                        .filter_map(|e| u32::try_from(e.get("pid")?.as_u64()?).ok())
+                        .collect(),
+                    run_time_ns: counter(p, "run_time_ns"),
+                    run_cnt: counter(p, "run_cnt"),
+                })
+            })
+            .collect())
+    }
+
+    /// The ids of the programs whose time is the tracer's cost per drop: those of process
+    /// `pid` (bpftool's `pids`, or `owned`, the ids in its /proc fdinfo), narrowed to the
+    /// kfree_skb programs named in `hooks` (`None`: all of them; bpftrace's one program).
+    /// When nothing says which programs are the tracer's, the programs named in `hooks`,
+    /// whoever loaded them.
+    pub fn select(progs: &[Prog], pid: u32, owned: &[u64], hooks: Option<&[&str]>) -> Vec<u64> {
+        let is_hook = |p: &Prog| {
+            hooks.is_none_or(|names| {
+                names.iter().any(|n| {
+                    p.name == *n || (p.name.len() == NAME_LEN && n.starts_with(p.name.as_str()))
+                })
+            })
+        };
+        let mine = |p: &&Prog| p.pids.contains(&pid) || owned.contains(&p.id);
+        let by_owner: Vec<u64> = progs
+            .iter()
+            .filter(mine)
+            .filter(|p| is_hook(p))
+            .map(|p| p.id)
+            .collect();
+        if !by_owner.is_empty() || progs.iter().any(|p| mine(&p)) || hooks.is_none() {
+            return by_owner;
+        }
+        progs.iter().filter(|p| is_hook(p)).map(|p| p.id).collect()
+    }
+
+    /// Run time and runs summed over the programs `ids`; `None` if one is gone or
+    /// unreadable.
+    pub fn totals(progs: &[Prog], ids: &[u64]) -> Option<(u64, u64)> {
+        ids.iter().try_fold((0, 0), |(time, runs), id| {
+            let p = progs.iter().find(|p| p.id == *id)?;
+            Some((time + p.run_time_ns?, runs + p.run_cnt?))
+        })
+    }
+
+    /// Program ids in the file descriptors of process `pid` (programs and links to them).
+    fn owned_by(pid: u32) -> Vec<u64> {
+        let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fdinfo")) else {
+            return Vec::new();
+        };
+        let mut ids: Vec<u64> = dir
+            .filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())
+            .flat_map(|info| {
+                info.lines()
+                    .filter_map(|l| l.strip_prefix("prog_id:")?.trim().parse().ok())
+                    .collect::<Vec<u64>>()
+            })
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+
+    fn list(bpftool: &Path) -> Result<Vec<Prog>> {
+        let out = Command::new(bpftool)
+            .args(["prog", "show", "--json"])
+            .output()
+            .with_context(|| format!("cannot run {}", bpftool.display()))?;
+        if !out.status.success() {
+            bail!(
+                "`bpftool prog show --json` failed ({}): {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        parse(&String::from_utf8_lossy(&out.stdout))
+    }
+
+    /// The tracer's programs and their totals when it is ready.
+    pub struct Start {
+        ids: Vec<u64>,
+        totals: (u64, u64),
+    }
+
+    /// Reads the tracer's programs once it is ready.
+    pub fn start(bpftool: &Path, pid: u32, hooks: Option<&[&str]>) -> Result<Start> {
+        let progs = list(bpftool)?;
+        let ids = select(&progs, pid, &owned_by(pid), hooks);
+        if ids.is_empty() {
+            bail!("bpftool lists no kfree_skb program of process {pid}");
+        }
+        let totals = totals(&progs, &ids).context("bpftool printed no counters")?;
+        Ok(Start { ids, totals })
+    }
+
+    /// Nanoseconds per run and runs since [`start`]; `None` when nothing ran.
+    pub fn since(bpftool: &Path, start: &Start) -> Result<Option<(f64, u64)>> {
+        let progs = list(bpftool)?;
+        let (time, runs) = totals(&progs, &start.ids)
+            .context("the tracer's programs are gone from bpftool's list")?;
+        let (Some(time), Some(runs)) = (
+            time.checked_sub(start.totals.0),
+            runs.checked_sub(start.totals.1),
+        ) else {
+            bail!("the kernel's counters went backwards");
+        };
+        Ok((runs > 0).then(|| (time as f64 / runs as f64, runs)))
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::{Prog, parse, select, totals};
+
+        /// netdrop's hook (held by pid 4242), a second netdrop program, and a program of
+        /// systemd's; the second has not run yet, so bpftool leaves its counters out.
+        const LISTING: &str = r#"[{"id":11673,"type":"tracing","name":"drop_btf_4arg","tag":"fe2fdb26dc63b368","gpl_compatible":true,"loaded_at":1796180549,"uid":0,"bytes_xlated":976,"jited":true,"bytes_jited":584,"bytes_memlock":20480,"map_ids":[48269,48262],"btf_id":20720,"run_time_ns":2060000,"run_cnt":20000,"pids":[{"pid":4242,"comm":"netdrop"}]},{"id":11674,"type":"kprobe","name":"backlog_enqueue","tag":"aa","gpl_compatible":true,"run_time_ns":0,"map_ids":[],"pids":[{"pid":4242,"comm":"netdrop"}]},{"id":7,"type":"cgroup_skb","name":"sd_fw_egress","tag":"6deef7357e7b4530","gpl_compatible":true,"run_time_ns":900,"run_cnt":3,"pids":[{"pid":1,"comm":"systemd"}]}]"#;
+
+        #[test]
+        fn reads_bpftools_program_listing() {
+            let progs = parse(LISTING).unwrap();
+            assert_eq!(progs.len(), 3);
+            assert_eq!(
+                progs[0],
+                Prog {
+                    id: 11673,
+                    name: "drop_btf_4arg".to_owned(),
+                    pids: vec![4242],
+                    run_time_ns: Some(2060000),
+                    run_cnt: Some(20000),
+                }
+            );
+            assert_eq!(progs[1].run_cnt, Some(0));
+            assert_eq!(progs[2].pids, [1]);
+            assert_eq!(parse("[]").unwrap(), []);
+            assert!(parse("{}").is_err());
+            assert!(parse("Error: can't get next program").is_err());
+            // Odd entries: no id is skipped, a counter that is no number reads as None.
+            let odd = parse(r#"[{"name":"x"},{"id":3,"run_time_ns":"many","pids":7}]"#).unwrap();
+            assert_eq!(odd.len(), 1);
+            assert_eq!((odd[0].run_time_ns, odd[0].run_cnt), (None, Some(0)));
+            assert!(odd[0].pids.is_empty());
+            assert_eq!(totals(&odd, &[3]), None);
+        }
+
+        #[test]
+        fn selects_the_tracers_drop_hooks() {
+            let progs = parse(LISTING).unwrap();
+            let hooks = Some(super::NETDROP_DROP_HOOKS);
+            // By pid: the kfree_skb hook, not the tracer's other program nor systemd's.
+            assert_eq!(select(&progs, 4242, &[], hooks), [11673]);
+            assert_eq!(totals(&progs, &[11673]), Some((2060000, 20000)));
+            // By the ids in the tracer's fdinfo when bpftool lists no pids.
+            let no_pids: Vec<Prog> = progs
+                .iter()
+                .cloned()
+                .map(|p| Prog { pids: vec![], ..p })
+                .collect();
+            assert_eq!(select(&no_pids, 4242, &[11673, 11674], hooks), [11673]);
+            // All of bpftrace's programs.
+            assert_eq!(select(&progs, 1, &[], None), [7]);
+            // Nothing tells the owner: netdrop's hooks by name, bpftrace's not at all.
+            assert_eq!(select(&no_pids, 4242, &[], hooks), [11673]);
+            assert_eq!(select(&no_pids, 4242, &[], None), Vec::<u64>::new());
+            // A process with programs but no drop hook gets none of another's by name.
+            assert_eq!(select(&progs, 1, &[], hooks), Vec::<u64>::new());
+            // A name cut to 15 characters still matches.
+            let cut = vec![Prog {
+                name: "drop_btf_4arg_l".to_owned(),
+                ..no_pids[0].clone()
+            }];
+            let long = Some(&["drop_btf_4arg_long"][..]);
+            assert_eq!(select(&cut, 9, &[], long), [11673]);
+            assert_eq!(totals(&progs, &[11673, 99]), None);
+        }
     }
 }
