@@ -278,8 +278,15 @@ fn event_budget() -> Outcome {
         n("delivered") + n("suppressed") + n("over_budget") + n("lost") == n("matched"),
         "delivered + suppressed + over_budget + lost != matched: {s}"
     );
-    let notices: Vec<&Value> = r.lines.iter().filter(|l| l["type"] == "over_budget").collect();
-    let more: u64 = notices.iter().map(|l| l["count"].as_u64().unwrap_or(0)).sum();
+    let notices: Vec<&Value> = r
+        .lines
+        .iter()
+        .filter(|l| l["type"] == "over_budget")
+        .collect();
+    let more: u64 = notices
+        .iter()
+        .map(|l| l["count"].as_u64().unwrap_or(0))
+        .sum();
     ensure!(
         n("over_budget") > 0 && more == n("over_budget"),
         "notices count {more}, summary over_budget {}: {s}",

@@ -42,7 +42,9 @@ enum Mode {
     Untraced,
     Stats,
     Watch,
-    /// `watch --rate-limit 0`: every drop an event.
+    /// `watch --budget 0`: the rate limit alone, so every drop's headers are read.
+    WatchNoBudget,
+    /// `watch --rate-limit 0 --budget 0`: every drop an event.
     WatchAll,
     Bpftrace,
 }
@@ -57,12 +59,18 @@ impl Mode {
         }
     }
 
+    /// Streams events (a `watch`): its summary accounts for every matched drop.
+    fn streams(self) -> bool {
+        matches!(self, Mode::Watch | Mode::WatchNoBudget | Mode::WatchAll)
+    }
+
     fn name(self) -> &'static str {
         match self {
             Mode::Untraced => "untraced",
             Mode::Stats => "netdrop stats (aggregation)",
-            Mode::Watch => "netdrop watch --json (rate-limited)",
-            Mode::WatchAll => "netdrop watch --json --rate-limit 0",
+            Mode::Watch => "netdrop watch --json (default limits)",
+            Mode::WatchNoBudget => "netdrop watch --json --budget 0",
+            Mode::WatchAll => "watch --json --rate-limit 0 --budget 0",
             Mode::Bpftrace => "bpftrace count per reason",
         }
     }
@@ -79,6 +87,8 @@ struct Sample {
     delivered: Option<u64>,
     lost: Option<u64>,
     suppressed: Option<u64>,
+    /// Drops counted past `--budget`, not examined.
+    over_budget: Option<u64>,
     matched: Option<u64>,
     /// Rate over the mean rate of the untraced runs just before and after.
     ratio: Option<f64>,
@@ -174,7 +184,13 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let bin = cmd::target_dir().join("release");
     let netdrop = bin.join("netdrop");
     let dropgen = bin.join("netdrop-dropgen");
-    let mut modes = vec![Mode::Untraced, Mode::Stats, Mode::Watch, Mode::WatchAll];
+    let mut modes = vec![
+        Mode::Untraced,
+        Mode::Stats,
+        Mode::Watch,
+        Mode::WatchNoBudget,
+        Mode::WatchAll,
+    ];
     // The baseline is optional: a failed install only leaves it out.
     let _ = setup::install_packages(&[("bpftrace", "bpftrace")]);
     if setup::on_path("bpftrace") {
@@ -231,7 +247,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
 /// ns per drop of each, and what streaming delivered.
 fn per_senders(results: &[SenderRun]) {
     println!(
-        "\n{:>7} {:>16} {:>11} {:>11} {:>14} {:>8} {:>8} {:>11} {:>11}  placement",
+        "\n{:>7} {:>16} {:>11} {:>11} {:>14} {:>8} {:>8} {:>11} {:>11} {:>11}  placement",
         "senders",
         "untraced drops/s",
         "stats share",
@@ -239,6 +255,7 @@ fn per_senders(results: &[SenderRun]) {
         "every-ev share",
         "stats ns",
         "watch ns",
+        "budget 0 ns",
         "every-ev ns",
         "unaccounted"
     );
@@ -258,10 +275,7 @@ fn per_senders(results: &[SenderRun]) {
             }
         };
         let untraced = median(of(Mode::Untraced).map(|s| s.rate).collect());
-        let streamed = samples
-            .iter()
-            .filter(|(m, _)| matches!(m, Mode::Watch | Mode::WatchAll))
-            .map(|(_, s)| s);
+        let streamed = samples.iter().filter(|(m, _)| m.streams()).map(|(_, s)| s);
         let unaccounted = streamed
             .map(unaccounted)
             .sum::<Option<i64>>()
@@ -271,12 +285,13 @@ fn per_senders(results: &[SenderRun]) {
             place = format!("{place} ({note})");
         }
         println!(
-            "{n:>7} {untraced:>16.0} {:>11} {:>11} {:>14} {:>8} {:>8} {:>11} {unaccounted:>11}  {place}",
+            "{n:>7} {untraced:>16.0} {:>11} {:>11} {:>14} {:>8} {:>8} {:>11} {:>11} {unaccounted:>11}  {place}",
             share(Mode::Stats),
             share(Mode::Watch),
             share(Mode::WatchAll),
             kernel_median(samples, Mode::Stats),
             kernel_median(samples, Mode::Watch),
+            kernel_median(samples, Mode::WatchNoBudget),
             kernel_median(samples, Mode::WatchAll),
         );
     }
@@ -355,7 +370,7 @@ fn rounds(
             .ns_per_drop
             .map_or(String::new(), |ns| format!(" {ns:>6.0} ns/drop"));
         eprintln!(
-            "xtask: round {round} {:<35} {:>9.0} drops/s{kernel}",
+            "xtask: round {round} {:<38} {:>9.0} drops/s{kernel}",
             mode.name(),
             s.rate
         );
@@ -406,12 +421,24 @@ fn run_mode(
             taskset(tracer_cpu, netdrop).args(["watch", "--json", "--no-counters"]),
             "netdrop: watching",
         )?),
+        Mode::WatchNoBudget => Some(start(
+            taskset(tracer_cpu, netdrop).args([
+                "watch",
+                "--json",
+                "--no-counters",
+                "--budget",
+                "0",
+            ]),
+            "netdrop: watching",
+        )?),
         Mode::WatchAll => Some(start(
             taskset(tracer_cpu, netdrop).args([
                 "watch",
                 "--json",
                 "--no-counters",
                 "--rate-limit",
+                "0",
+                "--budget",
                 "0",
             ]),
             "netdrop: watching",
@@ -476,7 +503,7 @@ fn run_mode(
         s.cpu_s = during;
         s.total_cpu_s = usage.0;
         s.max_rss_kib = usage.1;
-        if matches!(mode, Mode::Watch | Mode::WatchAll) {
+        if mode.streams() {
             // "netdrop: N drops matched in ...; D events shown, L lost, ...[; S suppressed
             // by --rate-limit ...]"
             let line = stderr
@@ -496,6 +523,7 @@ fn run_mode(
             s.delivered = num_before(" events shown");
             s.lost = num_before(" lost");
             s.suppressed = Some(num_before(" suppressed by").unwrap_or(0));
+            s.over_budget = Some(num_before(" counted past --budget").unwrap_or(0));
         }
     }
     Ok(s)
@@ -649,7 +677,7 @@ fn report(modes: &[Mode], samples: &[(Mode, Sample)]) {
     };
     println!();
     println!(
-        "{:<35} {:>10} {:>7} {:>10} {:>11} {:>9} {:>12} {:>10} {:>9}",
+        "{:<38} {:>10} {:>7} {:>10} {:>11} {:>9} {:>12} {:>10} {:>9}",
         "mode",
         "drops/s",
         "share",
@@ -676,10 +704,11 @@ fn report(modes: &[Mode], samples: &[(Mode, Sample)]) {
             runs.iter().map(|s| s.total_cpu_s - s.cpu_s).sum::<f64>() / runs.len().max(1) as f64;
         let rss = runs.iter().map(|s| s.max_rss_kib).max().unwrap_or(0);
         let sum = |f: fn(&Sample) -> Option<u64>| runs.iter().map(|s| f(s)).sum::<Option<u64>>();
-        let (delivered, lost, suppressed, matched) = (
+        let (delivered, lost, suppressed, over_budget, matched) = (
             sum(|s| s.delivered),
             sum(|s| s.lost),
             sum(|s| s.suppressed),
+            sum(|s| s.over_budget),
             sum(|s| s.matched),
         );
         let dash = |v: Option<u64>| v.map_or("-".to_owned(), |v| v.to_string());
@@ -699,7 +728,7 @@ fn report(modes: &[Mode], samples: &[(Mode, Sample)]) {
             format!("{startup:.2}s")
         };
         println!(
-            "{:<35} {:>10.0} {:>7} {:>10} {:>11} {:>9} {:>12} {:>10} {:>9}",
+            "{:<38} {:>10.0} {:>7} {:>10} {:>11} {:>9} {:>12} {:>10} {:>9}",
             m.name(),
             rate,
             share,
@@ -710,12 +739,14 @@ fn report(modes: &[Mode], samples: &[(Mode, Sample)]) {
             rss,
             startup
         );
-        if let (Some(d), Some(l), Some(sp), Some(mt)) = (delivered, lost, suppressed, matched) {
-            let unaccounted = mt as i64 - (d + sp + l) as i64;
+        if let (Some(d), Some(l), Some(sp), Some(ob), Some(mt)) =
+            (delivered, lost, suppressed, over_budget, matched)
+        {
+            let unaccounted = mt as i64 - (d + sp + ob + l) as i64;
             println!(
-                "{:<35} matched {mt}, delivered {d} + suppressed {sp} + lost {l} = {}, unaccounted {unaccounted}",
+                "{:<38} matched {mt}, delivered {d} + suppressed {sp} + over budget {ob} + lost {l} = {}, unaccounted {unaccounted}",
                 "",
-                d + sp + l
+                d + sp + ob + l
             );
         }
     }
@@ -730,7 +761,7 @@ fn kernel_report(modes: &[Mode], samples: &[(Mode, Sample)]) {
     }
     println!();
     println!(
-        "{:<35} {:>10} {:>11} {:>11} {:>7}",
+        "{:<38} {:>10} {:>11} {:>11} {:>7}",
         "kernel ns per drop", "median", "IQR", "runs", "rounds"
     );
     for &m in modes.iter().filter(|&&m| m != Mode::Untraced) {
@@ -748,7 +779,7 @@ fn kernel_report(modes: &[Mode], samples: &[(Mode, Sample)]) {
         };
         let total: u64 = runs.iter().filter_map(|s| s.runs).sum();
         println!(
-            "{:<35} {median:>10} {spread:>11} {total:>11} {:>7}",
+            "{:<38} {median:>10} {spread:>11} {total:>11} {:>7}",
             m.name(),
             runs.len()
         );
@@ -769,9 +800,10 @@ fn kernel_median(samples: &[(Mode, Sample)], mode: Mode) -> String {
     }
 }
 
-/// Matched drops of a streaming run that were neither delivered, suppressed nor lost.
+/// Matched drops of a streaming run that were neither delivered, suppressed, over budget
+/// nor lost.
 fn unaccounted(s: &Sample) -> Option<i64> {
-    Some(s.matched? as i64 - (s.delivered? + s.suppressed? + s.lost?) as i64)
+    Some(s.matched? as i64 - (s.delivered? + s.suppressed? + s.over_budget? + s.lost?) as i64)
 }
 
 /// What the columns of [`report`] mean.
@@ -780,9 +812,11 @@ fn legend() {
         "\nshare: median over rounds of the sender's drop rate with the tracer, divided by the mean of the\n\
          untraced runs just before and after (1.000 = free); IQR: the middle half of those ratios. cpu s/Mdrop: the\n\
          tracer's user+system CPU while drops were sent, per million drops; start cpu: CPU spent before\n\
-         and after (loading BTF, symbols), per run. rate-limited: watch's default, at most 1000 events\n\
-         per second per flow and reason on each CPU, the rest counted as suppressed (each sender is one\n\
-         flow); every-ev: --rate-limit 0. Targets: aggregation >= 0.97, streaming >= 0.85\n\
+         and after (loading BTF, symbols), per run. default limits: watch as run, at most 2000 drops\n\
+         examined per second per reason and location on each CPU (--budget, checked before the headers\n\
+         are read; the rest counted as over budget), of those at most 1000 events per flow and reason\n\
+         (--rate-limit; each sender is one flow); --budget 0: the rate limit alone; every-ev:\n\
+         --rate-limit 0 --budget 0. Targets: aggregation >= 0.97, streaming >= 0.85\n\
          with zero unaccounted loss, <= 1 CPU-second per million streamed drops, RSS <= 64 MiB.\n\
          kernel ns per drop: the tracer's kfree_skb program's own time per run as the kernel\n\
          accounts it (kernel.bpf_stats_enabled; run_time_ns / run_cnt from bpftool, medians over rounds),\n\
