@@ -780,12 +780,14 @@ pub struct BudgetState {
     pub location: u64,
     /// The second (`bpf_ktime_get_ns() / 1e9`) `examined` counts in.
     pub window: u64,
+    /// `jiffies` when `window` was last checked: the clock is read once per tick.
+    pub tick: u64,
     /// Drops over budget so far, ever.
     pub skipped: u64,
     /// Of `skipped`, those already reported in a [`BudgetRecord`].
     pub reported: u64,
 }
-const _: () = assert!(core::mem::size_of::<BudgetState>() == 40);
+const _: () = assert!(core::mem::size_of::<BudgetState>() == 48);
 
 impl BudgetState {
     /// The slot of `(reason, location)` in [`map::BUDGET`]: the kernel's core reasons

@@ -81,9 +81,7 @@ fn try_handle<C: EbpfContext + StackIdContext>(
     // Past its budget, a drop is counted like `stats` counts it and read no further.
     let budget = global!(CONFIG.budget);
     if cfg & config::BUDGET_EARLY != 0 {
-        // SAFETY: plain helper call.
-        let now = unsafe { bpf_ktime_get_ns() };
-        if !limits::within_budget(reason, drop.location, now, budget) {
+        if !limits::within_budget(reason, drop.location, budget) {
             count::stat(stat::MATCHED);
             count_reason_location(cfg, reason, drop.location);
             return Ok(());
@@ -126,7 +124,7 @@ fn try_handle<C: EbpfContext + StackIdContext>(
     let now = unsafe { bpf_ktime_get_ns() };
     if budget != 0
         && cfg & config::BUDGET_EARLY == 0
-        && !limits::within_budget(reason, drop.location, now, budget)
+        && !limits::within_budget(reason, drop.location, budget)
     {
         return Ok(());
     }
