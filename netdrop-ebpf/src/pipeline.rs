@@ -39,7 +39,11 @@ pub enum Scratch {
 pub struct DropArgs {
     pub skb: *const u8,
     pub location: u64,
-    pub reason: Option<u32>,
+    /// The kernel's drop reason, 0 when it gives none (`has_reason` false). Not an
+    /// `Option`: the compiler may spill and reload the payload of a `None`, which the 5.10
+    /// verifier rejects as a read of uninitialised stack.
+    pub reason: u32,
+    pub has_reason: bool,
     pub rx_sk: *const u8,
 }
 
@@ -62,12 +66,13 @@ fn try_handle<C: EbpfContext + StackIdContext>(
     // A handshake ACK the listener hook saw find the accept queue full: the kernel frees it
     // without saying why (NOT_SPECIFIED, or no reason before 5.17).
     if global!(CONFIG.flags) & config::TCP_ACK_MARKS != 0
-        && (drop.reason.is_none() || drop.reason == Some(global!(CONFIG.not_specified_reason)))
+        && (!drop.has_reason || drop.reason == global!(CONFIG.not_specified_reason))
         && tcp::ack_overflowed(drop.skb)
     {
-        drop.reason = Some(netdrop_reason::LISTEN_OVERFLOW);
+        drop.reason = netdrop_reason::LISTEN_OVERFLOW;
+        drop.has_reason = true;
     }
-    let reason = drop.reason.unwrap_or(0);
+    let reason = drop.reason;
     if !filter::reason(reason) {
         return Ok(());
     }
@@ -133,13 +138,13 @@ fn try_handle<C: EbpfContext + StackIdContext>(
         return Ok(());
     }
     let pid_tgid = bpf_get_current_pid_tgid();
-    if drop.reason.is_some() {
+    if drop.has_reason {
         ev.flags |= flag::HAS_REASON;
     }
     ev.stack_id = -1;
     // Without reasons (before 5.17), netfilter's drops are those freed in nf_hook_slow.
     let netfilter = reason == global!(CONFIG.netfilter_reason)
-        || (drop.reason.is_none()
+        || (!drop.has_reason
             && drop.location >= global!(CONFIG.netfilter_start)
             && drop.location < global!(CONFIG.netfilter_end));
     if netfilter && conntrack::refused(drop.skb) {

@@ -24,7 +24,8 @@ pub fn drop_btf_4arg(ctx: BtfTracePointContext) -> i32 {
     let drop = DropArgs {
         skb: ctx.arg(0),
         location: ctx.arg(1),
-        reason: Some(ctx.arg(2)),
+        reason: ctx.arg(2),
+        has_reason: true,
         rx_sk: ctx.arg(3),
     };
     pipeline::run(&ctx, drop, Scratch::KfreeSkb)
@@ -36,7 +37,8 @@ pub fn drop_btf_3arg(ctx: BtfTracePointContext) -> i32 {
     let drop = DropArgs {
         skb: ctx.arg(0),
         location: ctx.arg(1),
-        reason: Some(ctx.arg(2)),
+        reason: ctx.arg(2),
+        has_reason: true,
         rx_sk: core::ptr::null(),
     };
     pipeline::run(&ctx, drop, Scratch::KfreeSkb)
@@ -48,7 +50,8 @@ pub fn drop_btf_2arg(ctx: BtfTracePointContext) -> i32 {
     let drop = DropArgs {
         skb: ctx.arg(0),
         location: ctx.arg(1),
-        reason: None,
+        reason: 0,
+        has_reason: false,
         rx_sk: core::ptr::null(),
     };
     pipeline::run(&ctx, drop, Scratch::KfreeSkb)
@@ -65,11 +68,14 @@ pub fn drop_tp(ctx: TracePointContext) -> u32 {
         unsafe { ctx.read_at::<u64>(off as usize) }
     };
     let reason_off = global!(TP_LAYOUT.reason);
-    let reason = if reason_off == OFFSET_NONE {
-        None
+    let (reason, has_reason) = if reason_off == OFFSET_NONE {
+        (0, false)
     } else {
         // SAFETY: as above; `reason` is a 4-byte enum.
-        unsafe { ctx.read_at::<u32>(reason_off as usize) }.ok()
+        match unsafe { ctx.read_at::<u32>(reason_off as usize) } {
+            Ok(r) => (r, true),
+            Err(_) => (0, false),
+        }
     };
     let (Ok(skb), Ok(location), Ok(rx_sk)) = (
         field(global!(TP_LAYOUT.skbaddr)),
@@ -83,6 +89,7 @@ pub fn drop_tp(ctx: TracePointContext) -> u32 {
         skb: skb as *const u8,
         location,
         reason,
+        has_reason,
         rx_sk: rx_sk as *const u8,
     };
     pipeline::run(&ctx, drop, Scratch::KfreeSkb) as u32

@@ -48,7 +48,8 @@ pub fn tcp_syn(ctx: ProbeContext) -> u32 {
     let drop = DropArgs {
         skb,
         location: ip(&ctx),
-        reason: Some(reason),
+        reason,
+        has_reason: true,
         rx_sk: sk,
     };
     pipeline::run(&ctx, drop, Scratch::Tcp);
@@ -109,7 +110,8 @@ pub fn tcp_drop_path(ctx: ProbeContext) -> u32 {
         let drop = DropArgs {
             skb,
             location: ret,
-            reason: None,
+            reason: 0,
+            has_reason: false,
             rx_sk: core::ptr::null(),
         };
         pipeline::run(&ctx, drop, Scratch::Tcp);

@@ -102,6 +102,34 @@ pub struct Report {
     pub stderr: String,
 }
 
+impl Report {
+    /// The lines of type `kind` (`suppressed`, `over_budget`, ...).
+    pub fn notices(&self, kind: &str) -> Vec<&Value> {
+        self.lines.iter().filter(|l| l["type"] == kind).collect()
+    }
+
+    /// The summary's `matched` minus every drop it accounts for (delivered, suppressed by
+    /// the rate limit, over budget, lost): 0 when nothing went missing. A run without a
+    /// summary, or a summary without one of these counts, fails the test.
+    pub fn unaccounted(&self) -> i64 {
+        let s = self.summary.as_ref().expect("a summary");
+        let n = |k: &str| {
+            field(s, k)
+                .as_u64()
+                .unwrap_or_else(|| panic!("{k} is not a count in {s}")) as i64
+        };
+        n("matched") - n("delivered") - n("suppressed") - n("over_budget") - n("lost")
+    }
+}
+
+/// The drops `notices` ("N more like this", "N more drops ... not examined") stand for.
+pub fn notice_total<'a>(notices: impl IntoIterator<Item = &'a Value>) -> u64 {
+    notices
+        .into_iter()
+        .map(|l| field(l, "count").as_u64().expect("a notice's count"))
+        .sum()
+}
+
 impl Watch {
     /// Starts `netdrop watch --json ARGS` and waits until it says it is attached.
     pub fn start(args: &[&str]) -> Self {

@@ -21,8 +21,8 @@ use std::{
 use serde_json::Value;
 
 use crate::{
-    NetnsPair, Watch, backlog1_listener, field, ip, nonblocking_connect, sysctl, tcp_refused,
-    to_port, udp_send,
+    NetnsPair, Watch, backlog1_listener, field, ip, nonblocking_connect, notice_total, sysctl,
+    tcp_refused, to_port, udp_send,
 };
 
 /// Outcome of one scenario.
@@ -275,18 +275,11 @@ fn event_budget() -> Outcome {
     ensure!(n("budget") == 20, "summary budget is not 20: {s}");
     ensure!(n("matched") >= FLOOD, "fewer drops matched than sent: {s}");
     ensure!(
-        n("delivered") + n("suppressed") + n("over_budget") + n("lost") == n("matched"),
+        r.unaccounted() == 0,
         "delivered + suppressed + over_budget + lost != matched: {s}"
     );
-    let notices: Vec<&Value> = r
-        .lines
-        .iter()
-        .filter(|l| l["type"] == "over_budget")
-        .collect();
-    let more: u64 = notices
-        .iter()
-        .map(|l| l["count"].as_u64().unwrap_or(0))
-        .sum();
+    let notices = r.notices("over_budget");
+    let more = notice_total(notices.iter().copied());
     ensure!(
         n("over_budget") > 0 && more == n("over_budget"),
         "notices count {more}, summary over_budget {}: {s}",

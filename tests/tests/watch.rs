@@ -5,7 +5,8 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use netdrop_tests::{
-    NetnsPair, Watch, closed_udp_port, field, netns_inode, tcp_refused, to_port, udp_send,
+    NetnsPair, Watch, closed_udp_port, field, netns_inode, notice_total, tcp_refused, to_port,
+    udp_send,
 };
 use serde_json::Value;
 
@@ -378,12 +379,12 @@ fn per_flow(lines: &[Value], sport: u16) -> (u64, u64) {
         .filter(|l| l["type"] == "drop")
         .filter(of_flow)
         .count() as u64;
-    let more: u64 = lines
-        .iter()
-        .filter(|l| l["type"] == "suppressed")
-        .filter(of_flow)
-        .map(|l| l["count"].as_u64().unwrap())
-        .sum();
+    let more = notice_total(
+        lines
+            .iter()
+            .filter(|l| l["type"] == "suppressed")
+            .filter(of_flow),
+    );
     (events, more)
 }
 
@@ -421,15 +422,15 @@ fn rate_limited_drops_are_counted_exactly_per_flow() {
     std::thread::sleep(std::time::Duration::from_millis(500));
     let r = w.stop();
     assert!(r.status.success(), "{}", r.stderr);
-    let s = r.summary.expect("summary");
+    let s = r.summary.clone().expect("summary");
     let n = |k: &str| s[k].as_u64().unwrap_or_else(|| panic!("no {k} in {s:#}"));
     assert_eq!(n("matched"), 2 * PER_FLOW, "{s:#}");
     assert_eq!(n("rate_limit"), 50);
     assert_eq!(n("lost"), 0, "an 8 MiB ring holds these events: {s:#}");
     assert!(n("suppressed") > 0, "nothing suppressed: {s:#}");
     assert_eq!(
-        n("delivered") + n("suppressed") + n("lost"),
-        n("matched"),
+        r.unaccounted(),
+        0,
         "every matched drop is delivered, suppressed or lost: {s:#}"
     );
     assert_eq!(n("delivered"), r.drops.len() as u64);
@@ -442,14 +443,9 @@ fn rate_limited_drops_are_counted_exactly_per_flow() {
         );
         assert!(events > 0, "flow from port {sport} shows no event");
     }
-    let more_total: u64 = r
-        .lines
-        .iter()
-        .filter(|l| l["type"] == "suppressed")
-        .map(|l| l["count"].as_u64().unwrap())
-        .sum();
-    assert_eq!(more_total, n("suppressed"));
-    let notice = r.lines.iter().find(|l| l["type"] == "suppressed").unwrap();
+    let notices = r.notices("suppressed");
+    assert_eq!(notice_total(notices.iter().copied()), n("suppressed"));
+    let notice = notices[0];
     assert_eq!(notice["reason"]["name"], "NO_SOCKET", "{notice:#}");
     assert_eq!(notice["packet"]["dport"], 47200);
     assert_eq!(notice["packet"]["dst"], ns.ns_addr.as_str());
@@ -486,16 +482,12 @@ fn check_budget(r: &netdrop_tests::Report, flood: u64) -> Value {
     assert!(n("matched") >= flood, "{s:#}");
     assert!(n("over_budget") > 0, "nothing went past the budget: {s:#}");
     assert_eq!(
-        n("delivered") + n("suppressed") + n("over_budget") + n("lost"),
-        n("matched"),
+        r.unaccounted(),
+        0,
         "every matched drop is delivered, suppressed, over budget or lost: {s:#}"
     );
-    let notices: Vec<&Value> = r
-        .lines
-        .iter()
-        .filter(|l| l["type"] == "over_budget")
-        .collect();
-    let more: u64 = notices.iter().map(|l| l["count"].as_u64().unwrap()).sum();
+    let notices = r.notices("over_budget");
+    let more = notice_total(notices.iter().copied());
     assert_eq!(more, n("over_budget"), "notices add up to the summary");
     let ours = notices
         .iter()
@@ -540,13 +532,7 @@ fn the_budget_counts_exactly_what_it_does_not_examine() {
     // The namespace's NO_SOCKET drops are the flood's: each one shown or in a notice.
     let no_socket = |l: &&Value| l["reason"]["name"] == "NO_SOCKET";
     let shown = r.drops.iter().filter(no_socket).count() as u64;
-    let more: u64 = r
-        .lines
-        .iter()
-        .filter(|l| l["type"] == "over_budget")
-        .filter(no_socket)
-        .map(|l| l["count"].as_u64().unwrap())
-        .sum();
+    let more = notice_total(r.notices("over_budget").into_iter().filter(no_socket));
     assert_eq!(shown + more, FLOOD, "{shown} shown + {more} more");
     assert!(shown > 0);
 }
@@ -619,16 +605,15 @@ fn counters_are_polled_and_sigint_ends_watch_during_a_flood() {
         (r, flood.join().unwrap())
     });
     assert!(r.status.success(), "{}", r.stderr);
-    let s = r.summary.expect("a summary after SIGINT during a flood");
+    let s = r
+        .summary
+        .clone()
+        .expect("a summary after SIGINT during a flood");
     let n = |k: &str| s[k].as_u64().unwrap();
     assert!(n("matched") >= 1000, "{s:#}");
     assert!(n("matched") <= sent, "{s:#}, sent {sent}");
     assert!(n("suppressed") > 0, "{s:#}");
-    assert_eq!(
-        n("delivered") + n("suppressed") + n("over_budget") + n("lost"),
-        n("matched"),
-        "{s:#}"
-    );
+    assert_eq!(r.unaccounted(), 0, "{s:#}");
     let c = r
         .counters
         .iter()
