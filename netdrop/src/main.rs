@@ -58,10 +58,8 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("netdrop: {e}");
             if cli.verbose > 0 {
-                let mut source = std::error::Error::source(&e);
-                while let Some(s) = source {
-                    eprintln!("  caused by: {s}");
-                    source = s.source();
+                for cause in causes(&e) {
+                    eprintln!("  caused by: {cause}");
                 }
             }
             ExitCode::FAILURE
@@ -87,4 +85,55 @@ fn init_tracing(verbose: u8) {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .without_time()
         .init();
+}
+
+/// The causes of `e` that its message does not already say: most errors quote their
+/// source, and a verifier log printed twice is a screenful of noise.
+fn causes(e: &dyn std::error::Error) -> Vec<String> {
+    let mut said = e.to_string();
+    let mut out = Vec::new();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !said.contains(&text) {
+            said.push_str(&text);
+            out.push(text);
+        }
+        source = s.source();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("{0}")]
+    struct Leaf(&'static str);
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("outer: {source}")]
+    struct Quoting {
+        source: Leaf,
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("outer")]
+    struct Silent {
+        #[source]
+        source: Leaf,
+    }
+
+    #[test]
+    fn causes_already_in_the_message_are_not_repeated() {
+        let quoting = Quoting {
+            source: Leaf("verifier log"),
+        };
+        assert!(causes(&quoting).is_empty());
+        let silent = Silent {
+            source: Leaf("permission denied"),
+        };
+        assert_eq!(causes(&silent), vec!["permission denied".to_owned()]);
+    }
 }
