@@ -85,12 +85,10 @@ fn try_handle<C: EbpfContext + StackIdContext>(
     }
     // Past its budget, a drop is counted like `stats` counts it and read no further.
     let budget = global!(CONFIG.budget);
-    if cfg & config::BUDGET_EARLY != 0 {
-        if !limits::within_budget(reason, drop.location, budget) {
-            count::stat(stat::MATCHED);
-            count_reason_location(cfg, reason, drop.location);
-            return Ok(());
-        }
+    if cfg & config::BUDGET_EARLY != 0 && !limits::within_budget(reason, drop.location, budget) {
+        count::stat(stat::MATCHED);
+        count_reason_location(cfg, reason, drop.location);
+        return Ok(());
     }
     let Some(ev) = SCRATCH.get_ptr_mut(scratch as u32) else {
         return Ok(());
