@@ -121,7 +121,7 @@ pub mod map {
     pub const RATE: &str = "RATE";
     /// Per-CPU: the last skb `enqueue_to_backlog` was called for, with the target backlog.
     pub const BACKLOG_SEEN: &str = "BACKLOG_SEEN";
-    /// Per-CPU array of [`crate::BudgetState`], [`crate::BUDGET_SLOTS`] slots: drops
+    /// Per-CPU array of [`crate::BudgetSet`], [`crate::BUDGET_ENTRIES`] of them: drops
     /// examined this second per reason and location when [`crate::Config::budget`] is set.
     pub const BUDGET: &str = "BUDGET";
 }
@@ -180,9 +180,14 @@ pub const MAX_DEVICES: u32 = 4096;
 pub const MAX_FLOWS: u32 = 8192;
 /// Capacity of the rate-limit map (flows and reasons tracked per second).
 pub const MAX_RATE_KEYS: u32 = 16384;
-/// Slots of the event budget map: (reason, location) pairs tracked per CPU. Pairs that
-/// hash to a slot another pair holds with drops still unreported are examined in full.
-pub const BUDGET_SLOTS: u32 = 256;
+/// Sets of the event budget map per hook kind (kfree_skb, TCP kprobes): (reason,
+/// location) pairs are tracked per CPU in [`BUDGET_SETS`] x [`BUDGET_WAYS`] slots, a pair in
+/// one of the ways of the set its hash names.
+pub const BUDGET_SETS: u32 = 64;
+/// Ways of a budget set: this many pairs that hash alike keep a budget each.
+pub const BUDGET_WAYS: usize = 4;
+/// Entries of [`map::BUDGET`]: a set per hook kind.
+pub const BUDGET_ENTRIES: u32 = 2 * BUDGET_SETS;
 /// Capacity of the reason filter map.
 pub const MAX_REASON_FILTER: u32 = 1024;
 /// Capacity of the stack trace map.
@@ -768,7 +773,7 @@ pub struct SuppressedRecord {
 }
 const _: () = assert!(core::mem::size_of::<SuppressedRecord>() == 64);
 
-/// Value of [`map::BUDGET`]: one (reason, location) pair on one CPU.
+/// One (reason, location) pair's budget on one CPU; `location` 0: the slot is free.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct BudgetState {
@@ -789,14 +794,20 @@ pub struct BudgetState {
 }
 const _: () = assert!(core::mem::size_of::<BudgetState>() == 48);
 
-impl BudgetState {
-    /// The slot of `(reason, location)` in [`map::BUDGET`]: the kernel's core reasons
-    /// (below 256) at one location each get their own.
+/// Value of [`map::BUDGET`]: the pairs whose hash names this set.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BudgetSet {
+    pub ways: [BudgetState; BUDGET_WAYS],
+}
+
+impl BudgetSet {
+    /// The set of `(reason, location)`, below [`BUDGET_SETS`].
     #[inline(always)]
-    pub fn slot(reason: u32, location: u64) -> u32 {
+    pub fn of(reason: u32, location: u64) -> u32 {
         let folded =
-            (location as u32) ^ ((location >> 32) as u32) ^ (reason.wrapping_mul(0x9e37_79b1));
-        folded.wrapping_mul(0x9e37_79b1) >> 24
+            (location as u32) ^ ((location >> 32) as u32) ^ reason.wrapping_mul(0x9e37_79b1);
+        folded.wrapping_mul(0x9e37_79b1) >> 26
     }
 }
 
@@ -838,5 +849,6 @@ mod pod {
     unsafe impl aya::Pod for RateState {}
     unsafe impl aya::Pod for SuppressedRecord {}
     unsafe impl aya::Pod for BudgetState {}
+    unsafe impl aya::Pod for BudgetSet {}
     unsafe impl aya::Pod for BudgetRecord {}
 }

@@ -5,40 +5,37 @@
 //! exit.
 
 use aya_ebpf::helpers::{bpf_get_smp_processor_id, bpf_jiffies64, bpf_ktime_get_ns};
-use netdrop_common::{BudgetRecord, BudgetState, DropEvent, RateState, SuppressedRecord, stat};
+use netdrop_common::{
+    BUDGET_SETS, BUDGET_WAYS, BudgetRecord, BudgetSet, BudgetState, DropEvent, RateState,
+    SuppressedRecord, stat,
+};
 
 use crate::{
     count,
     maps::{BUDGET, EVENTS, RATE},
-    pipeline::flow_key,
+    pipeline::{Scratch, flow_key},
 };
 
 /// The event budget: true when this drop of `reason` at `location` may be examined in full
 /// (one of the first `budget` of its pair this second on this CPU), false when it is
 /// counted as over budget. Before the first drop a pair examines after going over, a
 /// [`BudgetRecord`] says how many were not; a record that finds the ring full is retried
-/// before the next one. A pair whose slot another pair holds with drops still unreported is
-/// examined in full: the budget never loses count.
+/// before the next one. `now` is the clock when the caller has read it, else 0. `scratch`
+/// keeps the kfree_skb program's pairs apart from those of a TCP kprobe that interrupts it.
 #[inline(always)]
-pub fn within_budget(reason: u32, location: u64, budget: u32) -> bool {
-    let Some(state) = BUDGET.get_ptr_mut(BudgetState::slot(reason, location)) else {
+pub fn within_budget(scratch: Scratch, reason: u32, location: u64, budget: u32, now: u64) -> bool {
+    let index = BudgetSet::of(reason, location) + scratch as u32 * BUDGET_SETS;
+    let Some(set) = BUDGET.get_ptr_mut(index) else {
         return true;
     };
-    // SAFETY: this CPU's slot of a per-CPU array. Only a TCP kprobe interrupting the
-    // kfree_skb program on this CPU could touch it meanwhile, for its own reasons, which
-    // hash to this slot only by a rare collision; then a report could miss one drop, never
-    // the total in STATS.
-    let state = unsafe { &mut *state };
-    if state.reason != reason || state.location != location {
-        if state.skipped != state.reported {
-            return true;
-        }
-        *state = BudgetState {
-            reason,
-            location,
-            ..BudgetState::default()
-        };
+    // SAFETY: this CPU's entry of a per-CPU array, used by one program at a time on this CPU
+    // (the other hook kind has entries of its own).
+    let set = unsafe { &mut *set };
+    let way = way_of(set, reason, location, now);
+    if way >= BUDGET_WAYS {
+        return true;
     }
+    let state = &mut set.ways[way & (BUDGET_WAYS - 1)];
     // The nanosecond clock costs a drop more than everything else here (about 70 ns in a
     // VM, where counting a drop costs 100): it is read once per timer tick, which jiffies,
     // a plain memory read, tells.
@@ -46,7 +43,12 @@ pub fn within_budget(reason: u32, location: u64, budget: u32) -> bool {
     let tick = unsafe { bpf_jiffies64() };
     if state.tick != tick {
         state.tick = tick;
-        let window = unsafe { bpf_ktime_get_ns() } / 1_000_000_000;
+        let now = if now != 0 {
+            now
+        } else {
+            unsafe { bpf_ktime_get_ns() }
+        };
+        let window = now / 1_000_000_000;
         if state.window != window {
             state.window = window;
             state.examined = 0;
@@ -58,22 +60,65 @@ pub fn within_budget(reason: u32, location: u64, budget: u32) -> bool {
         return false;
     }
     state.examined += 1;
-    let pending = state.skipped - state.reported;
-    if pending > 0 {
-        let record = BudgetRecord {
-            reason,
-            // SAFETY: plain helper call.
-            cpu: unsafe { bpf_get_smp_processor_id() },
-            location,
-            count: pending,
-            // SAFETY: plain helper call.
-            timestamp_ns: unsafe { bpf_ktime_get_ns() },
-        };
-        if EVENTS.output::<BudgetRecord>(&record, 0).is_ok() {
-            state.reported = state.skipped;
-        }
+    if state.skipped != state.reported && report(state, now) {
+        state.reported = state.skipped;
     }
     true
+}
+
+/// The way of `set` that holds (`reason`, `location`), claiming one when none does: a free
+/// way (never used, or with nothing left to report), else the one seen least recently,
+/// once a record reports what it holds. [`BUDGET_WAYS`] when that record finds the ring
+/// full: the drop is then examined in full, and no count is lost.
+#[inline(always)]
+fn way_of(set: &mut BudgetSet, reason: u32, location: u64, now: u64) -> usize {
+    let mut free = BUDGET_WAYS;
+    let mut oldest = 0;
+    let mut oldest_tick = u64::MAX;
+    for (i, w) in set.ways.iter().enumerate() {
+        if w.location == location && w.reason == reason {
+            return i;
+        }
+        if free == BUDGET_WAYS && w.skipped == w.reported {
+            free = i;
+        }
+        if w.tick < oldest_tick {
+            oldest = i;
+            oldest_tick = w.tick;
+        }
+    }
+    let way = if free < BUDGET_WAYS {
+        free
+    } else if report(&set.ways[oldest & (BUDGET_WAYS - 1)], now) {
+        oldest
+    } else {
+        return BUDGET_WAYS;
+    };
+    set.ways[way & (BUDGET_WAYS - 1)] = BudgetState {
+        reason,
+        location,
+        ..BudgetState::default()
+    };
+    way
+}
+
+/// Writes a [`BudgetRecord`] of what `state` holds over budget and not yet reported; false
+/// when the ring buffer is full.
+#[inline(always)]
+fn report(state: &BudgetState, now: u64) -> bool {
+    let record = BudgetRecord {
+        reason: state.reason,
+        // SAFETY: plain helper calls.
+        cpu: unsafe { bpf_get_smp_processor_id() },
+        location: state.location,
+        count: state.skipped - state.reported,
+        timestamp_ns: if now != 0 {
+            now
+        } else {
+            unsafe { bpf_ktime_get_ns() }
+        },
+    };
+    EVENTS.output::<BudgetRecord>(&record, 0).is_ok()
 }
 
 /// The rate limit: true when `ev` may be written (one of the first `limit` events of its

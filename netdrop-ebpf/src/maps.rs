@@ -6,7 +6,7 @@ use aya_ebpf::{
     maps::{Array, HashMap, LruPerCpuHashMap, PerCpuArray, PerCpuHashMap, RingBuf, StackTrace},
 };
 use netdrop_common::{
-    BUDGET_SLOTS, BudgetState, DeviceKey, DropEvent, FlowKey, LocationKey, MAX_DEVICES, MAX_FLOWS,
+    BUDGET_ENTRIES, BudgetSet, DeviceKey, DropEvent, FlowKey, LocationKey, MAX_DEVICES, MAX_FLOWS,
     MAX_LOCATIONS, MAX_REASON_FILTER, MAX_REASONS, MAX_STACKS, RateState, stat,
 };
 
@@ -20,10 +20,11 @@ pub static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 22, 0);
 pub static RATE: LruPerCpuHashMap<FlowKey, RateState> = LruPerCpuHashMap::with_max_entries(1, 0);
 
 /// Drops examined per reason and location this second, per CPU, when an event budget is
-/// set (see `limits::within_budget`). An array: the check costs one lookup, no hashing in
-/// the map.
+/// set (see `limits::within_budget`): a set of pairs per entry, the kfree_skb program's
+/// sets first, then the TCP kprobes' (which can interrupt it). An array: the check costs
+/// one lookup, no hashing in the map.
 #[map]
-pub static BUDGET: PerCpuArray<BudgetState> = PerCpuArray::with_max_entries(BUDGET_SLOTS, 0);
+pub static BUDGET: PerCpuArray<BudgetSet> = PerCpuArray::with_max_entries(BUDGET_ENTRIES, 0);
 
 #[map]
 pub static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(stat::COUNT, 0);

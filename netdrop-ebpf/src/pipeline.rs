@@ -85,7 +85,9 @@ fn try_handle<C: EbpfContext + StackIdContext>(
     }
     // Past its budget, a drop is counted like `stats` counts it and read no further.
     let budget = global!(CONFIG.budget);
-    if cfg & config::BUDGET_EARLY != 0 && !limits::within_budget(reason, drop.location, budget) {
+    if cfg & config::BUDGET_EARLY != 0
+        && !limits::within_budget(scratch, reason, drop.location, budget, 0)
+    {
         count::stat(stat::MATCHED);
         count_reason_location(cfg, reason, drop.location);
         return Ok(());
@@ -127,7 +129,7 @@ fn try_handle<C: EbpfContext + StackIdContext>(
     let now = unsafe { bpf_ktime_get_ns() };
     if budget != 0
         && cfg & config::BUDGET_EARLY == 0
-        && !limits::within_budget(reason, drop.location, budget)
+        && !limits::within_budget(scratch, reason, drop.location, budget, now)
     {
         return Ok(());
     }

@@ -380,8 +380,8 @@ pub struct WatchArgs {
     /// Show at most N events per second for each flow and reason (on each CPU); drops
     /// beyond are counted exactly and reported as "N more like this" before the flow's next
     /// event, and in the summary. Keeps a flood of one flow from costing the dropping CPUs
-    /// an event each while every quieter flow is still shown drop by drop. 0 shows every
-    /// drop.
+    /// an event each while every quieter flow is still shown drop by drop. 0: no limit per
+    /// flow (--budget still applies).
     #[arg(long, value_name = "N", default_value_t = 1000)]
     pub rate_limit: u32,
 
@@ -390,8 +390,8 @@ pub struct WatchArgs {
     /// event written. Drops beyond are only counted, exactly, like `netdrop stats` counts
     /// them, and reported as "N more drops ... not examined" and in the summary. Under a
     /// flood this keeps watching as cheap for the dropping CPUs as counting (the headers
-    /// are not even read, unless a --port, --host, --proto, --netns or --iface filter needs
-    /// them). 0 examines every drop; `--rate-limit 0 --budget 0` shows every drop.
+    /// are not even read, unless a --port, --host, --src, --dst, --proto, --netns or --iface
+    /// filter needs them). 0 examines every drop; `--rate-limit 0 --budget 0` shows every drop.
     #[arg(long, value_name = "N", default_value_t = 2000)]
     pub budget: u32,
 

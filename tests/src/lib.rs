@@ -764,3 +764,28 @@ pub fn set_rcvbuf(s: &std::net::UdpSocket, bytes: i32) {
     };
     assert_eq!(rc, 0, "SO_RCVBUF: {}", std::io::Error::last_os_error());
 }
+
+/// CPUs online now: those that can run softirqs and drop packets (more than
+/// `available_parallelism` when this process's affinity or cgroup is narrower).
+pub fn online_cpus() -> usize {
+    // SAFETY: plain libc query.
+    let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    usize::try_from(n).ok().filter(|&n| n > 0).unwrap_or(1)
+}
+
+/// Pins the calling thread to `cpu`.
+pub fn pin_to_cpu(cpu: usize) {
+    // SAFETY: a zeroed cpu_set_t is an empty set; CPU_SET and sched_setaffinity on the
+    // calling thread (pid 0) only read and write that set.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        let rc = libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+        assert_eq!(
+            rc,
+            0,
+            "cannot pin to CPU {cpu}: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}

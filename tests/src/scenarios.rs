@@ -291,7 +291,7 @@ fn event_budget() -> Outcome {
         .ok_or_else(|| format!("no over_budget notice names __udp4_lib_rcv: {notices:?}"))?;
     reason(ours, "NO_SOCKET")?;
     let shown = to_port(&r.drops, 9019).len() as u64;
-    let cpus = thread::available_parallelism().map_or(1, |c| c.get()) as f64;
+    let cpus = crate::online_cpus() as f64;
     let seconds = s["duration_s"].as_f64().unwrap_or(0.0).ceil() + 1.0;
     ensure!(
         shown > 0 && shown as f64 <= 20.0 * cpus * seconds,
@@ -960,12 +960,7 @@ fn steer_to_cpu1(ns: &NetnsPair) {
 fn flood_from_cpu0(ns: &NetnsPair, dst: SocketAddr) {
     thread::scope(|s| {
         s.spawn(|| {
-            // SAFETY: pins this thread to CPU 0; the set is a plain bitmask.
-            unsafe {
-                let mut set: libc::cpu_set_t = std::mem::zeroed();
-                libc::CPU_SET(0, &mut set);
-                libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set);
-            }
+            crate::pin_to_cpu(0);
             let sender = UdpSocket::bind(format!("{}:0", ns.host_addr)).unwrap();
             for _ in 0..3000 {
                 let _ = sender.send_to(&[0u8; 64], dst);

@@ -8,6 +8,7 @@ pub mod btf;
 mod btf_oracle;
 pub mod containers;
 pub mod counters;
+pub mod cpus;
 pub mod inferred;
 pub mod kallsyms;
 pub mod netns;

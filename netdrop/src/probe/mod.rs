@@ -532,7 +532,7 @@ impl Probe {
     /// [`netdrop_common::BudgetRecord`] reported yet. Read after [`Probe::detach`], these
     /// and the records account for every drop over budget.
     pub fn unreported_over_budget(&self) -> Result<Vec<netdrop_common::BudgetRecord>, Error> {
-        use netdrop_common::{BUDGET_SLOTS, BudgetRecord, BudgetState};
+        use netdrop_common::{BUDGET_ENTRIES, BudgetRecord, BudgetSet};
         let m = self
             .ebpf
             .map(map::BUDGET)
@@ -541,16 +541,19 @@ impl Probe {
             map: map::BUDGET,
             source,
         };
-        let arr: PerCpuArray<_, BudgetState> = PerCpuArray::try_from(m).map_err(map_err)?;
+        let arr: PerCpuArray<_, BudgetSet> = PerCpuArray::try_from(m).map_err(map_err)?;
+        // Per-CPU values come in the order of the possible CPUs, whose ids can have gaps.
+        let cpus = crate::kernel::cpus::possible()?;
         let mut out = Vec::new();
-        for slot in 0..BUDGET_SLOTS {
-            for (cpu, s) in arr.get(&slot, 0).map_err(map_err)?.iter().enumerate() {
-                if s.skipped > s.reported {
+        for entry in 0..BUDGET_ENTRIES {
+            let values = arr.get(&entry, 0).map_err(map_err)?;
+            for (set, &cpu) in values.iter().zip(&cpus) {
+                for w in set.ways.iter().filter(|w| w.skipped > w.reported) {
                     out.push(BudgetRecord {
-                        reason: s.reason,
-                        cpu: cpu as u32,
-                        location: s.location,
-                        count: s.skipped - s.reported,
+                        reason: w.reason,
+                        cpu,
+                        location: w.location,
+                        count: w.skipped - w.reported,
                         timestamp_ns: 0,
                     });
                 }

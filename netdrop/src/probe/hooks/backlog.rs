@@ -191,9 +191,8 @@ pub fn max_backlog(kallsyms: &str, hotdata_offset: u32) -> u64 {
 /// The number of possible CPUs from `/sys/devices/system/cpu/possible` (`0-3`, `0`,
 /// `0-3,8-11`): the highest listed plus one.
 pub fn possible_cpus(text: &str) -> Option<u32> {
-    text.trim()
-        .split(',')
-        .filter_map(|r| r.rsplit('-').next()?.trim().parse::<u32>().ok())
+    crate::kernel::cpus::parse_list(text)?
+        .into_iter()
         .max()
         .map(|m| m + 1)
 }
