@@ -464,3 +464,39 @@ fn a_protocol_nobody_handles_is_named() {
         "{f:#}"
     );
 }
+
+#[test]
+fn a_flood_is_counted_exactly_and_sampled() {
+    // 20,000 datagrams to a closed port while diagnose samples drops under a budget: the
+    // counts are exact, and the samples (16 per reason at most) name the flow.
+    const FLOOD: u64 = 20_000;
+    let ns = NetnsPair::new("dg10", 250);
+    let dst: SocketAddr = format!("{}:47270", ns.ns_addr).parse().unwrap();
+    let report = diagnose(&["--netns", &ns.name], || {
+        let sock = std::net::UdpSocket::bind(format!("{}:0", ns.host_addr)).unwrap();
+        for _ in 0..FLOOD {
+            sock.send_to(b"x", dst).unwrap();
+        }
+    });
+    let f = finding(&report, "no_socket");
+    assert_eq!(f["drops"], FLOOD, "{f:#}");
+    let flows = report["evidence"]["flows"].as_array().unwrap();
+    assert!(
+        flows
+            .iter()
+            .any(|fl| fl["count"] == FLOOD && fl["packet"]["dport"] == 47270),
+        "{flows:#?}"
+    );
+    let samples: Vec<&Value> = report["evidence"]["samples"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["reason"]["name"] == "NO_SOCKET")
+        .collect();
+    assert!(
+        !samples.is_empty() && samples.len() <= 16,
+        "{} NO_SOCKET samples",
+        samples.len()
+    );
+    assert!(samples.iter().all(|d| d["packet"]["dport"] == 47270));
+}

@@ -48,10 +48,15 @@ pub async fn run(args: &DiagnoseArgs, verbose: u8) -> Result<(), Error> {
         | config::BY_LOCATION
         | config::BY_FLOW
         | config::BY_DEVICE;
+    // Counts come from the kernel's maps, exact; events serve only as samples (at most
+    // SAMPLES_PER_REASON kept per reason), so a flood need not write one per drop: the
+    // same budget and rate limit as watch, sized to the samples.
     let cfg = ProbeConfig {
         ring_size: 1 << 20,
         kernel_log: verbose >= 2,
         without: args.kernel.without.clone(),
+        rate_limit: SAMPLES_PER_REASON as u32,
+        budget: 4 * SAMPLES_PER_REASON as u32,
         ..ProbeConfig::new(args.kernel.attach, flags, filter)
     };
     let mut stop = commands::StopSignals::install()?;
