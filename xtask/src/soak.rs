@@ -75,11 +75,14 @@ pub fn run(args: SoakArgs) -> Result<()> {
     let pid = tracer.child.id();
 
     let stop = Arc::new(AtomicBool::new(false));
+    let duration = Duration::from_secs_f64(args.minutes * 60.0);
+    // The busy flow of the last started minute runs to the end: the report checks a flow
+    // that was busy for a while, not one the last seconds of the run began.
+    let last_minute = (duration.as_secs().saturating_sub(1)) / 60;
     let traffic = {
         let stop = stop.clone();
-        std::thread::spawn(move || traffic(&stop))
+        std::thread::spawn(move || traffic(&stop, last_minute))
     };
-    let duration = Duration::from_secs_f64(args.minutes * 60.0);
     eprintln!(
         "xtask: soak for {:.1} min: {FLOWS_PER_MINUTE} new flows a minute in namespace {NETNS}, scraped every {}s",
         args.minutes,
@@ -128,8 +131,9 @@ struct Sent {
 
 /// Sends until `stop`, from inside the namespace: `FLOWS_PER_MINUTE` new flows a minute,
 /// each two datagrams to the closed port from a new source address and port (one in five
-/// also one to the nft-dropped port), and a busy flow that changes source every minute.
-fn traffic(stop: &AtomicBool) -> Result<Sent> {
+/// also one to the nft-dropped port), and a busy flow that changes source every minute up
+/// to `last_minute`.
+fn traffic(stop: &AtomicBool, last_minute: u64) -> Result<Sent> {
     let file = std::fs::File::open(Path::new("/run/netns").join(NETNS))
         .with_context(|| format!("opening /run/netns/{NETNS}"))?;
     // SAFETY: setns on this thread only, with a namespace fd we hold open.
@@ -147,7 +151,7 @@ fn traffic(stop: &AtomicBool) -> Result<Sent> {
     let mut busy: Option<(u64, UdpSocket, Ipv4Addr)> = None;
     let mut tick = 0u64;
     while !stop.load(Ordering::Relaxed) {
-        let minute = started.elapsed().as_secs() / 60;
+        let minute = (started.elapsed().as_secs() / 60).min(last_minute);
         if busy.as_ref().is_none_or(|b| b.0 != minute) {
             let addr = Ipv4Addr::new(127, 250, 0, (minute % 250) as u8 + 1);
             let sock = UdpSocket::bind((addr, BUSY_PORT))
