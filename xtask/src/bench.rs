@@ -325,9 +325,9 @@ fn pipeline(netdrop: &Path) -> Result<()> {
                 format,
             ]))
             .context("running netdrop bench-pipeline")?;
-            runs.push(serde_like::parse_pipeline(&out)?);
+            runs.push(tool_output::parse_pipeline(&out)?);
         }
-        let med = |f: fn(&serde_like::Pipeline) -> f64| median(runs.iter().map(f).collect());
+        let med = |f: fn(&tool_output::Pipeline) -> f64| median(runs.iter().map(f).collect());
         let events = runs[0].events;
         println!(
             "{format:<7} {events:>10.0} {:>14.0} {:>16.0} {:>12.0} {:>14.3}",
@@ -485,7 +485,7 @@ fn run_mode(
                 String::from_utf8_lossy(&out.stderr)
             );
         }
-        let generated = serde_like::parse(&String::from_utf8_lossy(&out.stdout))?;
+        let generated = tool_output::parse(&String::from_utf8_lossy(&out.stdout))?;
         s.rate += generated.rate;
         s.sent += generated.sent;
     }
@@ -825,9 +825,10 @@ fn legend() {
     );
 }
 
-/// The generator's one-line JSON, read without a JSON dependency in xtask.
-mod serde_like {
+/// The one-line JSON reports of the drop generator and of `netdrop bench-pipeline`.
+mod tool_output {
     use anyhow::{Context, Result};
+    use serde_json::Value;
 
     pub struct Gen {
         pub sent: u64,
@@ -843,33 +844,35 @@ mod serde_like {
         pub decode_only_s: f64,
     }
 
-    fn field<'a>(s: &'a str, k: &str) -> Option<&'a str> {
-        let at = s.find(&format!("\"{k}\":"))? + k.len() + 3;
-        s[at..].split([',', '}']).next().map(str::trim)
+    fn object(s: &str) -> Result<Value> {
+        serde_json::from_str(s.trim()).with_context(|| format!("not one JSON object: {s:?}"))
     }
 
-    fn number(s: &str, k: &str) -> Result<f64> {
-        field(s, k)
-            .and_then(|v| v.parse().ok())
-            .with_context(|| format!("no {k} in {s:?}"))
+    fn number(v: &Value, k: &str) -> Result<f64> {
+        v.get(k)
+            .and_then(Value::as_f64)
+            .with_context(|| format!("no {k} in {v}"))
     }
 
     pub fn parse_pipeline(s: &str) -> Result<Pipeline> {
+        let v = object(s)?;
         Ok(Pipeline {
-            events: number(s, "events")?,
-            bytes: number(s, "bytes")?,
-            wall_s: number(s, "wall_s")?,
-            cpu_s: number(s, "cpu_s")?,
-            decode_only_s: number(s, "decode_only_s")?,
+            events: number(&v, "events")?,
+            bytes: number(&v, "bytes")?,
+            wall_s: number(&v, "wall_s")?,
+            cpu_s: number(&v, "cpu_s")?,
+            decode_only_s: number(&v, "decode_only_s")?,
         })
     }
 
     pub fn parse(s: &str) -> Result<Gen> {
+        let v = object(s)?;
         Ok(Gen {
-            sent: field(s, "sent")
-                .and_then(|v| v.parse().ok())
+            sent: v
+                .get("sent")
+                .and_then(Value::as_u64)
                 .context("generator output")?,
-            rate: number(s, "rate")?,
+            rate: number(&v, "rate")?,
         })
     }
 
@@ -920,224 +923,6 @@ mod tests {
     }
 }
 
-/// A JSON reader small enough to keep xtask free of a JSON dependency: bpftool's program
-/// listing nests arrays and objects (`pids`, `map_ids`), which [`serde_like`]'s field
-/// search cannot tell apart.
-mod json {
-    /// A JSON value. Numbers keep their text, so u64 counters read back exactly.
-    #[derive(Debug, PartialEq)]
-    pub enum Json {
-        Null,
-        Bool(bool),
-        Number(String),
-        Str(String),
-        Array(Vec<Json>),
-        Object(Vec<(String, Json)>),
-    }
-
-    /// Nesting deeper than this is not bpftool's and is refused rather than recursed into.
-    const MAX_DEPTH: usize = 32;
-
-    impl Json {
-        /// The whole of `text` as one value, or `None` if it is not JSON.
-        pub fn parse(text: &str) -> Option<Json> {
-            let mut p = Parser {
-                s: text.as_bytes(),
-                at: 0,
-            };
-            let v = p.value(0)?;
-            p.skip_space();
-            (p.at == p.s.len()).then_some(v)
-        }
-
-        /// The field `key` of an object.
-        pub fn get(&self, key: &str) -> Option<&Json> {
-            match self {
-                Json::Object(fields) => fields.iter().find(|(k, _)| k == key).map(|(_, v)| v),
-                _ => None,
-            }
-        }
-
-        pub fn as_u64(&self) -> Option<u64> {
-            match self {
-                Json::Number(n) => n.parse().ok(),
-                _ => None,
-            }
-        }
-
-        pub fn as_str(&self) -> Option<&str> {
-            match self {
-                Json::Str(s) => Some(s),
-                _ => None,
-            }
-        }
-
-        pub fn as_array(&self) -> Option<&[Json]> {
-            match self {
-                Json::Array(items) => Some(items),
-                _ => None,
-            }
-        }
-    }
-
-    struct Parser<'a> {
-        s: &'a [u8],
-        at: usize,
-    }
-
-    impl Parser<'_> {
-        fn skip_space(&mut self) {
-            while matches!(self.s.get(self.at), Some(b' ' | b'\t' | b'\n' | b'\r')) {
-                self.at += 1;
-            }
-        }
-
-        /// Skips space, then `c` if it comes next.
-        fn eat(&mut self, c: u8) -> bool {
-            self.skip_space();
-            let next = self.s.get(self.at) == Some(&c);
-            if next {
-                self.at += 1;
-            }
-            next
-        }
-
-        fn value(&mut self, depth: usize) -> Option<Json> {
-            if depth > MAX_DEPTH {
-                return None;
-            }
-            self.skip_space();
-            match *self.s.get(self.at)? {
-                b'{' => {
-                    self.at += 1;
-                    let mut fields = Vec::new();
-                    if self.eat(b'}') {
-                        return Some(Json::Object(fields));
-                    }
-                    loop {
-                        self.skip_space();
-                        let key = self.string()?;
-                        if !self.eat(b':') {
-                            return None;
-                        }
-                        fields.push((key, self.value(depth + 1)?));
-                        if self.eat(b'}') {
-                            return Some(Json::Object(fields));
-                        }
-                        if !self.eat(b',') {
-                            return None;
-                        }
-                    }
-                }
-                b'[' => {
-                    self.at += 1;
-                    let mut items = Vec::new();
-                    if self.eat(b']') {
-                        return Some(Json::Array(items));
-                    }
-                    loop {
-                        items.push(self.value(depth + 1)?);
-                        if self.eat(b']') {
-                            return Some(Json::Array(items));
-                        }
-                        if !self.eat(b',') {
-                            return None;
-                        }
-                    }
-                }
-                b'"' => self.string().map(Json::Str),
-                b't' => self.word("true", Json::Bool(true)),
-                b'f' => self.word("false", Json::Bool(false)),
-                b'n' => self.word("null", Json::Null),
-                _ => {
-                    let start = self.at;
-                    while matches!(
-                        self.s.get(self.at),
-                        Some(b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E')
-                    ) {
-                        self.at += 1;
-                    }
-                    let text = std::str::from_utf8(&self.s[start..self.at]).ok()?;
-                    text.parse::<f64>()
-                        .ok()
-                        .map(|_| Json::Number(text.to_owned()))
-                }
-            }
-        }
-
-        fn word(&mut self, word: &str, v: Json) -> Option<Json> {
-            let matched = self.s[self.at..].starts_with(word.as_bytes());
-            if matched {
-                self.at += word.len();
-            }
-            matched.then_some(v)
-        }
-
-        /// A string at the cursor, escapes resolved (a lone surrogate becomes U+FFFD).
-        fn string(&mut self) -> Option<String> {
-            if self.s.get(self.at) != Some(&b'"') {
-                return None;
-            }
-            self.at += 1;
-            let mut out = Vec::new();
-            loop {
-                let c = *self.s.get(self.at)?;
-                self.at += 1;
-                match c {
-                    b'"' => return String::from_utf8(out).ok(),
-                    b'\\' => {
-                        let e = *self.s.get(self.at)?;
-                        self.at += 1;
-                        let ch = match e {
-                            b'"' => '"',
-                            b'\\' => '\\',
-                            b'/' => '/',
-                            b'b' => '\u{8}',
-                            b'f' => '\u{c}',
-                            b'n' => '\n',
-                            b'r' => '\r',
-                            b't' => '\t',
-                            b'u' => {
-                                let hex = self.s.get(self.at..self.at + 4)?;
-                                self.at += 4;
-                                let code =
-                                    u32::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?;
-                                char::from_u32(code).unwrap_or('\u{fffd}')
-                            }
-                            _ => return None,
-                        };
-                        out.extend_from_slice(ch.encode_utf8(&mut [0; 4]).as_bytes());
-                    }
-                    _ => out.push(c),
-                }
-            }
-        }
-    }
-
-    #[cfg(test)]
-    mod tests {
-        use super::Json;
-
-        #[test]
-        fn reads_nested_values_and_refuses_broken_ones() {
-            let v = Json::parse(
-                r#" {"a": [1, {"b": "x\"y\u00e9"}], "n": 18446744073709551615, "t": true, "z": null} "#,
-            )
-            .unwrap();
-            let a = v.get("a").and_then(Json::as_array).unwrap();
-            assert_eq!(a[0].as_u64(), Some(1));
-            assert_eq!(a[1].get("b").and_then(Json::as_str), Some("x\"y\u{e9}"));
-            assert_eq!(v.get("n").and_then(Json::as_u64), Some(u64::MAX));
-            assert_eq!(v.get("t"), Some(&Json::Bool(true)));
-            assert_eq!(v.get("missing"), None);
-            for broken in ["", "[1,", "{\"a\" 1}", "[1] x", "\"open", "[-]", "{1:2}"] {
-                assert_eq!(Json::parse(broken), None, "{broken:?}");
-            }
-            assert_eq!(Json::parse(&"[".repeat(1000)), None);
-        }
-    }
-}
-
 /// The kernel's own accounting of BPF programs: with `kernel.bpf_stats_enabled` on, the
 /// kernel adds up each program's run time and runs, which `bpftool prog show --json` prints
 /// as `run_time_ns` and `run_cnt`.
@@ -1148,8 +933,7 @@ mod bpf_stats {
     };
 
     use anyhow::{Context, Result, bail};
-
-    use super::json::Json;
+    use serde_json::Value;
 
     pub const SYSCTL: &str = "/proc/sys/kernel/bpf_stats_enabled";
 
@@ -1219,11 +1003,12 @@ mod bpf_stats {
     /// `run_cnt` out while the run time is 0, so missing ones read as 0; an entry without
     /// an id is skipped.
     pub fn parse(text: &str) -> Result<Vec<Prog>> {
-        let json = Json::parse(text).context("bpftool printed something other than JSON")?;
+        let json: Value =
+            serde_json::from_str(text).context("bpftool printed something other than JSON")?;
         let entries = json
             .as_array()
             .context("bpftool printed no list of programs")?;
-        let counter = |p: &Json, key: &str| p.get(key).map_or(Some(0), Json::as_u64);
+        let counter = |p: &Value, key: &str| p.get(key).map_or(Some(0), Value::as_u64);
         Ok(entries
             .iter()
             .filter_map(|p| {
@@ -1231,13 +1016,13 @@ mod bpf_stats {
                     id: p.get("id")?.as_u64()?,
                     name: p
                         .get("name")
-                        .and_then(Json::as_str)
+                        .and_then(Value::as_str)
                         .unwrap_or("")
                         .to_owned(),
                     pids: p
                         .get("pids")
-                        .and_then(Json::as_array)
-                        .unwrap_or(&[])
+                        .and_then(Value::as_array)
+                        .map_or(&[][..], Vec::as_slice)
                         .iter()
                         .filter_map(|e| u32::try_from(e.get("pid")?.as_u64()?).ok())
                         .collect(),
