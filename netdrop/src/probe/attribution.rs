@@ -72,7 +72,7 @@ impl<K: Pod + Copy + Eq + std::hash::Hash + Ord> Pair<K> {
     fn take(ebpf: &mut Ebpf, name: [&'static str; 2], capacity: usize) -> Result<Self, Error> {
         let mut open = |n: &'static str| -> Result<PerCpuHashMap<MapData, K, u64>, Error> {
             let m = ebpf.take_map(n).ok_or_else(|| super::missing_map(n))?;
-            PerCpuHashMap::try_from(m).map_err(|source| Error::Map { map: n, source })
+            PerCpuHashMap::try_from(m).map_err(super::map_error(n))
         };
         Ok(Self {
             maps: [open(name[0])?, open(name[1])?],
@@ -84,7 +84,7 @@ impl<K: Pod + Copy + Eq + std::hash::Hash + Ord> Pair<K> {
     /// Moves everything in map `idx` into the held table.
     fn drain(&mut self, idx: usize) -> Result<(), Error> {
         let name = self.name[idx];
-        let map_err = |source| Error::Map { map: name, source };
+        let map_err = super::map_error(name);
         let m = &mut self.maps[idx];
         let keys: Vec<K> = m.keys().collect::<Result<_, _>>().map_err(map_err)?;
         for k in keys {
@@ -101,7 +101,7 @@ impl<K: Pod + Copy + Eq + std::hash::Hash + Ord> Pair<K> {
         let mut live = Vec::new();
         for (m, name) in self.maps.iter().zip(self.name) {
             for item in m.iter() {
-                let (k, v) = item.map_err(|source| Error::Map { map: name, source })?;
+                let (k, v) = item.map_err(super::map_error(name))?;
                 live.push((k, v.iter().sum::<u64>()));
             }
         }
@@ -136,10 +136,7 @@ impl Attribution {
         let g = ebpf
             .take_map(map::GENERATION)
             .ok_or_else(|| super::missing_map(map::GENERATION))?;
-        let generation = Array::try_from(g).map_err(|source| Error::Map {
-            map: map::GENERATION,
-            source,
-        })?;
+        let generation = Array::try_from(g).map_err(super::map_error(map::GENERATION))?;
         let on = |bit: u32| flags & bit != 0;
         Ok(Self {
             generation,
@@ -182,10 +179,7 @@ impl Attribution {
         let next = 1 - self.current;
         self.generation
             .set(0, next, 0)
-            .map_err(|source| Error::Map {
-                map: map::GENERATION,
-                source,
-            })?;
+            .map_err(super::map_error(map::GENERATION))?;
         self.current = next;
         self.switched = Instant::now();
         Ok(())

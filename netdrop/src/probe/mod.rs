@@ -253,10 +253,7 @@ impl Probe {
         cfg: &ProbeConfig,
         kernel: &Kernel,
     ) -> Result<Self, Error> {
-        let map_err = |source| Error::Map {
-            map: map::REASON_FILTER,
-            source,
-        };
+        let map_err = map_error(map::REASON_FILTER);
         if !cfg.filter.reason_set.is_empty() {
             let m = ebpf
                 .map_mut(map::REASON_FILTER)
@@ -406,23 +403,13 @@ impl Probe {
             .ebpf
             .take_map(map::EVENTS)
             .ok_or_else(|| missing_map(map::EVENTS))?;
-        RingBuf::try_from(m).map_err(|source| Error::Map {
-            map: map::EVENTS,
-            source,
-        })
+        RingBuf::try_from(m).map_err(map_error(map::EVENTS))
     }
 
     /// Current kernel counters.
     pub fn counters(&self) -> Result<Counters, Error> {
-        let m = self
-            .ebpf
-            .map(map::STATS)
-            .ok_or_else(|| missing_map(map::STATS))?;
-        let map_err = |source| Error::Map {
-            map: map::STATS,
-            source,
-        };
-        let arr: PerCpuArray<_, u64> = PerCpuArray::try_from(m).map_err(map_err)?;
+        let arr: PerCpuArray<_, u64> = self.typed_map(map::STATS)?;
+        let map_err = map_error(map::STATS);
         let get =
             |i: u32| -> Result<u64, Error> { Ok(arr.get(&i, 0).map_err(map_err)?.iter().sum()) };
         Ok(Counters {
@@ -485,14 +472,22 @@ impl Probe {
         })
     }
 
+    /// Map `name` of the loaded object as the map type `T`, for reading.
+    fn typed_map<'a, T>(&'a self, name: &'static str) -> Result<T, Error>
+    where
+        T: TryFrom<&'a aya::maps::Map, Error = aya::maps::MapError>,
+    {
+        let m = self.ebpf.map(name).ok_or_else(|| missing_map(name))?;
+        T::try_from(m).map_err(map_error(name))
+    }
+
     /// Sums a per-CPU `key -> u64` map.
     pub fn sum_per_cpu<K: aya::Pod + Copy>(
         &self,
         name: &'static str,
     ) -> Result<Vec<(K, u64)>, Error> {
-        let m = self.ebpf.map(name).ok_or_else(|| missing_map(name))?;
-        let map_err = |source| Error::Map { map: name, source };
-        let h: PerCpuHashMap<_, K, u64> = PerCpuHashMap::try_from(m).map_err(map_err)?;
+        let h: PerCpuHashMap<_, K, u64> = self.typed_map(name)?;
+        let map_err = map_error(name);
         let mut out = Vec::new();
         for item in h.iter() {
             let (k, v) = item.map_err(map_err)?;
@@ -507,16 +502,8 @@ impl Probe {
     /// stayed in the table.
     pub fn unreported_suppressed(&self) -> Result<Vec<(netdrop_common::FlowKey, u64)>, Error> {
         use netdrop_common::{FlowKey, RateState};
-        let m = self
-            .ebpf
-            .map(map::RATE)
-            .ok_or_else(|| missing_map(map::RATE))?;
-        let map_err = |source| Error::Map {
-            map: map::RATE,
-            source,
-        };
-        let h: PerCpuHashMap<_, FlowKey, RateState> =
-            PerCpuHashMap::try_from(m).map_err(map_err)?;
+        let h: PerCpuHashMap<_, FlowKey, RateState> = self.typed_map(map::RATE)?;
+        let map_err = map_error(map::RATE);
         let mut out = Vec::new();
         for item in h.iter() {
             let (k, v) = item.map_err(map_err)?;
@@ -533,15 +520,8 @@ impl Probe {
     /// and the records account for every drop over budget.
     pub fn unreported_over_budget(&self) -> Result<Vec<netdrop_common::BudgetRecord>, Error> {
         use netdrop_common::{BUDGET_ENTRIES, BudgetRecord, BudgetSet};
-        let m = self
-            .ebpf
-            .map(map::BUDGET)
-            .ok_or_else(|| missing_map(map::BUDGET))?;
-        let map_err = |source| Error::Map {
-            map: map::BUDGET,
-            source,
-        };
-        let arr: PerCpuArray<_, BudgetSet> = PerCpuArray::try_from(m).map_err(map_err)?;
+        let arr: PerCpuArray<_, BudgetSet> = self.typed_map(map::BUDGET)?;
+        let map_err = map_error(map::BUDGET);
         // Per-CPU values come in the order of the possible CPUs, whose ids can have gaps.
         let cpus = crate::kernel::cpus::possible()?;
         let mut out = Vec::new();
@@ -709,6 +689,11 @@ pub(crate) fn program_mut<'a>(
     ebpf.program_mut(name).ok_or(Error::NoHook {
         details: format!("program {name} missing from the eBPF object"),
     })
+}
+
+/// The error of a failed operation on map `name`.
+pub(crate) fn map_error(name: &'static str) -> impl Fn(aya::maps::MapError) -> Error + Copy {
+    move |source| Error::Map { map: name, source }
 }
 
 pub(crate) fn missing_map(name: &'static str) -> Error {
