@@ -78,23 +78,22 @@ pub fn decode_capture(bytes: &[u8]) -> Option<Capture> {
 
 /// An event-budget report from the ring buffer: records of exactly its size are these.
 pub fn decode_over_budget(bytes: &[u8]) -> Option<netdrop_common::BudgetRecord> {
-    if bytes.len() != size_of::<netdrop_common::BudgetRecord>() {
-        return None;
-    }
-    // SAFETY: BudgetRecord is plain old data and `bytes` holds exactly one.
-    Some(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<netdrop_common::BudgetRecord>()) })
+    exactly(bytes)
 }
 
 /// A rate-limit report from the ring buffer: records of exactly its size are these, not
 /// [`DropEvent`]s.
 pub fn decode_suppressed(bytes: &[u8]) -> Option<netdrop_common::SuppressedRecord> {
-    if bytes.len() != size_of::<netdrop_common::SuppressedRecord>() {
+    exactly(bytes)
+}
+
+/// A `T` when `bytes` is exactly one: the ring's records are told apart by their size.
+fn exactly<T: aya::Pod>(bytes: &[u8]) -> Option<T> {
+    if bytes.len() != size_of::<T>() {
         return None;
     }
-    // SAFETY: SuppressedRecord is plain old data and `bytes` holds exactly one.
-    Some(unsafe {
-        std::ptr::read_unaligned(bytes.as_ptr().cast::<netdrop_common::SuppressedRecord>())
-    })
+    // SAFETY: T is plain old data and `bytes` holds exactly one.
+    Some(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) })
 }
 
 /// One dropped packet, enriched.
