@@ -43,12 +43,7 @@ pub fn within_budget(scratch: Scratch, reason: u32, location: u64, budget: u32, 
     let tick = unsafe { bpf_jiffies64() };
     if state.tick != tick {
         state.tick = tick;
-        let now = if now != 0 {
-            now
-        } else {
-            unsafe { bpf_ktime_get_ns() }
-        };
-        let window = now / 1_000_000_000;
+        let window = clock(now) / 1_000_000_000;
         if state.window != window {
             state.window = window;
             state.examined = 0;
@@ -112,13 +107,20 @@ fn report(state: &BudgetState, now: u64) -> bool {
         cpu: unsafe { bpf_get_smp_processor_id() },
         location: state.location,
         count: state.skipped - state.reported,
-        timestamp_ns: if now != 0 {
-            now
-        } else {
-            unsafe { bpf_ktime_get_ns() }
-        },
+        timestamp_ns: clock(now),
     };
     EVENTS.output::<BudgetRecord>(&record, 0).is_ok()
+}
+
+/// `now` when the caller has read the clock (non-zero), else the clock.
+#[inline(always)]
+fn clock(now: u64) -> u64 {
+    if now != 0 {
+        now
+    } else {
+        // SAFETY: plain helper call.
+        unsafe { bpf_ktime_get_ns() }
+    }
 }
 
 /// The rate limit: true when `ev` may be written (one of the first `limit` events of its
