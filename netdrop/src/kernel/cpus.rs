@@ -21,6 +21,11 @@ pub fn parse_list(text: &str) -> Option<Vec<u32>> {
     Some(ids)
 }
 
+/// Per-CPU slots a kernel array indexed by CPU id needs for `ids`: the highest plus one.
+pub fn slots(ids: &[u32]) -> Option<u32> {
+    ids.iter().max().map(|m| m + 1)
+}
+
 /// The possible CPUs of this machine, in the order per-CPU map values come in.
 pub fn possible() -> Result<Vec<u32>, crate::error::Error> {
     const PATH: &str = "/sys/devices/system/cpu/possible";
@@ -45,5 +50,14 @@ mod tests {
         assert_eq!(parse_list(""), None);
         assert_eq!(parse_list("3-1"), None);
         assert_eq!(parse_list("x"), None);
+    }
+
+    #[test]
+    fn slots_reach_the_highest_id() {
+        let slots = |text| parse_list(text).and_then(|ids| slots(&ids));
+        assert_eq!(slots("0-1\n"), Some(2));
+        assert_eq!(slots("0\n"), Some(1));
+        assert_eq!(slots("0-3,8-11\n"), Some(12));
+        assert_eq!(slots(""), None);
     }
 }

@@ -86,10 +86,10 @@ pub fn site(kernel: &Kernel) -> Result<Site, String> {
         }
         let kallsyms = std::fs::read_to_string("/proc/kallsyms")
             .map_err(|e| format!("cannot read /proc/kallsyms: {e}"))?;
-        let cpus = std::fs::read_to_string("/sys/devices/system/cpu/possible")
-            .ok()
-            .and_then(|s| possible_cpus(&s))
-            .ok_or("cannot read /sys/devices/system/cpu/possible")?;
+        let cpus = crate::kernel::cpus::slots(
+            &crate::kernel::cpus::possible().map_err(|e| e.to_string())?,
+        )
+        .ok_or("no possible CPUs listed")?;
         parse_site(&kallsyms, kernel.softnet_qlen, cpus).map(|mut s| {
             s.site.max_backlog = max_backlog(&kallsyms, kernel.hotdata_max_backlog);
             s
@@ -186,15 +186,6 @@ pub fn max_backlog(kallsyms: &str, hotdata_offset: u32) -> u64 {
         Some(a) if a != 0 && hotdata_offset != OFFSET_NONE => a + u64::from(hotdata_offset),
         _ => 0,
     }
-}
-
-/// The number of possible CPUs from `/sys/devices/system/cpu/possible` (`0-3`, `0`,
-/// `0-3,8-11`): the highest listed plus one.
-pub fn possible_cpus(text: &str) -> Option<u32> {
-    crate::kernel::cpus::parse_list(text)?
-        .into_iter()
-        .max()
-        .map(|m| m + 1)
 }
 
 /// The site handed to the programs for a run with `cfg`: the kernel's where the hook is
@@ -345,13 +336,5 @@ ffffffffc0a01000 t enqueue_to_backlog_x\t[some_module]
         assert!(wanted_by(config::EVENTS, &except_other, &reasons));
         // Without reasons (before 5.17) there is no reason filter: always.
         assert!(wanted_by(config::EVENTS, &all, &Reasons::none()));
-    }
-
-    #[test]
-    fn possible_cpu_lists() {
-        assert_eq!(possible_cpus("0-1\n"), Some(2));
-        assert_eq!(possible_cpus("0\n"), Some(1));
-        assert_eq!(possible_cpus("0-3,8-11\n"), Some(12));
-        assert_eq!(possible_cpus(""), None);
     }
 }
